@@ -1,0 +1,281 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
+/*
+ * The ABI shared verbatim by bpf/ (the datapath) and agent/, tools/, tests/ (user space).
+ *
+ * Plain C, no map definitions (those live in bpf/lib/maps.bpf.h). Every field says its byte
+ * order: "be" = network order, "host" = the CPU's order. Padding is explicit so that a key
+ * zeroed with {} or memset hashes the same in the kernel and in user space.
+ *
+ * Any change to a struct's layout must bump the version suffix of every map that uses it
+ * (LB_*_MAP names below): pinned maps survive agent upgrades and libbpf refuses to reuse a pin
+ * whose key/value sizes changed, but it cannot see a reordered field of the same size.
+ */
+#ifndef SLUICE_MAPS_SLUICE_ABI_H
+#define SLUICE_MAPS_SLUICE_ABI_H
+
+#ifndef __VMLINUX_H__
+#include <linux/types.h>
+#endif
+
+/* ---- sizes ---------------------------------------------------------------------------- */
+
+#define LB_MAX_SERVICES		65536	/* service ids are 1..LB_MAX_SERVICES-1; 0 = none */
+#define LB_MAX_SVC_ENTRIES	262144	/* master + slot entries, per family */
+#define LB_MAX_BACKENDS		262144	/* per family */
+#define LB_MAX_CT_ENTRIES	524288	/* per family; two entries per flow */
+#define LB_MAX_AFFINITY		65536	/* per family */
+#define LB_MAX_FRAGMENTS	8192	/* per family, datagrams in flight in pieces */
+#define LB_MAX_BACKENDS_PER_SVC	65535	/* slot numbers are __u16, slot 0 is the master */
+
+/* ---- pin names (files under --bpffs-root) ---------------------------------------------- */
+
+#define LB4_SERVICES_MAP	"lb4_services_v1"
+#define LB6_SERVICES_MAP	"lb6_services_v1"
+#define LB4_BACKENDS_MAP	"lb4_backends_v1"
+#define LB6_BACKENDS_MAP	"lb6_backends_v1"
+#define LB4_CT_MAP		"lb4_ct_v1"
+#define LB6_CT_MAP		"lb6_ct_v1"
+#define LB4_AFFINITY_MAP	"lb4_affinity_v1"
+#define LB6_AFFINITY_MAP	"lb6_affinity_v1"
+#define LB4_FRAGS_MAP		"lb4_frags_v1"
+#define LB6_FRAGS_MAP		"lb6_frags_v1"
+#define LB_STATS_MAP		"lb_stats_v1"
+#define LB_SVC_STATS_MAP	"lb_svc_stats_v1"
+
+/* Name of the tc program on pod-facing devices (the kernel keeps 15 characters). */
+#define LB_POD_INGRESS_PROG	"lb_pod_ingress"
+/* tc filter identity on the clsact ingress hook; the agent replaces/detaches by these. */
+#define LB_TC_HANDLE		0x51ce
+#define LB_TC_PRIORITY		0x51
+
+/* ---- services: master entry (slot 0) + one entry per backend slot ------------------------ */
+
+enum lb_scope {
+	LB_SCOPE_ALL = 0,	/* every source; the only scope until traffic policies land */
+};
+
+enum lb_svc_flags {
+	LB_SVC_F_AFFINITY = 1 << 0,	/* ClientIP session affinity; timeout in affinity_timeout */
+};
+
+struct lb4_svc_key {
+	__be32 vip;		/* be: service address */
+	__be16 port;		/* be: service port */
+	__u16 slot;		/* host: 0 = master entry, 1..count = backend slots */
+	__u8 proto;		/* IPPROTO_TCP / IPPROTO_UDP */
+	__u8 scope;		/* enum lb_scope */
+	__u8 pad[2];
+};
+
+struct lb6_svc_key {
+	__be32 vip[4];		/* be: service address */
+	__be16 port;		/* be: service port */
+	__u16 slot;		/* host: 0 = master entry, 1..count = backend slots */
+	__u8 proto;		/* IPPROTO_TCP / IPPROTO_UDP */
+	__u8 scope;		/* enum lb_scope */
+	__u8 pad[2];
+};
+
+/* One value type for both kinds of entry; which fields mean something depends on the slot. */
+struct lb_svc_value {
+	__u32 backend_id;	/* host: slot > 0: id in lb{4,6}_backends; master: 0 */
+	__u32 svc_id;		/* host: the frontend's id, same in master and slots */
+	__u32 affinity_timeout;	/* host: master: ClientIP affinity timeout in seconds */
+	__u16 count;		/* host: master: usable backends (slots 1..count); 0 = reject */
+	__u16 flags;		/* host: master: enum lb_svc_flags */
+};
+
+/* ---- backends: one entry per (service frontend, endpoint) -------------------------------- */
+
+enum lb_backend_state {
+	LB_BACKEND_ACTIVE = 0,
+	LB_BACKEND_TERMINATING = 1,	/* serving && terminating: used only when nothing is ready */
+};
+
+/*
+ * A backend id belongs to exactly one service frontend (svc_id), so "is this backend still part
+ * of that service?" (affinity, UDP flow re-pinning) is a single lookup.
+ */
+struct lb4_backend {
+	__be32 addr;		/* be */
+	__be16 port;		/* be */
+	__u8 proto;		/* IPPROTO_* */
+	__u8 state;		/* enum lb_backend_state */
+	__u32 svc_id;		/* host */
+};
+
+struct lb6_backend {
+	__be32 addr[4];		/* be */
+	__be16 port;		/* be */
+	__u8 proto;		/* IPPROTO_* */
+	__u8 state;		/* enum lb_backend_state */
+	__u32 svc_id;		/* host */
+};
+
+/* ---- conntrack: two entries per translated flow, keyed by the packet's own tuple ---------- */
+
+enum lb_ct_dir {
+	LB_CT_FORWARD = 1,	/* client -> service: rewrite destination to the backend */
+	LB_CT_REPLY = 2,	/* backend -> client: rewrite source back to the service */
+};
+
+enum lb_ct_flags {
+	LB_CT_F_HAIRPIN = 1 << 0,	/* client is its own backend: source rewritten to the VIP */
+	LB_CT_F_FIN_FWD = 1 << 1,	/* TCP FIN seen from the client */
+	LB_CT_F_FIN_REPLY = 1 << 2,	/* TCP FIN seen from the backend */
+	LB_CT_F_RST = 1 << 3,		/* TCP RST seen either way */
+	LB_CT_F_SEEN_REPLY = 1 << 4,	/* the backend has answered */
+};
+
+struct lb4_ct_key {
+	__be32 saddr;		/* be: packet source */
+	__be32 daddr;		/* be: packet destination */
+	__be16 sport;		/* be */
+	__be16 dport;		/* be */
+	__u8 proto;		/* IPPROTO_* */
+	__u8 pad[3];
+};
+
+struct lb6_ct_key {
+	__be32 saddr[4];	/* be */
+	__be32 daddr[4];	/* be */
+	__be16 sport;		/* be */
+	__be16 dport;		/* be */
+	__u8 proto;		/* IPPROTO_* */
+	__u8 pad[3];
+};
+
+/*
+ * FORWARD entry: nat_addr:nat_port = backend; hairpin_addr = the VIP used as new source.
+ * REPLY entry:   nat_addr:nat_port = VIP:port; hairpin_addr = the client to restore as dest.
+ */
+struct lb4_ct_value {
+	__be32 nat_addr;	/* be */
+	__be32 hairpin_addr;	/* be: meaningful with LB_CT_F_HAIRPIN */
+	__be16 nat_port;	/* be */
+	__u8 dir;		/* enum lb_ct_dir */
+	__u8 flags;		/* enum lb_ct_flags */
+	__u32 backend_id;	/* host */
+	__u32 svc_id;		/* host */
+	__u32 pad;
+	__u64 created_ns;	/* host: bpf_ktime_get_ns() (CLOCK_MONOTONIC) at creation */
+	__u64 last_seen_ns;	/* host: CLOCK_MONOTONIC, refreshed at most once a second */
+};
+
+struct lb6_ct_value {
+	__be32 nat_addr[4];	/* be */
+	__be32 hairpin_addr[4];	/* be */
+	__be16 nat_port;	/* be */
+	__u8 dir;		/* enum lb_ct_dir */
+	__u8 flags;		/* enum lb_ct_flags */
+	__u32 backend_id;	/* host */
+	__u32 svc_id;		/* host */
+	__u32 pad;
+	__u64 created_ns;	/* host: CLOCK_MONOTONIC */
+	__u64 last_seen_ns;	/* host: CLOCK_MONOTONIC */
+};
+
+/* ---- ClientIP session affinity ---------------------------------------------------------- */
+
+struct lb4_affinity_key {
+	__be32 client;		/* be */
+	__u32 svc_id;		/* host */
+};
+
+struct lb6_affinity_key {
+	__be32 client[4];	/* be */
+	__u32 svc_id;		/* host */
+};
+
+struct lb_affinity_value {
+	__u64 last_used_ns;	/* host: CLOCK_MONOTONIC of the last new connection */
+	__u32 backend_id;	/* host */
+	__u32 pad;
+};
+
+/* ---- fragments: L4 ports of a fragmented datagram, learnt from its first fragment -------- */
+
+struct lb4_frag_key {
+	__be32 saddr;		/* be */
+	__be32 daddr;		/* be */
+	__be16 id;		/* be: IPv4 identification */
+	__u8 proto;		/* IPPROTO_* of the datagram */
+	__u8 pad;
+};
+
+struct lb6_frag_key {
+	__be32 saddr[4];	/* be */
+	__be32 daddr[4];	/* be */
+	__be32 id;		/* be: fragment header identification */
+	__u8 proto;		/* IPPROTO_* of the datagram */
+	__u8 pad[3];
+};
+
+struct lb_frag_value {
+	__be16 sport;		/* be */
+	__be16 dport;		/* be */
+};
+
+/* ---- counters ------------------------------------------------------------------------ */
+
+/*
+ * Index into lb_stats_v1: what happened to a packet. Values below LB_STAT_DROP_FIRST are not
+ * drops. Names for each value are in lb_stat_names below so every tool prints the same words.
+ */
+enum lb_stat {
+	LB_STAT_PASS = 0,		/* not for a service: left byte-identical */
+	LB_STAT_FWD_NEW,		/* first packet of a flow to a service, backend chosen */
+	LB_STAT_FWD_ESTABLISHED,	/* later packet of a flow, translated from conntrack */
+	LB_STAT_REPLY,			/* backend's answer translated back to the service */
+	LB_STAT_REJECT,			/* service without usable backends: ICMP unreachable sent */
+	LB_STAT_PASS_FRAG_UNKNOWN,	/* non-first fragment of a datagram we never saw start */
+	LB_STAT_PASS_MALFORMED,		/* header too short or inconsistent, left to the stack */
+	LB_STAT_PASS_ROUTING_HDR,	/* IPv6 routing header with segments left: not final dst */
+	LB_STAT_DROP_FIRST,
+	LB_STAT_DROP_NO_BACKEND = LB_STAT_DROP_FIRST, /* slot/backend vanished mid-update */
+	LB_STAT_DROP_CT_INSERT,		/* conntrack insert failed: fail closed */
+	LB_STAT_DROP_REWRITE,		/* a packet-rewrite helper failed */
+	LB_STAT_DROP_UDP6_ZERO_CSUM,	/* RFC 8200 8.1: zero UDP checksum is invalid on IPv6 */
+	LB_STAT_DROP_ICMP_FAILED,	/* could not build the ICMP unreachable */
+	LB_STAT_MAX,
+};
+
+#define LB_STAT_NAMES_INIT { \
+	[LB_STAT_PASS] = "pass", \
+	[LB_STAT_FWD_NEW] = "forward_new", \
+	[LB_STAT_FWD_ESTABLISHED] = "forward_established", \
+	[LB_STAT_REPLY] = "reply", \
+	[LB_STAT_REJECT] = "reject_no_backend", \
+	[LB_STAT_PASS_FRAG_UNKNOWN] = "pass_fragment_unknown", \
+	[LB_STAT_PASS_MALFORMED] = "pass_malformed", \
+	[LB_STAT_PASS_ROUTING_HDR] = "pass_routing_header", \
+	[LB_STAT_DROP_NO_BACKEND] = "drop_no_backend", \
+	[LB_STAT_DROP_CT_INSERT] = "drop_ct_insert", \
+	[LB_STAT_DROP_REWRITE] = "drop_rewrite", \
+	[LB_STAT_DROP_UDP6_ZERO_CSUM] = "drop_udp6_zero_csum", \
+	[LB_STAT_DROP_ICMP_FAILED] = "drop_icmp_failed", \
+}
+
+struct lb_stat_value {
+	__u64 packets;		/* host */
+	__u64 bytes;		/* host */
+};
+
+/* Per service frontend, indexed by svc_id. */
+struct lb_svc_stat_value {
+	__u64 fwd_packets;	/* host: client -> backend packets translated */
+	__u64 fwd_bytes;	/* host */
+	__u64 reply_packets;	/* host: backend -> client packets translated */
+	__u64 reply_bytes;	/* host */
+	__u64 new_flows;	/* host: backends chosen */
+	__u64 rejected;		/* host: packets answered with ICMP unreachable */
+};
+
+/* ---- timeouts (seconds), defaults of the cfg_* knobs in the datapath ----------------------- */
+
+#define LB_CT_TCP_TIMEOUT_S	21600	/* established TCP, as Cilium's service CT */
+#define LB_CT_TCP_CLOSE_S	10	/* after RST or FIN both ways */
+#define LB_CT_UDP_TIMEOUT_S	120	/* netfilter's "UDP stream" timeout */
+#define LB_CT_REFRESH_S		1	/* last_seen_ns is rewritten at most this often */
+
+#endif /* SLUICE_MAPS_SLUICE_ABI_H */
