@@ -22,7 +22,7 @@
 #define LB_MAX_SERVICES		65536	/* service ids are 1..LB_MAX_SERVICES-1; 0 = none */
 #define LB_MAX_SVC_ENTRIES	262144	/* master + slot entries, per family */
 #define LB_MAX_BACKENDS		262144	/* per family */
-#define LB_MAX_CT_ENTRIES	524288	/* per family; two entries per flow */
+#define LB_MAX_CT_ENTRIES	262144	/* per family; two entries per flow */
 #define LB_MAX_AFFINITY		65536	/* per family */
 #define LB_MAX_FRAGMENTS	8192	/* per family, datagrams in flight in pieces */
 #define LB_MAX_BACKENDS_PER_SVC	65535	/* slot numbers are __u16, slot 0 is the master */
@@ -145,34 +145,33 @@ struct lb6_ct_key {
 	__u8 pad[3];
 };
 
-/*
- * FORWARD entry: nat_addr:nat_port = backend; hairpin_addr = the VIP used as new source.
- * REPLY entry:   nat_addr:nat_port = VIP:port; hairpin_addr = the client to restore as dest.
- */
-struct lb4_ct_value {
-	__be32 nat_addr;	/* be */
-	__be32 hairpin_addr;	/* be: meaningful with LB_CT_F_HAIRPIN */
-	__be16 nat_port;	/* be */
+/* The family-independent part of a conntrack value; updated in place by the datapath. */
+struct lb_ct_state {
 	__u8 dir;		/* enum lb_ct_dir */
 	__u8 flags;		/* enum lb_ct_flags */
+	__be16 nat_port;	/* be: FORWARD: backend port; REPLY: service port */
 	__u32 backend_id;	/* host */
 	__u32 svc_id;		/* host */
 	__u32 pad;
 	__u64 created_ns;	/* host: bpf_ktime_get_ns() (CLOCK_MONOTONIC) at creation */
-	__u64 last_seen_ns;	/* host: CLOCK_MONOTONIC, refreshed at most once a second */
+	__u64 last_seen_ns;	/* host: CLOCK_MONOTONIC, refreshed at most every LB_CT_REFRESH_S */
+};
+
+/*
+ * FORWARD entry: nat_addr:state.nat_port = backend; hairpin_addr = the VIP used as new source.
+ * REPLY entry:   nat_addr:state.nat_port = VIP:port; hairpin_addr = the client to restore as
+ *                destination. hairpin_addr is meaningful only with LB_CT_F_HAIRPIN.
+ */
+struct lb4_ct_value {
+	struct lb_ct_state state;
+	__be32 nat_addr;	/* be */
+	__be32 hairpin_addr;	/* be */
 };
 
 struct lb6_ct_value {
+	struct lb_ct_state state;
 	__be32 nat_addr[4];	/* be */
 	__be32 hairpin_addr[4];	/* be */
-	__be16 nat_port;	/* be */
-	__u8 dir;		/* enum lb_ct_dir */
-	__u8 flags;		/* enum lb_ct_flags */
-	__u32 backend_id;	/* host */
-	__u32 svc_id;		/* host */
-	__u32 pad;
-	__u64 created_ns;	/* host: CLOCK_MONOTONIC */
-	__u64 last_seen_ns;	/* host: CLOCK_MONOTONIC */
 };
 
 /* ---- ClientIP session affinity ---------------------------------------------------------- */

@@ -1,0 +1,187 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
+/*
+ * Per-flow state: two entries per translated flow, each keyed by the tuple its packets carry on
+ * the wire (FORWARD: client -> VIP, REPLY: backend -> client), so every packet costs exactly one
+ * lookup whichever way it goes. The chosen backend is stored by address as well as by id, so a
+ * TCP flow keeps working while its backend drains out of the maps (kube-proxy leaves TCP
+ * conntrack alone on endpoint removal for graceful termination).
+ */
+#ifndef SLUICE_BPF_LIB_CONNTRACK_H
+#define SLUICE_BPF_LIB_CONNTRACK_H
+
+#include "lib/common.h"
+#include "lib/maps.bpf.h"
+#include "lib/parse.h"
+
+/* Timeouts are rodata so tests and the agent can set them before load. */
+const volatile __u64 cfg_ct_tcp_timeout_ns = LB_CT_TCP_TIMEOUT_S * NSEC_PER_SEC;
+const volatile __u64 cfg_ct_tcp_close_ns = LB_CT_TCP_CLOSE_S * NSEC_PER_SEC;
+const volatile __u64 cfg_ct_udp_timeout_ns = LB_CT_UDP_TIMEOUT_S * NSEC_PER_SEC;
+
+struct lb_tuple {
+	union lb_addr s;
+	union lb_addr d;
+	__be16 sport;
+	__be16 dport;
+	__u8 proto;
+	__u8 family;
+};
+
+/* What a conntrack entry says to do, copied out of the family-specific value. */
+struct lb_ct_nat {
+	union lb_addr addr;	/* FORWARD: backend; REPLY: VIP */
+	union lb_addr hairpin;	/* FORWARD: new source (VIP); REPLY: client to restore */
+};
+
+static __always_inline void lb_tuple_of(struct lb_tuple *t, const struct lb_pkt *p)
+{
+	t->s = p->saddr;
+	t->d = p->daddr;
+	t->sport = p->sport;
+	t->dport = p->dport;
+	t->proto = p->proto;
+	t->family = p->family;
+}
+
+static __always_inline struct lb_ct_state *lb_ct_lookup(const struct lb_tuple *t,
+							struct lb_ct_nat *nat)
+{
+	if (t->family == 4) {
+		struct lb4_ct_key k = { .saddr = t->s.a[0], .daddr = t->d.a[0], .sport = t->sport,
+					.dport = t->dport, .proto = t->proto };
+		struct lb4_ct_value *v = bpf_map_lookup_elem(&lb4_ct_v1, &k);
+
+		if (!v)
+			return NULL;
+		if (nat) {
+			nat->addr.a[0] = v->nat_addr;
+			nat->hairpin.a[0] = v->hairpin_addr;
+		}
+		return &v->state;
+	} else {
+		struct lb6_ct_key k = { .sport = t->sport, .dport = t->dport, .proto = t->proto };
+		struct lb6_ct_value *v;
+
+		__builtin_memcpy(k.saddr, t->s.a, 16);
+		__builtin_memcpy(k.daddr, t->d.a, 16);
+		v = bpf_map_lookup_elem(&lb6_ct_v1, &k);
+		if (!v)
+			return NULL;
+		if (nat) {
+			__builtin_memcpy(nat->addr.a, v->nat_addr, 16);
+			__builtin_memcpy(nat->hairpin.a, v->hairpin_addr, 16);
+		}
+		return &v->state;
+	}
+}
+
+static __always_inline int lb_ct_write(const struct lb_tuple *t, const struct lb_ct_state *st,
+				       const struct lb_ct_nat *nat, __u64 flags)
+{
+	if (t->family == 4) {
+		struct lb4_ct_key k = { .saddr = t->s.a[0], .daddr = t->d.a[0], .sport = t->sport,
+					.dport = t->dport, .proto = t->proto };
+		struct lb4_ct_value v = { .state = *st, .nat_addr = nat->addr.a[0],
+					  .hairpin_addr = nat->hairpin.a[0] };
+
+		return bpf_map_update_elem(&lb4_ct_v1, &k, &v, flags);
+	} else {
+		struct lb6_ct_key k = { .sport = t->sport, .dport = t->dport, .proto = t->proto };
+		struct lb6_ct_value v = { .state = *st };
+
+		__builtin_memcpy(k.saddr, t->s.a, 16);
+		__builtin_memcpy(k.daddr, t->d.a, 16);
+		__builtin_memcpy(v.nat_addr, nat->addr.a, 16);
+		__builtin_memcpy(v.hairpin_addr, nat->hairpin.a, 16);
+		return bpf_map_update_elem(&lb6_ct_v1, &k, &v, flags);
+	}
+}
+
+static __always_inline void lb_ct_delete(const struct lb_tuple *t)
+{
+	if (t->family == 4) {
+		struct lb4_ct_key k = { .saddr = t->s.a[0], .daddr = t->d.a[0], .sport = t->sport,
+					.dport = t->dport, .proto = t->proto };
+
+		bpf_map_delete_elem(&lb4_ct_v1, &k);
+	} else {
+		struct lb6_ct_key k = { .sport = t->sport, .dport = t->dport, .proto = t->proto };
+
+		__builtin_memcpy(k.saddr, t->s.a, 16);
+		__builtin_memcpy(k.daddr, t->d.a, 16);
+		bpf_map_delete_elem(&lb6_ct_v1, &k);
+	}
+}
+
+/*
+ * The tuple of the other direction of the flow an entry belongs to, from the packet that hit
+ * it. FORWARD (client:cp -> VIP:vp) pairs with REPLY (backend:bp -> client:cp, or -> VIP:cp for
+ * hairpin, whose client was hidden behind the VIP).
+ */
+static __always_inline void lb_ct_peer(struct lb_tuple *peer, const struct lb_tuple *t,
+				       const struct lb_ct_state *st, const struct lb_ct_nat *nat)
+{
+	bool hairpin = st->flags & LB_CT_F_HAIRPIN;
+
+	peer->proto = t->proto;
+	peer->family = t->family;
+	if (st->dir == LB_CT_FORWARD) {
+		peer->s = nat->addr;
+		peer->d = hairpin ? nat->hairpin : t->s;
+		peer->sport = st->nat_port;
+		peer->dport = t->sport;
+	} else {
+		peer->s = hairpin ? nat->hairpin : t->d;
+		peer->d = nat->addr;
+		peer->sport = t->dport;
+		peer->dport = st->nat_port;
+	}
+}
+
+static __always_inline bool lb_ct_expired(const struct lb_ct_state *st, __u8 proto, __u64 now)
+{
+	__u64 timeout = cfg_ct_udp_timeout_ns;
+
+	if (proto == IPPROTO_TCP) {
+		bool closing = (st->flags & LB_CT_F_RST) ||
+			       ((st->flags & LB_CT_F_FIN_FWD) && (st->flags & LB_CT_F_FIN_REPLY));
+
+		timeout = closing ? cfg_ct_tcp_close_ns : cfg_ct_tcp_timeout_ns;
+	}
+	return now - st->last_seen_ns > timeout;
+}
+
+/*
+ * Refreshes last_seen at most once per LB_CT_REFRESH_S (a write per packet would bounce the
+ * entry's cache line between CPUs) and records FIN/RST on both entries of the flow so either
+ * direction sees the close. Plain stores: a lost race costs one refresh, never correctness.
+ */
+static __always_inline void lb_ct_touch(const struct lb_tuple *t, const struct lb_pkt *p,
+					struct lb_ct_state *st, const struct lb_ct_nat *nat,
+					__u64 now)
+{
+	__u8 bits = 0;
+
+	if (now - st->last_seen_ns > LB_CT_REFRESH_S * NSEC_PER_SEC)
+		st->last_seen_ns = now;
+	if (st->dir == LB_CT_REPLY && !(st->flags & LB_CT_F_SEEN_REPLY))
+		st->flags |= LB_CT_F_SEEN_REPLY;
+	if (p->proto != IPPROTO_TCP)
+		return;
+	if (p->tcp_flags & LB_TCP_RST)
+		bits |= LB_CT_F_RST;
+	if (p->tcp_flags & LB_TCP_FIN)
+		bits |= st->dir == LB_CT_FORWARD ? LB_CT_F_FIN_FWD : LB_CT_F_FIN_REPLY;
+	if ((st->flags & bits) != bits) {
+		struct lb_tuple peer;
+		struct lb_ct_state *pst;
+
+		st->flags |= bits;
+		lb_ct_peer(&peer, t, st, nat);
+		pst = lb_ct_lookup(&peer, NULL);
+		if (pst)
+			pst->flags |= bits;
+	}
+}
+
+#endif

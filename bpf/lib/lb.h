@@ -1,0 +1,166 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
+/*
+ * Service lookup and backend choice. A frontend is a master entry (slot 0) plus one entry per
+ * usable backend (slots 1..count); the agent writes the master last, so a reader sees either
+ * the old or the new backend set, never a half-written one. Choosing costs the master lookup,
+ * one slot lookup and one backend lookup, whatever the number of backends.
+ */
+#ifndef SLUICE_BPF_LIB_LB_H
+#define SLUICE_BPF_LIB_LB_H
+
+#include "lib/common.h"
+#include "lib/maps.bpf.h"
+#include "lib/parse.h"
+
+struct lb_backend_info {
+	union lb_addr addr;
+	__be16 port;
+	__u32 id;
+};
+
+static __always_inline struct lb_svc_value *lb_svc_lookup(const struct lb_pkt *p, __u16 slot)
+{
+	if (p->family == 4) {
+		struct lb4_svc_key k = { .vip = p->daddr.a[0], .port = p->dport, .slot = slot,
+					 .proto = p->proto, .scope = LB_SCOPE_ALL };
+
+		return bpf_map_lookup_elem(&lb4_services_v1, &k);
+	} else {
+		struct lb6_svc_key k = { .port = p->dport, .slot = slot, .proto = p->proto,
+					 .scope = LB_SCOPE_ALL };
+
+		__builtin_memcpy(k.vip, p->daddr.a, 16);
+		return bpf_map_lookup_elem(&lb6_services_v1, &k);
+	}
+}
+
+/* The backend with this id, if it still belongs to svc_id (ids are never shared). */
+static __always_inline bool lb_backend_get(__u8 family, __u32 id, __u32 svc_id,
+					   struct lb_backend_info *b)
+{
+	if (family == 4) {
+		struct lb4_backend *be = bpf_map_lookup_elem(&lb4_backends_v1, &id);
+
+		if (!be || be->svc_id != svc_id)
+			return false;
+		b->addr.a[0] = be->addr;
+		b->port = be->port;
+	} else {
+		struct lb6_backend *be = bpf_map_lookup_elem(&lb6_backends_v1, &id);
+
+		if (!be || be->svc_id != svc_id)
+			return false;
+		__builtin_memcpy(b->addr.a, be->addr, 16);
+		b->port = be->port;
+	}
+	b->id = id;
+	return true;
+}
+
+static __always_inline struct lb_affinity_value *lb_affinity_lookup(const struct lb_pkt *p,
+								    __u32 svc_id)
+{
+	if (p->family == 4) {
+		struct lb4_affinity_key k = { .client = p->saddr.a[0], .svc_id = svc_id };
+
+		return bpf_map_lookup_elem(&lb4_affinity_v1, &k);
+	} else {
+		struct lb6_affinity_key k = { .svc_id = svc_id };
+
+		__builtin_memcpy(k.client, p->saddr.a, 16);
+		return bpf_map_lookup_elem(&lb6_affinity_v1, &k);
+	}
+}
+
+static __always_inline void lb_affinity_update(const struct lb_pkt *p, __u32 svc_id,
+					       __u32 backend_id, __u64 now)
+{
+	struct lb_affinity_value v = { .last_used_ns = now, .backend_id = backend_id };
+
+	if (p->family == 4) {
+		struct lb4_affinity_key k = { .client = p->saddr.a[0], .svc_id = svc_id };
+
+		bpf_map_update_elem(&lb4_affinity_v1, &k, &v, BPF_ANY);
+	} else {
+		struct lb6_affinity_key k = { .svc_id = svc_id };
+
+		__builtin_memcpy(k.client, p->saddr.a, 16);
+		bpf_map_update_elem(&lb6_affinity_v1, &k, &v, BPF_ANY);
+	}
+}
+
+/*
+ * Picks the backend for a new flow: the client's affinity backend while it is fresh and still
+ * part of the service (kube-proxy: the timer restarts with every new connection), otherwise a
+ * uniformly random slot. Caller guarantees svc->count > 0. Returns false if the slot or backend
+ * vanished under a concurrent update.
+ */
+static __always_inline bool lb_select_backend(const struct lb_pkt *p,
+					      const struct lb_svc_value *svc, __u64 now,
+					      struct lb_backend_info *b)
+{
+	bool affinity = svc->flags & LB_SVC_F_AFFINITY;
+	struct lb_svc_value *slot;
+
+	if (affinity) {
+		struct lb_affinity_value *av = lb_affinity_lookup(p, svc->svc_id);
+
+		if (av && now - av->last_used_ns <= (__u64)svc->affinity_timeout * NSEC_PER_SEC &&
+		    lb_backend_get(p->family, av->backend_id, svc->svc_id, b))
+			goto chosen;
+	}
+	slot = lb_svc_lookup(p, (__u16)(bpf_get_prandom_u32() % svc->count) + 1);
+	if (!slot || !lb_backend_get(p->family, slot->backend_id, svc->svc_id, b))
+		return false;
+chosen:
+	if (affinity)
+		lb_affinity_update(p, svc->svc_id, b->id, now);
+	return true;
+}
+
+/*
+ * Fragments: only the first carries the ports, so remember them by (addresses, id, protocol)
+ * and give later pieces the same tuple. Keys use the addresses as received.
+ */
+static __always_inline void lb_frag_remember(const struct lb_pkt *p)
+{
+	struct lb_frag_value v = { .sport = p->sport, .dport = p->dport };
+
+	if (p->family == 4) {
+		struct lb4_frag_key k = { .saddr = p->saddr.a[0], .daddr = p->daddr.a[0],
+					  .id = (__be16)p->frag_id, .proto = p->proto };
+
+		bpf_map_update_elem(&lb4_frags_v1, &k, &v, BPF_ANY);
+	} else {
+		struct lb6_frag_key k = { .id = p->frag_id, .proto = p->proto };
+
+		__builtin_memcpy(k.saddr, p->saddr.a, 16);
+		__builtin_memcpy(k.daddr, p->daddr.a, 16);
+		bpf_map_update_elem(&lb6_frags_v1, &k, &v, BPF_ANY);
+	}
+}
+
+static __always_inline bool lb_frag_recall(struct lb_pkt *p)
+{
+	struct lb_frag_value *v;
+
+	if (p->family == 4) {
+		struct lb4_frag_key k = { .saddr = p->saddr.a[0], .daddr = p->daddr.a[0],
+					  .id = (__be16)p->frag_id, .proto = p->proto };
+
+		v = bpf_map_lookup_elem(&lb4_frags_v1, &k);
+	} else {
+		struct lb6_frag_key k = { .id = p->frag_id, .proto = p->proto };
+
+		__builtin_memcpy(k.saddr, p->saddr.a, 16);
+		__builtin_memcpy(k.daddr, p->daddr.a, 16);
+		v = bpf_map_lookup_elem(&lb6_frags_v1, &k);
+	}
+	if (!v)
+		return false;
+	p->sport = v->sport;
+	p->dport = v->dport;
+	return true;
+}
+
+#endif

@@ -1,0 +1,75 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
+/*
+ * Every map of the datapath is defined here, once (bpftool gen object rejects a second
+ * definition). BTF-typed so `bpftool map dump` prints field names, pinned by name so state
+ * survives agent restarts: the agent sets the pin root (--bpffs-root).
+ */
+#ifndef SLUICE_BPF_LIB_MAPS_BPF_H
+#define SLUICE_BPF_LIB_MAPS_BPF_H
+
+#include "lib/common.h"
+
+/* Written by the agent only, sparse: no preallocation, memory follows the cluster size. */
+#define LB_AGENT_HASH(name, ktype, vtype, max)				\
+	struct {							\
+		__uint(type, BPF_MAP_TYPE_HASH);			\
+		__type(key, ktype);					\
+		__type(value, vtype);					\
+		__uint(max_entries, max);				\
+		__uint(map_flags, BPF_F_NO_PREALLOC);			\
+		__uint(pinning, LIBBPF_PIN_BY_NAME);			\
+	} name SEC(".maps")
+
+/* Written per flow by the datapath: LRU so a full table evicts the oldest, never fails. */
+#define LB_FLOW_LRU(name, ktype, vtype, max)				\
+	struct {							\
+		__uint(type, BPF_MAP_TYPE_LRU_HASH);			\
+		__type(key, ktype);					\
+		__type(value, vtype);					\
+		__uint(max_entries, max);				\
+		__uint(pinning, LIBBPF_PIN_BY_NAME);			\
+	} name SEC(".maps")
+
+LB_AGENT_HASH(lb4_services_v1, struct lb4_svc_key, struct lb_svc_value, LB_MAX_SVC_ENTRIES);
+LB_AGENT_HASH(lb6_services_v1, struct lb6_svc_key, struct lb_svc_value, LB_MAX_SVC_ENTRIES);
+LB_AGENT_HASH(lb4_backends_v1, __u32, struct lb4_backend, LB_MAX_BACKENDS);
+LB_AGENT_HASH(lb6_backends_v1, __u32, struct lb6_backend, LB_MAX_BACKENDS);
+
+LB_FLOW_LRU(lb4_ct_v1, struct lb4_ct_key, struct lb4_ct_value, LB_MAX_CT_ENTRIES);
+LB_FLOW_LRU(lb6_ct_v1, struct lb6_ct_key, struct lb6_ct_value, LB_MAX_CT_ENTRIES);
+LB_FLOW_LRU(lb4_affinity_v1, struct lb4_affinity_key, struct lb_affinity_value, LB_MAX_AFFINITY);
+LB_FLOW_LRU(lb6_affinity_v1, struct lb6_affinity_key, struct lb_affinity_value, LB_MAX_AFFINITY);
+LB_FLOW_LRU(lb4_frags_v1, struct lb4_frag_key, struct lb_frag_value, LB_MAX_FRAGMENTS);
+LB_FLOW_LRU(lb6_frags_v1, struct lb6_frag_key, struct lb_frag_value, LB_MAX_FRAGMENTS);
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct lb_stat_value);
+	__uint(max_entries, LB_STAT_MAX);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_stats_v1 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct lb_svc_stat_value);
+	__uint(max_entries, LB_MAX_SERVICES);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_svc_stats_v1 SEC(".maps");
+
+/* Per-CPU scratch for the quoted packet of an ICMP error: too big for the 512-byte stack. */
+#define LB_QUOTE_MAX 256
+
+struct lb_quote {
+	__u8 bytes[LB_QUOTE_MAX];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct lb_quote);
+	__uint(max_entries, 1);
+} lb_scratch SEC(".maps");
+
+#endif

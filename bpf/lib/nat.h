@@ -1,0 +1,108 @@
+/* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
+/*
+ * Address and port rewrites with incremental checksum updates.
+ *
+ * The csum helpers are used instead of writing checksums by hand because they know the skb's
+ * checksum state: packets from a local pod's veth are usually CHECKSUM_PARTIAL, where the L4
+ * field holds only the pseudo-header sum. BPF_F_PSEUDO_HDR tells the helper an address (part of
+ * the pseudo header) changed, so it updates the partial sum; a port change is not pseudo-header
+ * data, so in the partial case the helper leaves the field for the device to finish.
+ */
+#ifndef SLUICE_BPF_LIB_NAT_H
+#define SLUICE_BPF_LIB_NAT_H
+
+#include "lib/common.h"
+#include "lib/parse.h"
+
+#define LB4_CSUM_OFF	(ETH_HLEN + 10)
+#define LB4_SADDR_OFF	(ETH_HLEN + 12)
+#define LB4_DADDR_OFF	(ETH_HLEN + 16)
+#define LB6_SADDR_OFF	(ETH_HLEN + 8)
+#define LB6_DADDR_OFF	(ETH_HLEN + 24)
+
+static __always_inline __u32 lb_l4_csum_off(const struct lb_pkt *p)
+{
+	return p->l4_off + (p->proto == IPPROTO_TCP ? 16 : 6);
+}
+
+/*
+ * RFC 768: a UDP checksum of zero means "none" (IPv4) and must stay zero; a computed sum of
+ * zero is sent as 0xffff. BPF_F_MARK_MANGLED_0 implements both.
+ */
+static __always_inline __u64 lb_l4_csum_flags(const struct lb_pkt *p)
+{
+	return p->proto == IPPROTO_UDP ? BPF_F_MARK_MANGLED_0 : 0;
+}
+
+/* RFC 8200 8.1: IPv6 receivers discard UDP with a zero checksum; never "fix" one by NAT. */
+static __always_inline bool lb_udp6_zero_csum(const struct lb_pkt *p)
+{
+	return p->family == 6 && p->proto == IPPROTO_UDP && p->frag != LB_FRAG_LATER &&
+	       p->l4_csum == 0;
+}
+
+/* Rewrites the source (src) or destination address from -> to. 0 or -1. */
+static __always_inline int lb_nat_addr(struct __sk_buff *skb, const struct lb_pkt *p, bool src,
+				       const union lb_addr *from, const union lb_addr *to)
+{
+	__s64 diff;
+
+	if (p->family == 4) {
+		diff = bpf_csum_diff((__be32 *)from->a, 4, (__be32 *)to->a, 4, 0);
+		/* A later fragment has no L4 header; its datagram's sum was fixed in the first. */
+		if (p->frag != LB_FRAG_LATER &&
+		    bpf_l4_csum_replace(skb, lb_l4_csum_off(p), 0, diff,
+					BPF_F_PSEUDO_HDR | lb_l4_csum_flags(p)) < 0)
+			return -1;
+		if (bpf_l3_csum_replace(skb, LB4_CSUM_OFF, 0, diff, 0) < 0)
+			return -1;
+		return bpf_skb_store_bytes(skb, src ? LB4_SADDR_OFF : LB4_DADDR_OFF, to->a, 4, 0);
+	}
+	diff = bpf_csum_diff((__be32 *)from->a, 16, (__be32 *)to->a, 16, 0);
+	if (p->frag != LB_FRAG_LATER &&
+	    bpf_l4_csum_replace(skb, lb_l4_csum_off(p), 0, diff,
+				BPF_F_PSEUDO_HDR | lb_l4_csum_flags(p)) < 0)
+		return -1;
+	return bpf_skb_store_bytes(skb, src ? LB6_SADDR_OFF : LB6_DADDR_OFF, to->a, 16, 0);
+}
+
+/* Rewrites the source (src) or destination port. Callers skip later fragments. 0 or -1. */
+static __always_inline int lb_nat_port(struct __sk_buff *skb, const struct lb_pkt *p, bool src,
+				       __be16 from, __be16 to)
+{
+	if (from == to)
+		return 0;
+	if (bpf_l4_csum_replace(skb, lb_l4_csum_off(p), from, to, 2 | lb_l4_csum_flags(p)) < 0)
+		return -1;
+	return bpf_skb_store_bytes(skb, p->l4_off + (src ? 0 : 2), &to, 2, 0);
+}
+
+/* Client -> service: destination becomes the backend; hairpin also hides the client. */
+static __always_inline int lb_xlate_fwd(struct __sk_buff *skb, const struct lb_pkt *p,
+					const union lb_addr *backend, __be16 backend_port,
+					const union lb_addr *hairpin_src)
+{
+	if (lb_nat_addr(skb, p, false, &p->daddr, backend) < 0)
+		return -1;
+	if (p->frag != LB_FRAG_LATER && lb_nat_port(skb, p, false, p->dport, backend_port) < 0)
+		return -1;
+	if (hairpin_src && lb_nat_addr(skb, p, true, &p->saddr, hairpin_src) < 0)
+		return -1;
+	return 0;
+}
+
+/* Backend -> client: source becomes the service again; hairpin restores the client. */
+static __always_inline int lb_xlate_reply(struct __sk_buff *skb, const struct lb_pkt *p,
+					  const union lb_addr *vip, __be16 vport,
+					  const union lb_addr *hairpin_dst)
+{
+	if (lb_nat_addr(skb, p, true, &p->saddr, vip) < 0)
+		return -1;
+	if (p->frag != LB_FRAG_LATER && lb_nat_port(skb, p, true, p->sport, vport) < 0)
+		return -1;
+	if (hairpin_dst && lb_nat_addr(skb, p, false, &p->daddr, hairpin_dst) < 0)
+		return -1;
+	return 0;
+}
+
+#endif
