@@ -1,0 +1,275 @@
+// The map diff: ordering (the update protocol), id stability, no-op on unchanged state, and that
+// applying the ops always yields exactly the desired frontends.
+#include <arpa/inet.h>
+#include <doctest/doctest.h>
+#include <netinet/in.h>
+
+#include <algorithm>
+
+#include "agent/reconcile/reconcile.h"
+
+namespace sluice {
+namespace {
+
+ip_addr v4(const char* s) {
+  ip_addr a;
+  a.family = ip_family::v4;
+  REQUIRE(inet_pton(AF_INET, s, a.bytes.data()) == 1);
+  return a;
+}
+
+ip_addr v6(const char* s) {
+  ip_addr a;
+  a.family = ip_family::v6;
+  REQUIRE(inet_pton(AF_INET6, s, a.bytes.data()) == 1);
+  return a;
+}
+
+desired_frontend fe(ip_addr vip, uint16_t port, std::vector<const char*> backends,
+                    uint8_t proto = IPPROTO_TCP) {
+  desired_frontend f;
+  f.vip = vip;
+  f.port = port;
+  f.proto = proto;
+  f.name = "default/web:http";
+  for (const char* b : backends) {
+    f.backends.push_back({vip.family == ip_family::v4 ? v4(b) : v6(b), 8080, false});
+  }
+  return f;
+}
+
+// Index of the first op of a kind for a key (or any key), -1 if none.
+int first(const std::vector<map_op>& ops, op_kind k) {
+  auto it = std::find_if(ops.begin(), ops.end(), [&](const map_op& o) { return o.kind == k; });
+  return it == ops.end() ? -1 : static_cast<int>(it - ops.begin());
+}
+
+int last(const std::vector<map_op>& ops, op_kind k) {
+  for (int i = static_cast<int>(ops.size()) - 1; i >= 0; --i) {
+    if (ops[i].kind == k) {
+      return i;
+    }
+  }
+  return -1;
+}
+
+// Every slot of every frontend names a backend of the same svc_id with the desired address.
+void check_matches(const map_state& st, const desired_state& want) {
+  REQUIRE(st.frontends.size() == want.frontends.size());
+  for (const auto& f : want.frontends) {
+    auto it = st.frontends.find({f.vip, f.port, f.proto});
+    REQUIRE(it != st.frontends.end());
+    REQUIRE(it->second.slots.size() == f.backends.size());
+    CHECK(it->second.affinity_timeout_s == f.affinity_timeout_s);
+    for (size_t i = 0; i < f.backends.size(); ++i) {
+      auto be = st.backends.find(it->second.slots[i]);
+      REQUIRE(be != st.backends.end());
+      CHECK(be->second.svc_id == it->second.svc_id);
+      CHECK(be->second.addr == f.backends[i].addr);
+      CHECK(be->second.port == f.backends[i].port);
+    }
+  }
+  // No backend left behind that no slot uses.
+  size_t used = 0;
+  for (const auto& [k, f] : st.frontends) {
+    used += f.slots.size();
+  }
+  CHECK(st.backends.size() == used);
+}
+
+TEST_CASE("reconcile: a new frontend writes backends, then slots, then the master") {
+  map_state st;
+  desired_state want{{fe(v4("10.96.0.10"), 80, {"10.244.0.12", "10.244.0.13"})}};
+  auto r = reconcile(st, want);
+  CHECK(r.errors.empty());
+  REQUIRE(r.ops.size() == 5);
+  CHECK(last(r.ops, op_kind::put_backend) < first(r.ops, op_kind::put_slot));
+  CHECK(last(r.ops, op_kind::put_slot) < first(r.ops, op_kind::put_master));
+  const auto& m = r.ops[static_cast<size_t>(first(r.ops, op_kind::put_master))];
+  CHECK(m.value.count == 2);
+  CHECK(m.value.svc_id == 1);
+  CHECK(m.new_svc_id);
+  apply_ops(st, r.ops);
+  check_matches(st, want);
+}
+
+TEST_CASE("reconcile: unchanged desired state produces no operation") {
+  map_state st;
+  desired_state want{{fe(v4("10.96.0.10"), 80, {"10.244.0.12", "10.244.0.13"}),
+                      fe(v6("fd00:96::10"), 80, {"fd00:244::12"})}};
+  apply_ops(st, reconcile(st, want).ops);
+  CHECK(reconcile(st, want).ops.empty());
+}
+
+TEST_CASE("reconcile: removing a backend shrinks after the master, keeps the others' ids") {
+  map_state st;
+  desired_state want{{fe(v4("10.96.0.10"), 80, {"10.244.0.12", "10.244.0.13", "10.244.0.14"})}};
+  apply_ops(st, reconcile(st, want).ops);
+  const auto before = st;
+  const frontend_key key{v4("10.96.0.10"), 80, IPPROTO_TCP};
+
+  desired_state less{{fe(v4("10.96.0.10"), 80, {"10.244.0.12", "10.244.0.13"})}};
+  auto r = reconcile(st, less);
+  const int master = first(r.ops, op_kind::put_master);
+  REQUIRE(master >= 0);
+  CHECK(r.ops[static_cast<size_t>(master)].value.count == 2);
+  CHECK_FALSE(r.ops[static_cast<size_t>(master)].new_svc_id);
+  CHECK(first(r.ops, op_kind::delete_slot) > master);
+  CHECK(first(r.ops, op_kind::delete_backend) > master);
+  CHECK(first(r.ops, op_kind::put_backend) == -1);
+  apply_ops(st, r.ops);
+  check_matches(st, less);
+  CHECK(st.frontends.at(key).svc_id == before.frontends.at(key).svc_id);
+  CHECK(st.frontends.at(key).slots[0] == before.frontends.at(key).slots[0]);
+  CHECK(st.frontends.at(key).slots[1] == before.frontends.at(key).slots[1]);
+}
+
+TEST_CASE("reconcile: a removed frontend loses its master first, its backends last") {
+  map_state st;
+  desired_state want{{fe(v4("10.96.0.10"), 80, {"10.244.0.12"}),
+                      fe(v4("10.96.0.20"), 53, {"10.244.0.15"}, IPPROTO_UDP)}};
+  apply_ops(st, reconcile(st, want).ops);
+  desired_state less{{fe(v4("10.96.0.10"), 80, {"10.244.0.12"})}};
+  auto r = reconcile(st, less);
+  REQUIRE(r.ops.size() == 3);
+  CHECK(r.ops[0].kind == op_kind::delete_master);
+  CHECK(r.ops[1].kind == op_kind::delete_slot);
+  CHECK(r.ops[2].kind == op_kind::delete_backend);
+  apply_ops(st, r.ops);
+  check_matches(st, less);
+}
+
+TEST_CASE("reconcile: freed service ids are reused and flagged for a counter reset") {
+  map_state st;
+  desired_state a{{fe(v4("10.96.0.10"), 80, {"10.244.0.12"})}};
+  apply_ops(st, reconcile(st, a).ops);
+  apply_ops(st, reconcile(st, desired_state{}).ops);
+  CHECK(st.frontends.empty());
+  CHECK(st.backends.empty());
+  desired_state b{{fe(v4("10.96.0.30"), 80, {"10.244.0.13"})}};
+  auto r = reconcile(st, b);
+  const auto& m = r.ops[static_cast<size_t>(first(r.ops, op_kind::put_master))];
+  CHECK(m.value.svc_id == 1);
+  CHECK(m.new_svc_id);
+}
+
+TEST_CASE("reconcile: no endpoints gives a master with count 0 (the datapath rejects)") {
+  map_state st;
+  desired_state want{{fe(v4("10.96.0.20"), 80, {})}};
+  auto r = reconcile(st, want);
+  REQUIRE(r.ops.size() == 1);
+  CHECK(r.ops[0].kind == op_kind::put_master);
+  CHECK(r.ops[0].value.count == 0);
+}
+
+TEST_CASE("reconcile: affinity and terminating state are written, and changes rewrite them") {
+  map_state st;
+  auto f = fe(v4("10.96.0.10"), 80, {"10.244.0.12"});
+  f.affinity_timeout_s = 10800;
+  f.backends[0].terminating = true;
+  desired_state want{{f}};
+  auto r = reconcile(st, want);
+  const auto& m = r.ops[static_cast<size_t>(first(r.ops, op_kind::put_master))];
+  CHECK(m.value.flags == LB_SVC_F_AFFINITY);
+  CHECK(m.value.affinity_timeout == 10800);
+  const auto& b = r.ops[static_cast<size_t>(first(r.ops, op_kind::put_backend))];
+  CHECK(b.backend.state == LB_BACKEND_TERMINATING);
+  apply_ops(st, r.ops);
+
+  want.frontends[0].backends[0].terminating = false;
+  want.frontends[0].affinity_timeout_s = 0;
+  auto r2 = reconcile(st, want);
+  REQUIRE(r2.ops.size() == 2);
+  CHECK(r2.ops[0].kind == op_kind::put_backend);
+  CHECK(r2.ops[0].backend.state == LB_BACKEND_ACTIVE);
+  CHECK(r2.ops[1].kind == op_kind::put_master);
+  CHECK(r2.ops[1].value.flags == 0);
+}
+
+TEST_CASE("reconcile: the same endpoint behind two frontends gets two backend ids") {
+  map_state st;
+  desired_state want{{fe(v4("10.96.0.10"), 80, {"10.244.0.12"}),
+                      fe(v4("10.96.0.10"), 81, {"10.244.0.12"})}};
+  auto r = reconcile(st, want);
+  apply_ops(st, r.ops);
+  check_matches(st, want);
+  CHECK(st.backends.size() == 2);
+}
+
+TEST_CASE("reconcile: orphan backends of an interrupted run are deleted") {
+  map_state st;
+  st.backends[77] = {v4("10.244.0.99"), 8080, IPPROTO_TCP, LB_BACKEND_ACTIVE, 42};
+  desired_state want{{fe(v4("10.96.0.10"), 80, {"10.244.0.12"})}};
+  auto r = reconcile(st, want);
+  CHECK(r.ops.back().kind == op_kind::delete_backend);
+  CHECK(r.ops.back().backend_id == 77);
+  apply_ops(st, r.ops);
+  check_matches(st, want);
+}
+
+TEST_CASE("reconcile: too many backends for the slot range is an error, others still apply") {
+  map_state st;
+  desired_frontend big = fe(v4("10.96.0.40"), 80, {});
+  for (uint32_t i = 0; i <= LB_MAX_BACKENDS_PER_SVC; ++i) {
+    ip_addr a = v4("10.0.0.0");
+    a.bytes[1] = static_cast<uint8_t>(i >> 16);
+    a.bytes[2] = static_cast<uint8_t>(i >> 8);
+    a.bytes[3] = static_cast<uint8_t>(i);
+    big.backends.push_back({a, 80, false});
+  }
+  desired_state want{{fe(v4("10.96.0.10"), 80, {"10.244.0.12"}), big}};
+  auto r = reconcile(st, want);
+  REQUIRE(r.errors.size() == 1);
+  CHECK(r.errors[0].key.port == 80);
+  apply_ops(st, r.ops);
+  CHECK(st.frontends.size() == 1);
+}
+
+TEST_CASE("reconcile: randomised edits always converge to the desired state") {
+  // Deterministic pseudo-random sequence of desired states over a small address space.
+  uint32_t seed = 12345;
+  auto next = [&] {
+    seed = seed * 1103515245u + 12345u;
+    return (seed >> 16) & 0x7fff;
+  };
+  map_state st;
+  for (int round = 0; round < 200; ++round) {
+    desired_state want;
+    const int nfe = static_cast<int>(next() % 6);
+    for (int i = 0; i < nfe; ++i) {
+      ip_addr vip = v4("10.96.0.0");
+      vip.bytes[3] = static_cast<uint8_t>(1 + next() % 4);
+      auto f = fe(vip, static_cast<uint16_t>(80 + next() % 2), {});
+      const int nbe = static_cast<int>(next() % 5);
+      for (int j = 0; j < nbe; ++j) {
+        ip_addr b = v4("10.244.0.0");
+        b.bytes[3] = static_cast<uint8_t>(1 + next() % 8);
+        f.backends.push_back({b, 8080, next() % 4 == 0});
+      }
+      std::sort(f.backends.begin(), f.backends.end());
+      f.backends.erase(std::unique(f.backends.begin(), f.backends.end(),
+                                   [](const auto& x, const auto& y) {
+                                     return x.addr == y.addr && x.port == y.port;
+                                   }),
+                       f.backends.end());
+      want.frontends.push_back(f);
+    }
+    std::sort(want.frontends.begin(), want.frontends.end(), [](const auto& a, const auto& b) {
+      return std::tie(a.vip, a.port, a.proto) < std::tie(b.vip, b.port, b.proto);
+    });
+    want.frontends.erase(std::unique(want.frontends.begin(), want.frontends.end(),
+                                     [](const auto& a, const auto& b) {
+                                       return a.vip == b.vip && a.port == b.port &&
+                                              a.proto == b.proto;
+                                     }),
+                         want.frontends.end());
+    auto r = reconcile(st, want);
+    REQUIRE(r.errors.empty());
+    apply_ops(st, r.ops);
+    check_matches(st, want);
+    CHECK(reconcile(st, want).ops.empty());
+  }
+}
+
+}  // namespace
+}  // namespace sluice
