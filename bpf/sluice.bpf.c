@@ -134,9 +134,32 @@ static __always_inline int lb_new_flow(struct __sk_buff *skb, struct lb_pkt *p,
 	}
 	if (p->frag == LB_FRAG_FIRST)
 		lb_frag_remember(p);
-	if (lb_xlate_fwd(skb, p, &b.addr, b.port, hairpin ? &p->daddr : NULL) < 0)
+	if (lb_xlate_fwd(skb, p, &b.addr, b.port, hairpin, &p->daddr) < 0)
 		return LB_STAT_DROP_REWRITE;
 	return LB_STAT_FWD_NEW;
+}
+
+/* A packet of a known flow, either way: translate it as its conntrack entry says. */
+static __always_inline int lb_ct_xlate(struct __sk_buff *skb, const struct lb_pkt *p,
+				       const struct lb_tuple *t, struct lb_ct_state *st,
+				       const struct lb_ct_nat *nat, __u64 now, __u32 *svc_id)
+{
+	bool hairpin = st->flags & LB_CT_F_HAIRPIN;
+	int err;
+
+	*svc_id = st->svc_id;
+	if (lb_udp6_zero_csum(p))
+		return LB_STAT_DROP_UDP6_ZERO_CSUM;
+	lb_ct_touch(t, p, st, nat, now);
+	if (p->frag == LB_FRAG_FIRST)
+		lb_frag_remember(p);
+	if (st->dir == LB_CT_REPLY)
+		err = lb_xlate_reply(skb, p, &nat->addr, st->nat_port, hairpin, &nat->hairpin);
+	else
+		err = lb_xlate_fwd(skb, p, &nat->addr, st->nat_port, hairpin, &nat->hairpin);
+	if (err < 0)
+		return LB_STAT_DROP_REWRITE;
+	return st->dir == LB_CT_REPLY ? LB_STAT_REPLY : LB_STAT_FWD_ESTABLISHED;
 }
 
 static __always_inline int lb_handle(struct __sk_buff *skb, struct lb_pkt *p, __u32 *svc_id)
@@ -153,41 +176,17 @@ static __always_inline int lb_handle(struct __sk_buff *skb, struct lb_pkt *p, __
 	now = bpf_ktime_get_ns();
 
 	st = lb_ct_lookup(&t, &nat);
-	if (st && st->dir == LB_CT_REPLY && !lb_ct_expired(st, p->proto, now)) {
-		bool hairpin = st->flags & LB_CT_F_HAIRPIN;
+	if (st && st->dir == LB_CT_FORWARD && lb_ct_renew(p, st, now)) {
+		struct lb_tuple old_reply;
 
-		*svc_id = st->svc_id;
-		if (lb_udp6_zero_csum(p))
-			return LB_STAT_DROP_UDP6_ZERO_CSUM;
-		lb_ct_touch(&t, p, st, &nat, now);
-		if (p->frag == LB_FRAG_FIRST)
-			lb_frag_remember(p);
-		if (lb_xlate_reply(skb, p, &nat.addr, st->nat_port, hairpin ? &nat.hairpin : NULL) < 0)
-			return LB_STAT_DROP_REWRITE;
-		return LB_STAT_REPLY;
-	}
-	if (st && st->dir == LB_CT_FORWARD) {
-		if (!lb_ct_renew(p, st, now)) {
-			bool hairpin = st->flags & LB_CT_F_HAIRPIN;
-
-			*svc_id = st->svc_id;
-			if (lb_udp6_zero_csum(p))
-				return LB_STAT_DROP_UDP6_ZERO_CSUM;
-			lb_ct_touch(&t, p, st, &nat, now);
-			if (p->frag == LB_FRAG_FIRST)
-				lb_frag_remember(p);
-			if (lb_xlate_fwd(skb, p, &nat.addr, st->nat_port,
-					 hairpin ? &nat.hairpin : NULL) < 0)
-				return LB_STAT_DROP_REWRITE;
-			return LB_STAT_FWD_ESTABLISHED;
-		} else {
-			struct lb_tuple old_reply;
-
-			/* The old backend's reply entry would rewrite unrelated traffic later. */
-			lb_ct_peer(&old_reply, &t, st, &nat);
-			lb_ct_delete(&old_reply);
-			replace = true;
-		}
+		/* The old backend's reply entry would rewrite unrelated traffic later. */
+		lb_ct_peer(&old_reply, &t, st, &nat);
+		lb_ct_delete(&old_reply);
+		replace = true;
+	} else if (st && (st->dir == LB_CT_FORWARD || !lb_ct_expired(st, p->proto, now))) {
+		return lb_ct_xlate(skb, p, &t, st, &nat, now, svc_id);
+	} else if (st) {
+		replace = true;	/* an expired REPLY entry holds the tuple: overwrite it */
 	}
 	return lb_new_flow(skb, p, &t, replace, now, svc_id);
 }

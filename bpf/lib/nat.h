@@ -77,16 +77,20 @@ static __always_inline int lb_nat_port(struct __sk_buff *skb, const struct lb_pk
 	return bpf_skb_store_bytes(skb, p->l4_off + (src ? 0 : 2), &to, 2, 0);
 }
 
-/* Client -> service: destination becomes the backend; hairpin also hides the client. */
+/*
+ * Client -> service: destination becomes the backend; hairpin also hides the client. The flag is
+ * separate from the address because clang turns `cond ? ptr : NULL` into pointer masking, which
+ * the verifier rejects.
+ */
 static __always_inline int lb_xlate_fwd(struct __sk_buff *skb, const struct lb_pkt *p,
 					const union lb_addr *backend, __be16 backend_port,
-					const union lb_addr *hairpin_src)
+					bool hairpin, const union lb_addr *hairpin_src)
 {
 	if (lb_nat_addr(skb, p, false, &p->daddr, backend) < 0)
 		return -1;
 	if (p->frag != LB_FRAG_LATER && lb_nat_port(skb, p, false, p->dport, backend_port) < 0)
 		return -1;
-	if (hairpin_src && lb_nat_addr(skb, p, true, &p->saddr, hairpin_src) < 0)
+	if (hairpin && lb_nat_addr(skb, p, true, &p->saddr, hairpin_src) < 0)
 		return -1;
 	return 0;
 }
@@ -94,13 +98,13 @@ static __always_inline int lb_xlate_fwd(struct __sk_buff *skb, const struct lb_p
 /* Backend -> client: source becomes the service again; hairpin restores the client. */
 static __always_inline int lb_xlate_reply(struct __sk_buff *skb, const struct lb_pkt *p,
 					  const union lb_addr *vip, __be16 vport,
-					  const union lb_addr *hairpin_dst)
+					  bool hairpin, const union lb_addr *hairpin_dst)
 {
 	if (lb_nat_addr(skb, p, true, &p->saddr, vip) < 0)
 		return -1;
 	if (p->frag != LB_FRAG_LATER && lb_nat_port(skb, p, true, p->sport, vport) < 0)
 		return -1;
-	if (hairpin_dst && lb_nat_addr(skb, p, false, &p->daddr, hairpin_dst) < 0)
+	if (hairpin && lb_nat_addr(skb, p, false, &p->daddr, hairpin_dst) < 0)
 		return -1;
 	return 0;
 }
