@@ -9,7 +9,7 @@
 #include "lib/nat.h"
 #include "lib/conntrack.h"
 #include "lib/lb.h"
-#include "lib/icmp.h"
+#include "lib/reject.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -69,6 +69,30 @@ static __always_inline bool lb_ct_renew(const struct lb_pkt *p, const struct lb_
 	return false;
 }
 
+/*
+ * A client opening a direct connection (a bare SYN, not to a service) from a port that an
+ * earlier service flow to the same backend used: that flow's REPLY entry would turn the
+ * backend's SYN-ACK into one from the VIP and break the handshake. The SYN proves the old flow
+ * is over on the client's side, so both of its entries go. Costs one lookup per SYN only.
+ */
+static __always_inline void lb_ct_forget_reply(const struct lb_pkt *p, const struct lb_tuple *t)
+{
+	struct lb_tuple rev = { .s = t->d, .d = t->s, .sport = t->dport, .dport = t->sport,
+				.proto = t->proto, .family = t->family };
+	struct lb_ct_state *st;
+	struct lb_ct_nat nat;
+	struct lb_tuple fwd;
+
+	if (p->proto != IPPROTO_TCP || (p->tcp_flags & (LB_TCP_SYN | LB_TCP_ACK)) != LB_TCP_SYN)
+		return;
+	st = lb_ct_lookup(&rev, &nat);
+	if (!st || st->dir != LB_CT_REPLY)
+		return;
+	lb_ct_peer(&fwd, &rev, st, &nat);
+	lb_ct_delete(&fwd);
+	lb_ct_delete(&rev);
+}
+
 static __always_inline int lb_new_flow(struct __sk_buff *skb, struct lb_pkt *p,
 				       const struct lb_tuple *t, bool replace, __u64 now,
 				       __u32 *svc_id)
@@ -81,8 +105,10 @@ static __always_inline int lb_new_flow(struct __sk_buff *skb, struct lb_pkt *p,
 	bool hairpin;
 
 	svc = lb_svc_lookup(p, 0);
-	if (!svc)
+	if (!svc) {
+		lb_ct_forget_reply(p, t);
 		return LB_STAT_PASS;
+	}
 	*svc_id = svc->svc_id;
 	if (p->frag == LB_FRAG_LATER)
 		return LB_STAT_PASS_FRAG_UNKNOWN;

@@ -131,6 +131,10 @@ result<std::vector<std::string>> cleanup(const std::string& bpffs_root) {
                                  fmt::format("{} is not on a bpf filesystem", bpffs_root)});
   }
   for (const auto& e : fs::directory_iterator(bpffs_root, ec)) {
+    // maps.debug / progs.debug: the kernel's own iterators in every bpffs mount root.
+    if (e.path().extension() == ".debug") {
+      continue;
+    }
     if (unlink(e.path().c_str()) != 0) {
       return os_error(-1, fmt::format("unpin {}", e.path().string()));
     }
