@@ -1,0 +1,508 @@
+#!/usr/bin/python3
+"""Pod client for the sluice e2e tests (run inside a pod network namespace).
+
+Every subcommand is bounded: a count, a per-call socket timeout and an overall
+deadline. Each prints one human-readable summary line and one JSON line on
+stdout, then a verdict line ("OK ..." or "FAIL ..."); the exit code is 0 when
+all the assertions given on the command line hold, 1 otherwise, 2 on usage
+errors.
+
+  http URL          N fresh TCP connections (new source port each), one GET each
+  udp HOST PORT     N datagrams, a fresh socket (new source port) each
+  persist URL       K keep-alive connections, one GET on each every interval,
+                    until --stop-file appears (+ --extra-rounds) or --max-duration
+  reuse URL         service connection from port P, then direct to its backend
+                    from the same port P: must work (stale NAT state must not hit)
+  refused HOST PORT TCP connect must fail with ECONNREFUSED within --within s
+  ping HOST         ICMP/ICMPv6 echo until one reply or --deadline (reachability)
+
+Assertions for http/udp: --expect a,b,c (each seen >= --min-each times),
+--only (no backend outside --expect), --forbid x,y, --max-errors N.
+"""
+
+import argparse
+import errno
+import http.client
+import ipaddress
+import json
+import os
+import select
+import socket
+import struct
+import sys
+import time
+import urllib.parse
+
+
+def split_url(url):
+    u = urllib.parse.urlsplit(url)
+    if u.scheme != "http" or not u.hostname:
+        raise SystemExit(f"usage: bad URL {url!r}")
+    return u.hostname, u.port or 80, (u.path or "/")
+
+
+def emit(summary, result, problems):
+    print(summary, flush=True)
+    print(json.dumps(result, sort_keys=True), flush=True)
+    if problems:
+        print("FAIL " + "; ".join(problems), flush=True)
+        return 1
+    print("OK", flush=True)
+    return 0
+
+
+def csv(s):
+    return [x for x in (s or "").split(",") if x]
+
+
+def check_counts(args, backends, errors):
+    problems = []
+    expect = csv(args.expect)
+    for b in expect:
+        if backends.get(b, 0) < args.min_each:
+            problems.append(f"backend {b} answered {backends.get(b, 0)} times "
+                            f"(want >= {args.min_each})")
+    if args.only:
+        extra = sorted(set(backends) - set(expect))
+        if extra:
+            problems.append(f"unexpected backends answered: {extra}")
+    for b in csv(args.forbid):
+        if backends.get(b, 0):
+            problems.append(f"forbidden backend {b} answered {backends[b]} times")
+    if errors > args.max_errors:
+        problems.append(f"{errors} errors (max {args.max_errors})")
+    return problems
+
+
+def fmt_counts(backends):
+    return " ".join(f"{k}={v}" for k, v in sorted(backends.items())) or "(none)"
+
+
+def gave_up(args, errors, sent):
+    """Stop early when nothing works: a broken datapath must fail fast, not
+    burn count x timeout seconds."""
+    return args.give_up_after > 0 and errors >= args.give_up_after and errors == sent
+
+
+def stop_reason(args, errors, sent, what):
+    if gave_up(args, errors, sent):
+        return (f"gave up after the first {sent} {what} all failed "
+                f"(not counted: {args.count - sent})")
+    return f"deadline {args.deadline}s hit after {sent} {what}"
+
+
+# ---------------------------------------------------------------- http
+def http_once(host, port, path, timeout):
+    """One GET on a fresh connection; returns the body (pod name)."""
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.request("GET", path, headers={"Connection": "close"})
+        r = conn.getresponse()
+        body = r.read().decode(errors="replace").strip()
+        if r.status != 200:
+            raise RuntimeError(f"HTTP status {r.status}")
+        return body
+    finally:
+        conn.close()
+
+
+def cmd_http(args):
+    host, port, path = split_url(args.url)
+    backends, errors, refused, samples = {}, 0, 0, []
+    end = time.monotonic() + args.deadline
+    sent = 0
+    for _ in range(args.count):
+        if time.monotonic() > end or gave_up(args, errors, sent):
+            break
+        sent += 1
+        try:
+            b = http_once(host, port, path, args.timeout)
+            backends[b] = backends.get(b, 0) + 1
+        except ConnectionRefusedError as e:
+            refused += 1
+            errors += 1
+            if len(samples) < 5:
+                samples.append(f"refused: {e}")
+        except Exception as e:  # timeout, reset, bad response
+            errors += 1
+            if len(samples) < 5:
+                samples.append(f"{type(e).__name__}: {e}")
+    if sent < args.count:
+        samples.append(stop_reason(args, errors, sent, "connections"))
+        errors += args.count - sent
+    res = {"backends": backends, "errors": errors, "refused": refused,
+           "count": args.count, "error_samples": samples}
+    summary = (f"http {args.url} x{args.count}: {fmt_counts(backends)} "
+               f"errors={errors} refused={refused}")
+    return emit(summary, res, check_counts(args, backends, errors))
+
+
+# ---------------------------------------------------------------- udp
+def cmd_udp(args):
+    backends, errors, samples = {}, 0, []
+    end = time.monotonic() + args.deadline
+    fam = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+    sent = 0
+    for i in range(args.count):
+        if time.monotonic() > end or gave_up(args, errors, sent):
+            break
+        sent += 1
+        s = socket.socket(fam, socket.SOCK_DGRAM)
+        s.settimeout(args.timeout)
+        try:
+            s.connect((args.host, args.port))
+            s.send(f"ping {i}".encode())
+            data = s.recv(2048)
+            b = data.decode(errors="replace").strip()
+            backends[b] = backends.get(b, 0) + 1
+        except Exception as e:
+            errors += 1
+            if len(samples) < 5:
+                samples.append(f"{type(e).__name__}: {e}")
+        finally:
+            s.close()
+    if sent < args.count:
+        samples.append(stop_reason(args, errors, sent, "datagrams"))
+        errors += args.count - sent
+    res = {"backends": backends, "errors": errors, "count": args.count,
+           "error_samples": samples}
+    summary = (f"udp {args.host}:{args.port} x{args.count}: {fmt_counts(backends)} "
+               f"errors={errors}")
+    return emit(summary, res, check_counts(args, backends, errors))
+
+
+# ---------------------------------------------------------------- persist
+class PersistConn:
+    def __init__(self, idx, host, port, timeout):
+        self.idx = idx
+        self.conn = http.client.HTTPConnection(host, port, timeout=timeout)
+        self.backend = None
+        self.requests = 0
+        self.failures = 0
+        self.switched = 0
+        self.alive = True
+        self.error = None
+        self.failed_at = None
+
+    def request(self, path, round_no):
+        if not self.alive:
+            return
+        try:
+            self.conn.request("GET", path)  # HTTP/1.1: keep-alive by default
+            r = self.conn.getresponse()
+            body = r.read().decode(errors="replace").strip()
+            if r.status != 200:
+                raise RuntimeError(f"HTTP status {r.status}")
+            if r.getheader("Connection", "").lower() == "close":
+                raise RuntimeError("server closed the keep-alive connection")
+            self.requests += 1
+            if self.backend is None:
+                self.backend = body
+            elif body != self.backend:
+                self.switched += 1
+                raise RuntimeError(f"backend changed {self.backend} -> {body}")
+        except Exception as e:
+            self.failures += 1
+            self.alive = False
+            self.error = f"{type(e).__name__}: {e}"
+            self.failed_at = round_no
+            self.conn.close()
+
+    def as_dict(self):
+        return {"conn": self.idx, "backend": self.backend, "requests": self.requests,
+                "failures": self.failures, "switched": self.switched,
+                "alive": self.alive, "error": self.error, "failed_at_round": self.failed_at}
+
+
+def cmd_persist(args):
+    host, port, path = split_url(args.url)
+    conns = [PersistConn(i, host, port, args.timeout) for i in range(args.conns)]
+    start = time.monotonic()
+    end = start + args.max_duration
+    rounds, stop_round, ready = 0, None, False
+    problems = []
+    while True:
+        t0 = time.monotonic()
+        if t0 > end:
+            problems.append(f"max duration {args.max_duration}s reached before the "
+                            f"stop file appeared (+{args.extra_rounds} rounds)")
+            break
+        for c in conns:
+            c.request(path, rounds)
+        rounds += 1
+        if not ready:
+            bad = [c.as_dict() for c in conns if not c.alive]
+            if bad:
+                problems.append(f"connections failed before ready: {bad}")
+                break
+            ready = True
+            if args.ready_file:
+                tmp = args.ready_file + ".tmp"
+                with open(tmp, "w") as f:
+                    json.dump({c.idx: c.backend for c in conns}, f)
+                os.replace(tmp, args.ready_file)
+        if stop_round is None and args.stop_file and os.path.exists(args.stop_file):
+            stop_round = rounds
+        if stop_round is not None and rounds - stop_round >= args.extra_rounds:
+            break
+        if not any(c.alive for c in conns):
+            problems.append("all connections failed")
+            break
+        delay = args.interval - (time.monotonic() - t0)
+        if delay > 0:
+            time.sleep(delay)
+
+    removed = set(csv(args.removed))
+    by_backend = {}
+    for c in conns:
+        by_backend.setdefault(c.backend or "(none)", []).append(c)
+    for c in conns:
+        if c.backend in removed:
+            continue
+        if c.failures or c.switched or not c.alive:
+            problems.append(f"conn {c.idx} to kept backend {c.backend} failed: "
+                            f"{c.error} (round {c.failed_at})")
+    per = []
+    for b, cs in sorted(by_backend.items()):
+        fails = sum(1 for c in cs if c.failures)
+        tag = " (removed)" if b in removed else ""
+        per.append(f"{b}{tag}: {len(cs)} conns, {sum(c.requests for c in cs)} reqs, "
+                   f"{fails} failed")
+    res = {"rounds": rounds, "stop_round": stop_round,
+           "elapsed_s": round(time.monotonic() - start, 2),
+           "conns": [c.as_dict() for c in conns]}
+    summary = (f"persist {args.url} {args.conns} conns, {rounds} rounds "
+               f"(stop at {stop_round}): " + "; ".join(per))
+    return emit(summary, res, problems)
+
+
+# ---------------------------------------------------------------- reuse
+def http_from_port(host, port, sport, timeout):
+    """One GET from a fixed local port (SO_REUSEADDR); returns the body."""
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    s = socket.socket(fam, socket.SOCK_STREAM)
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.settimeout(timeout)
+        s.bind(("", sport))
+        s.connect((host, port))
+        s.sendall(f"GET / HTTP/1.1\r\nHost: e2e\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while len(data) < 65536:
+            d = s.recv(4096)
+            if not d:
+                break
+            data += d
+        head, _, body = data.partition(b"\r\n\r\n")
+        if not head.startswith(b"HTTP/1.1 200"):
+            raise RuntimeError(f"bad response {head[:40]!r}")
+        return body.decode(errors="replace").strip()
+    finally:
+        s.close()
+
+
+def cmd_reuse(args):
+    """A service connection from local port P, closed; then a direct connection to
+    the backend it reached, from the same port P (clients reuse ports freely when
+    the server closed first). The second must not be mistaken for the first."""
+    host, port, _ = split_url(args.url)
+    direct = dict(x.split("=", 1) for x in csv(args.direct))
+    problems, lines, res = [], [], []
+    end = time.monotonic() + args.deadline
+    for i in range(args.count):
+        if time.monotonic() > end:
+            problems.append(f"deadline {args.deadline}s hit after {i} rounds")
+            break
+        sport = args.first_port + i
+        try:
+            b = http_from_port(host, port, sport, args.timeout)
+        except Exception as e:
+            problems.append(f"port {sport}: service connection failed: {type(e).__name__}: {e}")
+            continue
+        if b not in direct:
+            problems.append(f"port {sport}: service answered by unknown backend {b!r}")
+            continue
+        t0 = time.monotonic()
+        try:
+            d = http_from_port(direct[b], args.direct_port, sport, args.timeout)
+            outcome = f"ok ({d})" if d == b else f"WRONG backend {d}"
+            if d != b:
+                problems.append(f"port {sport}: direct {direct[b]} answered as {d}")
+        except Exception as e:
+            outcome = f"FAILED {type(e).__name__}: {e}"
+            problems.append(f"port {sport}: direct connection to {direct[b]}:{args.direct_port} "
+                            f"after a service connection from the same port failed: "
+                            f"{type(e).__name__}: {e} after {time.monotonic() - t0:.3f}s")
+        lines.append(f"port {sport}: service -> {b}, then direct {direct[b]}:{args.direct_port} "
+                     f"-> {outcome}")
+        res.append({"port": sport, "backend": b, "direct": outcome})
+    summary = "reuse " + args.url + ":\n" + "\n".join(lines)
+    return emit(summary, {"rounds": res}, problems)
+
+
+# ---------------------------------------------------------------- refused
+def cmd_refused(args):
+    fam = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+    results, problems = [], []
+    for i in range(args.count):
+        s = socket.socket(fam, socket.SOCK_STREAM)
+        s.settimeout(args.timeout)
+        t0 = time.monotonic()
+        try:
+            s.connect((args.host, args.port))
+            outcome = "connected"
+        except ConnectionRefusedError:
+            outcome = "refused"
+        except socket.timeout:
+            outcome = "timeout"
+        except OSError as e:
+            outcome = errno.errorcode.get(e.errno, str(e))
+        finally:
+            s.close()
+        dt = time.monotonic() - t0
+        results.append({"outcome": outcome, "seconds": round(dt, 4)})
+        if outcome != "refused":
+            problems.append(f"attempt {i}: {outcome} after {dt:.3f}s (want ECONNREFUSED)")
+        elif dt >= args.within:
+            problems.append(f"attempt {i}: refused only after {dt:.3f}s "
+                            f"(want < {args.within}s)")
+    worst = max(r["seconds"] for r in results)
+    summary = (f"refused {args.host}:{args.port} x{args.count}: "
+               + ", ".join(f"{r['outcome']} {r['seconds']:.3f}s" for r in results)
+               + f" (slowest {worst:.3f}s)")
+    return emit(summary, {"attempts": results}, problems)
+
+
+# ---------------------------------------------------------------- ping
+def inet_csum(data):
+    if len(data) % 2:
+        data += b"\0"
+    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    s = (s >> 16) + (s & 0xFFFF)
+    s += s >> 16
+    return ~s & 0xFFFF
+
+
+def cmd_ping(args):
+    addr = ipaddress.ip_address(args.host)
+    v6 = addr.version == 6
+    if v6:
+        s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+        req_type, rep_type = 128, 129
+    else:
+        s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+        req_type, rep_type = 8, 0
+    ident = os.getpid() & 0xFFFF
+    start = time.monotonic()
+    end = start + args.deadline
+    seq, next_send, got = 0, 0.0, None
+    while time.monotonic() < end and got is None:
+        now = time.monotonic()
+        if now >= next_send and seq < args.max_probes:
+            seq += 1
+            payload = b"sluice-e2e"
+            hdr = struct.pack("!BBHHH", req_type, 0, 0, ident, seq)
+            # the kernel fills in the ICMPv6 checksum on raw ICMPv6 sockets
+            csum = 0 if v6 else inet_csum(hdr + payload)
+            pkt = struct.pack("!BBHHH", req_type, 0, csum, ident, seq) + payload
+            try:
+                s.sendto(pkt, (args.host, 0))
+            except OSError:
+                pass  # e.g. EHOSTUNREACH while neighbours resolve: retry
+            next_send = now + args.interval
+        wait = max(0.0, min(end, next_send) - time.monotonic())
+        r, _, _ = select.select([s], [], [], min(wait, 0.1) or 0.01)
+        if not r:
+            continue
+        data, peer = s.recvfrom(2048)
+        if not v6:
+            data = data[(data[0] & 0x0F) * 4:]  # strip the IPv4 header
+        if len(data) < 8 or ipaddress.ip_address(peer[0].split("%")[0]) != addr:
+            continue
+        t, _, _, rid, rseq = struct.unpack("!BBHHH", data[:8])
+        if t == rep_type and rid == ident:
+            got = (rseq, time.monotonic() - start)
+    s.close()
+    if got:
+        summary = f"ping {args.host}: reply to probe {got[0]} after {got[1]:.3f}s"
+        return emit(summary, {"reply": True, "probes": seq}, [])
+    summary = f"ping {args.host}: no reply in {args.deadline}s ({seq} probes)"
+    return emit(summary, {"reply": False, "probes": seq}, [f"{args.host} unreachable"])
+
+
+def main():
+    ap = argparse.ArgumentParser(description="sluice e2e pod client")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    def asserts(p):
+        p.add_argument("--expect", help="comma list: each must answer >= --min-each")
+        p.add_argument("--min-each", type=int, default=1)
+        p.add_argument("--only", action="store_true",
+                       help="fail if a backend outside --expect answers")
+        p.add_argument("--forbid", help="comma list: must never answer")
+        p.add_argument("--max-errors", type=int, default=0)
+        p.add_argument("--give-up-after", type=int, default=5,
+                       help="stop when the first N attempts all failed (0: never)")
+
+    p = sub.add_parser("http")
+    p.add_argument("url")
+    p.add_argument("--count", type=int, default=100)
+    p.add_argument("--timeout", type=float, default=2.0, help="per connection")
+    p.add_argument("--deadline", type=float, default=60.0, help="overall")
+    asserts(p)
+    p.set_defaults(fn=cmd_http)
+
+    p = sub.add_parser("udp")
+    p.add_argument("host")
+    p.add_argument("port", type=int)
+    p.add_argument("--count", type=int, default=100)
+    p.add_argument("--timeout", type=float, default=1.0, help="per datagram")
+    p.add_argument("--deadline", type=float, default=60.0, help="overall")
+    asserts(p)
+    p.set_defaults(fn=cmd_udp)
+
+    p = sub.add_parser("persist")
+    p.add_argument("url")
+    p.add_argument("--conns", type=int, default=16)
+    p.add_argument("--interval", type=float, default=0.1)
+    p.add_argument("--timeout", type=float, default=2.0, help="per request")
+    p.add_argument("--ready-file", help="written after the first round succeeded")
+    p.add_argument("--stop-file", help="its appearance ends the run (+ extra rounds)")
+    p.add_argument("--extra-rounds", type=int, default=10)
+    p.add_argument("--max-duration", type=float, default=60.0)
+    p.add_argument("--removed", help="comma list of backends whose conns may fail")
+    p.set_defaults(fn=cmd_persist)
+
+    p = sub.add_parser("reuse")
+    p.add_argument("url", help="service URL")
+    p.add_argument("--direct", required=True, help="comma list backend=IP")
+    p.add_argument("--direct-port", type=int, default=8080)
+    p.add_argument("--count", type=int, default=3)
+    p.add_argument("--first-port", type=int, default=41000,
+                   help="local ports first-port .. first-port+count-1")
+    p.add_argument("--timeout", type=float, default=2.0)
+    p.add_argument("--deadline", type=float, default=30.0)
+    p.set_defaults(fn=cmd_reuse)
+
+    p = sub.add_parser("refused")
+    p.add_argument("host")
+    p.add_argument("port", type=int)
+    p.add_argument("--count", type=int, default=3)
+    p.add_argument("--timeout", type=float, default=2.0, help="per connect")
+    p.add_argument("--within", type=float, default=1.0,
+                   help="ECONNREFUSED must arrive before this many seconds")
+    p.set_defaults(fn=cmd_refused)
+
+    p = sub.add_parser("ping")
+    p.add_argument("host")
+    p.add_argument("--deadline", type=float, default=5.0)
+    p.add_argument("--interval", type=float, default=0.2)
+    p.add_argument("--max-probes", type=int, default=50)
+    p.set_defaults(fn=cmd_ping)
+
+    args = ap.parse_args()
+    sys.exit(args.fn(args))
+
+
+if __name__ == "__main__":
+    main()

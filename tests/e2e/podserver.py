@@ -1,0 +1,108 @@
+#!/usr/bin/python3
+"""Pod server for the sluice e2e tests.
+
+Runs inside one pod network namespace and serves, dual-stack (one `::` socket
+with IPV6_V6ONLY=0 per protocol):
+
+  * HTTP/1.1 on TCP 8080: any GET is answered with body = the pod name,
+    keep-alive supported (Content-Length is always set). Headers X-Pod and
+    X-Peer (the client address as this pod sees it) help debugging.
+  * UDP echo on 5353: every datagram is answered with the pod name.
+
+The process runs until SIGTERM/SIGINT. When both sockets are bound it writes
+--ready-file so the caller can wait on a condition instead of sleeping.
+"""
+
+import argparse
+import http.server
+import os
+import signal
+import socket
+import socketserver
+import sys
+import threading
+
+
+class DualStackHTTPServer(http.server.ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 256
+
+    def server_bind(self):
+        self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        super().server_bind()
+
+
+def make_handler(pod_name):
+    body = pod_name.encode()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        # idle keep-alive connections are closed after this many seconds,
+        # so no handler thread can live forever
+        timeout = 30
+
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("X-Pod", pod_name)
+            self.send_header("X-Peer", self.client_address[0])
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, fmt, *args):  # keep the log quiet
+            pass
+
+    return Handler
+
+
+def udp_echo(sock, pod_name):
+    reply = pod_name.encode()
+    while True:
+        try:
+            _, peer = sock.recvfrom(2048)
+            sock.sendto(reply, peer)
+        except OSError:
+            return
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--name", required=True, help="pod name returned to clients")
+    ap.add_argument("--http-port", type=int, default=8080)
+    ap.add_argument("--udp-port", type=int, default=5353)
+    ap.add_argument("--ready-file", help="written once both sockets are bound")
+    args = ap.parse_args()
+
+    httpd = DualStackHTTPServer(("::", args.http_port), make_handler(args.name))
+
+    usock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    usock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    usock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    usock.bind(("::", args.udp_port))
+    threading.Thread(target=udp_echo, args=(usock, args.name), daemon=True).start()
+
+    def stop(signum, frame):
+        # shutdown() blocks until serve_forever returns: call it off-thread
+        threading.Thread(target=httpd.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+
+    if args.ready_file:
+        tmp = args.ready_file + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(f"{os.getpid()}\n")
+        os.replace(tmp, args.ready_file)
+
+    print(f"{args.name}: http :{args.http_port} udp :{args.udp_port} ready",
+          file=sys.stderr, flush=True)
+    httpd.serve_forever(poll_interval=0.2)
+    usock.close()
+    httpd.server_close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,270 @@
+#!/usr/bin/env bash
+# sluice e2e: ClusterIP through the per-pod-veth tc datapath, IPv4 and IPv6.
+#
+#   bash tests/e2e/test_clusterip.sh bridge|routed
+#
+# Builds a node netns and 4 pod netns (layout per argument, see lib.sh), runs a
+# podserver in every pod, runs sluice-agent in the node netns on generated
+# Service/EndpointSlice manifests, then checks per family from pod1:
+#   1 new TCP connections spread over every backend, no errors
+#   2 UDP datagrams answered by every backend
+#   3 removing a backend (atomic mv of the EndpointSlice): persistent connections
+#     to the other backends survive, new connections never reach it
+#   4 a service without endpoints refuses connections at once (< 1 s)
+#   5 hairpin: pod1 -> a service whose only backend is pod1
+#   6 traffic that is not for a service (pod1 -> pod2 direct) is untouched, also
+#     a direct connection reusing the local port of a just-closed service flow
+# and finally that the datapath outlives the agent process (SIGTERM) and that
+# `sluice-agent --cleanup` removes it (exit 0, no pins, VIP no longer served).
+#
+# Exit: 0 all passed, 1 a check failed, 77 skipped (not root / no ip netns).
+# Env: SLUICE_BIN_DIR (default <repo>/build/bin), E2E_KEEP=1 keeps the logs.
+
+set -u -o pipefail
+
+LAYOUT=${1:-}
+case $LAYOUT in
+bridge | routed) ;;
+*)
+    echo "usage: $0 bridge|routed" >&2
+    exit 2
+    ;;
+esac
+
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+e2e_preflight || exit $?
+# shellcheck disable=SC2119
+e2e_require_binaries || exit 1
+
+NPODS=4
+BACKENDS=(2 3 4)  # pods behind `web`
+REMOVED=4         # the backend removed in check 3
+HTTP_COUNT=200
+UDP_COUNT=100
+
+e2e_setup "sl$$-" || exit 1
+e2e_install_traps
+e2e_watchdog 270
+
+echo "=== sluice e2e ClusterIP, layout=$LAYOUT, pid $$ ==="
+
+names() { # names 2 3 4 -> pod2,pod3,pod4
+    local out="" i
+    for i in "$@"; do out+="${out:+,}pod$i"; done
+    echo "$out"
+}
+
+# a fair spread floor: each backend gets at least a quarter of its fair share
+# (uniform random choice makes anything lower astronomically unlikely)
+spread_floor() { echo $(($1 / ($2 * 4) > 0 ? $1 / ($2 * 4) : 1)); }
+
+fatal() {
+    echo "FAIL: $*"
+    e2e_diag
+    e2e_agent_tail 80
+    e2e_summary
+    exit 1
+}
+
+# ---------------------------------------------------------------- topology
+e2e_topology "$LAYOUT" "$NPODS" || fatal "could not build the $LAYOUT topology"
+e2e_start_servers || fatal "pod servers did not start"
+
+reach_direct() {
+    local i rc=0
+    for ((i = 2; i <= NPODS; i++)); do
+        e2e_client 1 ping "$(e2e_pod_ip4 "$i")" --deadline 5 | grep -v '^{' || rc=1
+        e2e_client 1 ping "$(e2e_pod_ip6 "$i")" --deadline 5 | grep -v '^{' || rc=1
+    done
+    return "$rc"
+}
+e2e_check "topology: pod1 pings pod2..pod$NPODS (IPv4+IPv6) before the agent runs" \
+    reach_direct || fatal "topology broken before the agent started"
+
+# ---------------------------------------------------------------- agent
+e2e_write_manifests "$E2E_MANIFESTS" || fatal "could not write manifests"
+e2e_start_agent "$E2E_MANIFESTS"
+e2e_wait_generation_gt 0 30 || fatal "sluice-agent did not sync"
+
+# Readiness gate: the first sync may not be the last one for the initial
+# manifest set; wait (bounded) until the VIP answers on both families.
+wait_vip() {
+    local url=$1 deadline=$((SECONDS + 15))
+    while ((SECONDS < deadline)); do
+        if e2e_client 1 http "$url" --count 1 --timeout 1 >/dev/null 2>&1; then
+            echo "$url answers"
+            return 0
+        fi
+        e2e_pid_alive "$E2E_AGENT_PID" || { echo "agent died"; return 1; }
+        sleep 0.1
+    done
+    echo "$url did not answer within 15s"
+    return 1
+}
+for vip in "$E2E_WEB_V4" "$E2E_WEB_V6"; do
+    e2e_check "agent ready: web answers on $vip:80 (within 15 s)" wait_vip "$(e2e_url "$vip" 80)"
+done
+
+# ---------------------------------------------------------------- checks
+check_remove_backend() {
+    local fam=$1 vip=$2 url kept=() i ready stop out pid gen prc rc=0
+    url=$(e2e_url "$vip" 80)
+    for i in "${BACKENDS[@]}"; do ((i != REMOVED)) && kept+=("$i"); done
+    ready=$E2E_RUN/persist$fam.ready
+    stop=$E2E_RUN/persist$fam.stop
+    out=$E2E_LOGS/persist$fam.log
+
+    # 16 keep-alive connections, one request each per 100 ms; they stop 10
+    # rounds (~1 s) after the stop file appears, or after 60 s at the latest
+    e2e_client_bg "persist$fam" 1 persist "$url" --conns 16 --interval 0.1 --timeout 2 \
+        --ready-file "$ready" --stop-file "$stop" --extra-rounds 10 \
+        --max-duration 60 --removed "pod$REMOVED"
+    pid=$E2E_BG_PID
+    if ! e2e_wait_file_or_exit "$ready" "$pid" 15; then
+        e2e_kill_pid "$pid"
+        grep -v '^{' "$out" | sed 's/^/    /'
+        e2e_result "IPv$fam 3 16 persistent connections to $vip:80 opened" 1
+        return 1
+    fi
+    echo "    persistent connections open (conn -> backend): $(cat "$ready")"
+
+    gen=$(e2e_agent_generation)
+    e2e_log "removing pod$REMOVED from EndpointSlice web-ipv$fam (atomic mv), generation now $gen"
+    e2e_write_web_slice "$E2E_MANIFESTS" "$fam" "${kept[@]}" || rc=1
+    e2e_check "IPv$fam 3 agent synced the EndpointSlice edit (generation > $gen)" \
+        e2e_wait_generation_gt "$gen" 15 || rc=1
+
+    e2e_check "IPv$fam 3b $((HTTP_COUNT / 2)) new connections never reach removed pod$REMOVED" \
+        e2e_client 1 http "$url" --count $((HTTP_COUNT / 2)) --timeout 2 --deadline 60 \
+        --expect "$(names "${kept[@]}")" --only --forbid "pod$REMOVED" || rc=1
+
+    touch "$stop"
+    if e2e_wait_pid_exit "$pid" 20; then
+        wait "$pid"
+        prc=$?
+    else
+        echo "    persist client did not finish within 20s after the stop file"
+        e2e_kill_pid "$pid"
+        prc=124
+    fi
+    grep -v '^{' "$out" | sed 's/^/    /'
+    e2e_result "IPv$fam 3a persistent connections to kept backends had zero failures" "$prc" ||
+        rc=1
+    # informational: what happened to the connections pinned to the removed backend
+    /usr/bin/python3 - "$out" "pod$REMOVED" <<'EOF'
+import json, sys
+for line in open(sys.argv[1]):
+    if line.startswith("{"):
+        conns = [c for c in json.loads(line)["conns"] if c["backend"] == sys.argv[2]]
+        alive = sum(1 for c in conns if c["alive"])
+        errs = sorted({c["error"] for c in conns if c["error"]})
+        print(f"    info: {len(conns)} persistent connections were on {sys.argv[2]}: "
+              f"{alive} still served after its removal, {len(conns) - alive} broke {errs[:2]}")
+EOF
+    return "$rc"
+}
+
+run_family() {
+    local fam=$1 web empty self p2 nb=${#BACKENDS[@]} direct i ip
+    if [[ $fam == 4 ]]; then
+        web=$E2E_WEB_V4 empty=$E2E_EMPTY_V4 self=$E2E_SELF_V4 p2=$(e2e_pod_ip4 2)
+    else
+        web=$E2E_WEB_V6 empty=$E2E_EMPTY_V6 self=$E2E_SELF_V6 p2=$(e2e_pod_ip6 2)
+    fi
+    direct=""
+    for i in "${BACKENDS[@]}"; do
+        if [[ $fam == 4 ]]; then ip=$(e2e_pod_ip4 "$i"); else ip=$(e2e_pod_ip6 "$i"); fi
+        direct+="${direct:+,}pod$i=$ip"
+    done
+    echo "--- IPv$fam ---"
+
+    e2e_check "IPv$fam 1 $HTTP_COUNT new HTTP connections to $web:80 reach every backend, no errors" \
+        e2e_client 1 http "$(e2e_url "$web" 80)" --count "$HTTP_COUNT" --timeout 2 --deadline 90 \
+        --expect "$(names "${BACKENDS[@]}")" --only \
+        --min-each "$(spread_floor "$HTTP_COUNT" "$nb")"
+
+    e2e_check "IPv$fam 2 $UDP_COUNT UDP datagrams to $web:53 answered by every backend" \
+        e2e_client 1 udp "$web" 53 --count "$UDP_COUNT" --timeout 1 --deadline 60 \
+        --expect "$(names "${BACKENDS[@]}")" --only \
+        --min-each "$(spread_floor "$UDP_COUNT" "$nb")"
+
+    check_remove_backend "$fam" "$web"
+
+    e2e_check "IPv$fam 4 service without endpoints ($empty:80) refuses at once (< 1 s)" \
+        e2e_client 1 refused "$empty" 80 --count 3 --timeout 2 --within 1.0
+
+    e2e_check "IPv$fam 5 hairpin: pod1 -> self $self:80 (TCP) answered by pod1" \
+        e2e_client 1 http "$(e2e_url "$self" 80)" --count 10 --timeout 2 --deadline 30 \
+        --expect pod1 --only --min-each 10
+    e2e_check "IPv$fam 5 hairpin: pod1 -> self $self:53 (UDP) answered by pod1" \
+        e2e_client 1 udp "$self" 53 --count 10 --timeout 1 --deadline 30 \
+        --expect pod1 --only --min-each 10
+
+    e2e_check "IPv$fam 6 non-service traffic pod1 -> pod2 $p2 direct (TCP)" \
+        e2e_client 1 http "$(e2e_url "$p2" 8080)" --count 20 --timeout 2 --deadline 30 \
+        --expect pod2 --only --min-each 20
+    e2e_check "IPv$fam 6 non-service traffic pod1 -> pod2 $p2 direct (UDP)" \
+        e2e_client 1 udp "$p2" 5353 --count 20 --timeout 1 --deadline 30 \
+        --expect pod2 --only --min-each 20
+    # clients reuse a local port as soon as the server closed first: a direct
+    # connection must not be caught by the finished service flow's NAT state
+    e2e_check "IPv$fam 6b direct connection to a backend from the port of a just-closed service connection" \
+        e2e_client 1 reuse "$(e2e_url "$web" 80)" --direct "$direct" --count 3 \
+        --first-port $((fam == 4 ? 41000 : 42000)) --timeout 2 --deadline 20
+}
+
+run_family 4
+run_family 6
+
+# ---------------------------------------------------------------- lifecycle
+echo "--- agent lifecycle ---"
+KEPT=()
+for i in "${BACKENDS[@]}"; do ((i != REMOVED)) && KEPT+=("$i"); done
+
+e2e_stop_agent 10
+rc=$?
+echo "    sluice-agent exited with status $rc after SIGTERM"
+e2e_result "agent stops on SIGTERM within 10 s (status 0 or 143)" \
+    "$(((rc == 0 || rc == 143) ? 0 : 1))"
+
+for vip in "$E2E_WEB_V4" "$E2E_WEB_V6"; do
+    e2e_check "datapath keeps serving $vip after the agent stopped" \
+        e2e_client 1 http "$(e2e_url "$vip" 80)" --count 20 --timeout 2 --deadline 30 \
+        --expect "$(names "${KEPT[@]}")" --only
+done
+
+cleanup_agent() {
+    local rc left
+    timeout -k 5 30 ip netns exec "$E2E_NODE" "$E2E_AGENT_BIN" --cleanup \
+        --bpffs-root "$E2E_BPFFS" 2>&1 | tail -n 5
+    rc=${PIPESTATUS[0]}
+    echo "sluice-agent --cleanup exit status $rc"
+    left=$(e2e_bpffs_pins)
+    if [[ -n $left ]]; then
+        echo "pins left behind:"
+        echo "$left"
+        return 1
+    fi
+    echo "bpffs $E2E_BPFFS is empty"
+    return "$rc"
+}
+e2e_check "sluice-agent --cleanup exits 0 and leaves no pins" cleanup_agent
+
+# after cleanup nothing translates the VIP any more: the node has no route for
+# it, so the connection must fail (quickly: ICMP unreachable or timeout 1 s)
+e2e_check "after --cleanup $E2E_WEB_V4:80 is no longer served" \
+    eval "! e2e_client 1 http '$(e2e_url "$E2E_WEB_V4" 80)' --count 2 --timeout 1 --deadline 5 >/dev/null"
+e2e_check "after --cleanup pod1 -> pod2 direct still works" \
+    e2e_client 1 http "$(e2e_url "$(e2e_pod_ip4 2)" 8080)" --count 5 --timeout 2 --deadline 15 \
+    --expect pod2 --only
+
+e2e_summary
+if ((E2E_FAIL > 0)); then
+    e2e_agent_tail 80
+    echo "RESULT: FAIL ($LAYOUT)"
+    exit 1
+fi
+echo "RESULT: PASS ($LAYOUT)"
+exit 0
