@@ -1,0 +1,153 @@
+// The map writer on real, pinned maps: what it writes is what the datapath reads, a restarted
+// agent (new skeleton reusing the pins) restores the same ids, and an unchanged state costs no
+// write. Each case mounts its own bpffs and removes it.
+#include <arpa/inet.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <doctest/doctest.h>
+#include <sys/mount.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <string>
+
+#include "agent/datapath/datapath.h"
+#include "agent/datapath/map_writer.h"
+#include "sluice_bpf.skel.h"
+
+namespace sluice {
+namespace {
+
+// A private bpffs mount for one test case.
+class temp_bpffs {
+ public:
+  temp_bpffs() {
+    char tmpl[] = "/tmp/sluice-dp-test.XXXXXX";
+    REQUIRE(mkdtemp(tmpl) != nullptr);
+    dir_ = tmpl;
+    REQUIRE(mount("bpf", dir_.c_str(), "bpf", 0, nullptr) == 0);
+  }
+  ~temp_bpffs() {
+    umount2(dir_.c_str(), MNT_DETACH);
+    rmdir(dir_.c_str());
+  }
+  std::string root() const { return dir_ + "/sluice"; }
+
+ private:
+  std::string dir_;
+};
+
+ip_addr v4(const char* s) {
+  ip_addr a;
+  inet_pton(AF_INET, s, a.bytes.data());
+  return a;
+}
+
+ip_addr v6(const char* s) {
+  ip_addr a;
+  a.family = ip_family::v6;
+  inet_pton(AF_INET6, s, a.bytes.data());
+  return a;
+}
+
+desired_state two_services() {
+  desired_frontend web{v4("10.96.0.10"), 80, IPPROTO_TCP, "default/web:http", 0,
+                       {{v4("10.244.0.12"), 8080, false}, {v4("10.244.0.13"), 8080, false}}};
+  desired_frontend dns{v6("fd00:96::10"), 53, IPPROTO_UDP, "default/web:dns", 10800,
+                       {{v6("fd00:244::12"), 5353, false}}};
+  return {{web, dns}};
+}
+
+TEST_CASE("map writer: the maps hold master, slots and backends as the datapath reads them") {
+  temp_bpffs fs;
+  REQUIRE(ensure_bpffs(fs.root()));
+  auto dp = datapath::load(fs.root());
+  REQUIRE(dp);
+  map_writer w(dp->skel());
+  REQUIRE(w.restore());
+  auto rep = w.sync(two_services());
+  CHECK(rep.failed_ops == 0);
+  CHECK(rep.frontends == 2);
+  CHECK(rep.backends == 3);
+
+  lb4_svc_key k{};
+  inet_pton(AF_INET, "10.96.0.10", &k.vip);
+  k.port = htons(80);
+  k.proto = IPPROTO_TCP;
+  lb_svc_value master{};
+  REQUIRE(bpf_map_lookup_elem(bpf_map__fd(dp->skel()->maps.lb4_services_v1), &k, &master) == 0);
+  CHECK(master.count == 2);
+  CHECK(master.svc_id != 0);
+  for (uint16_t slot = 1; slot <= 2; ++slot) {
+    k.slot = slot;
+    lb_svc_value sv{};
+    REQUIRE(bpf_map_lookup_elem(bpf_map__fd(dp->skel()->maps.lb4_services_v1), &k, &sv) == 0);
+    CHECK(sv.svc_id == master.svc_id);
+    lb4_backend be{};
+    REQUIRE(bpf_map_lookup_elem(bpf_map__fd(dp->skel()->maps.lb4_backends_v1), &sv.backend_id,
+                                &be) == 0);
+    CHECK(be.svc_id == master.svc_id);
+    CHECK(ntohs(be.port) == 8080);
+    CHECK(be.proto == IPPROTO_TCP);
+  }
+  k.slot = 3;
+  lb_svc_value none{};
+  CHECK(bpf_map_lookup_elem(bpf_map__fd(dp->skel()->maps.lb4_services_v1), &k, &none) != 0);
+
+  lb6_svc_key k6{};
+  inet_pton(AF_INET6, "fd00:96::10", &k6.vip);
+  k6.port = htons(53);
+  k6.proto = IPPROTO_UDP;
+  REQUIRE(bpf_map_lookup_elem(bpf_map__fd(dp->skel()->maps.lb6_services_v1), &k6, &master) == 0);
+  CHECK(master.count == 1);
+  CHECK(master.flags == LB_SVC_F_AFFINITY);
+  CHECK(master.affinity_timeout == 10800);
+}
+
+TEST_CASE("map writer: a restarted agent restores ids from the pins and writes nothing") {
+  temp_bpffs fs;
+  REQUIRE(ensure_bpffs(fs.root()));
+  map_state first;
+  {
+    auto dp = datapath::load(fs.root());
+    REQUIRE(dp);
+    map_writer w(dp->skel());
+    REQUIRE(w.restore());
+    REQUIRE(w.sync(two_services()).failed_ops == 0);
+    first = w.mirror();
+  }
+  auto dp = datapath::load(fs.root());
+  REQUIRE(dp);
+  map_writer w(dp->skel());
+  REQUIRE(w.restore());
+  CHECK(w.mirror() == first);
+  auto rep = w.sync(two_services());
+  CHECK(rep.ops == 0);
+
+  // And a change after the restart keeps the untouched frontend's ids.
+  auto less = two_services();
+  less.frontends[0].backends.pop_back();
+  rep = w.sync(less);
+  CHECK(rep.failed_ops == 0);
+  const frontend_key web{v4("10.96.0.10"), 80, IPPROTO_TCP};
+  CHECK(w.mirror().frontends.at(web).svc_id == first.frontends.at(web).svc_id);
+  CHECK(w.mirror().frontends.at(web).slots[0] == first.frontends.at(web).slots[0]);
+  CHECK(w.mirror().backends.size() == 2);
+}
+
+TEST_CASE("cleanup: unpins every map and leaves the kernel's own bpffs files alone") {
+  temp_bpffs fs;
+  REQUIRE(ensure_bpffs(fs.root()));
+  {
+    auto dp = datapath::load(fs.root());
+    REQUIRE(dp);
+  }
+  CHECK(std::filesystem::exists(fs.root() + "/" LB4_CT_MAP));
+  auto done = cleanup(fs.root());
+  REQUIRE(done);
+  CHECK(done->size() >= 12);
+  CHECK_FALSE(std::filesystem::exists(fs.root()));
+}
+
+}  // namespace
+}  // namespace sluice
