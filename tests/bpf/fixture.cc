@@ -1,0 +1,340 @@
+#include "fixture.h"
+
+#include <arpa/inet.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <time.h>
+
+#include <cerrno>
+#include <cstdarg>
+#include <cstdio>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+namespace bpftest {
+
+namespace {
+
+[[noreturn]] void fail(const std::string& what, int err) {
+  throw std::runtime_error(what + ": " + std::strerror(err < 0 ? -err : err));
+}
+
+void copy_addr(__be32* dst, const IpAddr& a) { std::memcpy(dst, a.b.data(), a.size()); }
+
+IpAddr addr_from(const __be32* src, bool v6) {
+  IpAddr a;
+  a.v6 = v6;
+  std::memcpy(a.b.data(), src, a.size());
+  return a;
+}
+
+// libbpf's messages go to stderr, except that after one failed load the (identical, very long)
+// verifier log of every later fixture is dropped.
+bool g_quiet = false;
+
+int print_fn(enum libbpf_print_level level, const char* fmt, va_list args) {
+  if (level == LIBBPF_DEBUG || g_quiet) return 0;
+  return std::vfprintf(stderr, fmt, args);
+}
+
+void update(const bpf_map* m, const void* k, const void* v, const char* what) {
+  if (bpf_map_update_elem(bpf_map__fd(m), k, v, BPF_ANY) != 0) fail(what, errno);
+}
+
+}  // namespace
+
+std::uint64_t monotonic_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
+Fixture::Fixture() {
+  libbpf_set_print(print_fn);
+  ncpus_ = libbpf_num_possible_cpus();
+  if (ncpus_ <= 0) fail("libbpf_num_possible_cpus", ncpus_);
+  skel_ = Skel::open();
+  if (skel_ == nullptr) fail("skeleton open", errno);
+  // Fresh, private maps for every fixture: never reuse or create pins.
+  bpf_map* m = nullptr;
+  bpf_object__for_each_map(m, skel_->obj) {
+    const int err = bpf_map__set_pin_path(m, nullptr);
+    if (err != 0) {
+      Skel::destroy(skel_);
+      fail(std::string("bpf_map__set_pin_path(") + bpf_map__name(m) + ", NULL)", err);
+    }
+  }
+  const int err = Skel::load(skel_);
+  if (err != 0) {
+    Skel::destroy(skel_);
+    skel_ = nullptr;
+    const bool first = !g_quiet;
+    g_quiet = true;
+    fail(first ? "skeleton load (libbpf log above)" : "skeleton load (log printed for the first failure only)", err);
+  }
+}
+
+Fixture::~Fixture() {
+  if (skel_ != nullptr) Skel::destroy(skel_);
+}
+
+void Fixture::put_master(const Service& s) {
+  const std::uint16_t count = s.count.value_or(static_cast<std::uint16_t>(s.backends.size()));
+  lb_svc_value v{};
+  v.backend_id = 0;
+  v.svc_id = s.svc_id;
+  v.affinity_timeout = s.affinity_timeout;
+  v.count = count;
+  v.flags = s.flags;
+  if (s.vip.v6) {
+    lb6_svc_key k{};
+    copy_addr(k.vip, s.vip);
+    k.port = htons(s.port);
+    k.slot = 0;
+    k.proto = s.proto;
+    k.scope = LB_SCOPE_ALL;
+    update(skel_->maps.lb6_services_v1, &k, &v, "update lb6_services master");
+  } else {
+    lb4_svc_key k{};
+    copy_addr(&k.vip, s.vip);
+    k.port = htons(s.port);
+    k.slot = 0;
+    k.proto = s.proto;
+    k.scope = LB_SCOPE_ALL;
+    update(skel_->maps.lb4_services_v1, &k, &v, "update lb4_services master");
+  }
+}
+
+void Fixture::put_slot(const Service& s, std::uint16_t slot, std::uint32_t backend_id) {
+  lb_svc_value v{};
+  v.backend_id = backend_id;
+  v.svc_id = s.svc_id;
+  if (s.vip.v6) {
+    lb6_svc_key k{};
+    copy_addr(k.vip, s.vip);
+    k.port = htons(s.port);
+    k.slot = slot;
+    k.proto = s.proto;
+    update(skel_->maps.lb6_services_v1, &k, &v, "update lb6_services slot");
+  } else {
+    lb4_svc_key k{};
+    copy_addr(&k.vip, s.vip);
+    k.port = htons(s.port);
+    k.slot = slot;
+    k.proto = s.proto;
+    update(skel_->maps.lb4_services_v1, &k, &v, "update lb4_services slot");
+  }
+}
+
+void Fixture::put_backend(const Backend& b, std::uint8_t proto, std::uint32_t svc_id) {
+  const std::uint32_t id = b.id;
+  if (b.addr.v6) {
+    lb6_backend v{};
+    copy_addr(v.addr, b.addr);
+    v.port = htons(b.port);
+    v.proto = b.proto.value_or(proto);
+    v.state = b.state;
+    v.svc_id = b.svc_id.value_or(svc_id);
+    update(skel_->maps.lb6_backends_v1, &id, &v, "update lb6_backends");
+  } else {
+    lb4_backend v{};
+    copy_addr(&v.addr, b.addr);
+    v.port = htons(b.port);
+    v.proto = b.proto.value_or(proto);
+    v.state = b.state;
+    v.svc_id = b.svc_id.value_or(svc_id);
+    update(skel_->maps.lb4_backends_v1, &id, &v, "update lb4_backends");
+  }
+}
+
+void Fixture::delete_backend(bool v6, std::uint32_t id) {
+  const bpf_map* m = v6 ? skel_->maps.lb6_backends_v1 : skel_->maps.lb4_backends_v1;
+  if (bpf_map_delete_elem(bpf_map__fd(m), &id) != 0) fail("delete backend", errno);
+}
+
+void Fixture::add_service(const Service& s) {
+  for (const Backend& b : s.backends) put_backend(b, s.proto, s.svc_id);
+  for (std::size_t i = 0; i < s.backends.size(); ++i)
+    put_slot(s, static_cast<std::uint16_t>(i + 1), s.backends[i].id);
+  put_master(s);
+}
+
+RunResult Fixture::run(const Bytes& in) {
+  RunResult r;
+  r.out.assign(4096, 0);
+  LIBBPF_OPTS(bpf_test_run_opts, opts,
+              .data_in = in.data(),
+              .data_out = r.out.data(),
+              .data_size_in = static_cast<__u32>(in.size()),
+              .data_size_out = static_cast<__u32>(r.out.size()),
+              .repeat = 1);
+  const int err = bpf_prog_test_run_opts(bpf_program__fd(skel_->progs.lb_pod_ingress), &opts);
+  r.err = err;
+  r.retval = opts.retval;
+  r.out.resize(err == 0 ? opts.data_size_out : 0);
+  return r;
+}
+
+StatArray Fixture::stats() const {
+  StatArray out{};
+  std::vector<lb_stat_value> vals(static_cast<std::size_t>(ncpus_));
+  const int fd = bpf_map__fd(skel_->maps.lb_stats_v1);
+  for (std::uint32_t i = 0; i < LB_STAT_MAX; ++i) {
+    if (bpf_map_lookup_elem(fd, &i, vals.data()) != 0) fail("lookup lb_stats_v1", errno);
+    for (const auto& v : vals) out[i] += v.packets;
+  }
+  return out;
+}
+
+lb_svc_stat_value Fixture::svc_stats(std::uint32_t svc_id) const {
+  std::vector<lb_svc_stat_value> vals(static_cast<std::size_t>(ncpus_));
+  const int fd = bpf_map__fd(skel_->maps.lb_svc_stats_v1);
+  if (bpf_map_lookup_elem(fd, &svc_id, vals.data()) != 0) fail("lookup lb_svc_stats_v1", errno);
+  lb_svc_stat_value sum{};
+  for (const auto& v : vals) {
+    sum.fwd_packets += v.fwd_packets;
+    sum.fwd_bytes += v.fwd_bytes;
+    sum.reply_packets += v.reply_packets;
+    sum.reply_bytes += v.reply_bytes;
+    sum.new_flows += v.new_flows;
+    sum.rejected += v.rejected;
+  }
+  return sum;
+}
+
+std::optional<CtValue> Fixture::ct(const CtKey& k) const {
+  CtValue out;
+  if (k.saddr.v6) {
+    lb6_ct_key key{};
+    copy_addr(key.saddr, k.saddr);
+    copy_addr(key.daddr, k.daddr);
+    key.sport = htons(k.sport);
+    key.dport = htons(k.dport);
+    key.proto = k.proto;
+    lb6_ct_value v{};
+    if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.lb6_ct_v1), &key, &v) != 0) return std::nullopt;
+    out.nat_addr = addr_from(v.nat_addr, true);
+    out.hairpin_addr = addr_from(v.hairpin_addr, true);
+    out.nat_port = ntohs(v.state.nat_port);
+    out.dir = v.state.dir;
+    out.flags = v.state.flags;
+    out.backend_id = v.state.backend_id;
+    out.svc_id = v.state.svc_id;
+    out.created_ns = v.state.created_ns;
+    out.last_seen_ns = v.state.last_seen_ns;
+  } else {
+    lb4_ct_key key{};
+    copy_addr(&key.saddr, k.saddr);
+    copy_addr(&key.daddr, k.daddr);
+    key.sport = htons(k.sport);
+    key.dport = htons(k.dport);
+    key.proto = k.proto;
+    lb4_ct_value v{};
+    if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.lb4_ct_v1), &key, &v) != 0) return std::nullopt;
+    out.nat_addr = addr_from(&v.nat_addr, false);
+    out.hairpin_addr = addr_from(&v.hairpin_addr, false);
+    out.nat_port = ntohs(v.state.nat_port);
+    out.dir = v.state.dir;
+    out.flags = v.state.flags;
+    out.backend_id = v.state.backend_id;
+    out.svc_id = v.state.svc_id;
+    out.created_ns = v.state.created_ns;
+    out.last_seen_ns = v.state.last_seen_ns;
+  }
+  return out;
+}
+
+std::size_t Fixture::ct_entries(bool v6) const {
+  return map_entries(v6 ? skel_->maps.lb6_ct_v1 : skel_->maps.lb4_ct_v1);
+}
+
+std::optional<lb_affinity_value> Fixture::affinity(const IpAddr& client, std::uint32_t svc_id) const {
+  lb_affinity_value v{};
+  int rc = 0;
+  if (client.v6) {
+    lb6_affinity_key k{};
+    copy_addr(k.client, client);
+    k.svc_id = svc_id;
+    rc = bpf_map_lookup_elem(bpf_map__fd(skel_->maps.lb6_affinity_v1), &k, &v);
+  } else {
+    lb4_affinity_key k{};
+    copy_addr(&k.client, client);
+    k.svc_id = svc_id;
+    rc = bpf_map_lookup_elem(bpf_map__fd(skel_->maps.lb4_affinity_v1), &k, &v);
+  }
+  if (rc != 0) return std::nullopt;
+  return v;
+}
+
+void Fixture::put_affinity(const IpAddr& client, std::uint32_t svc_id, const lb_affinity_value& v) {
+  if (client.v6) {
+    lb6_affinity_key k{};
+    copy_addr(k.client, client);
+    k.svc_id = svc_id;
+    update(skel_->maps.lb6_affinity_v1, &k, &v, "update lb6_affinity");
+  } else {
+    lb4_affinity_key k{};
+    copy_addr(&k.client, client);
+    k.svc_id = svc_id;
+    update(skel_->maps.lb4_affinity_v1, &k, &v, "update lb4_affinity");
+  }
+}
+
+std::size_t Fixture::affinity_entries(bool v6) const {
+  return map_entries(v6 ? skel_->maps.lb6_affinity_v1 : skel_->maps.lb4_affinity_v1);
+}
+
+std::optional<lb_frag_value> Fixture::frag(const IpAddr& saddr, const IpAddr& daddr, std::uint32_t id,
+                                           std::uint8_t proto) const {
+  lb_frag_value v{};
+  int rc = 0;
+  if (saddr.v6) {
+    lb6_frag_key k{};
+    copy_addr(k.saddr, saddr);
+    copy_addr(k.daddr, daddr);
+    k.id = htonl(id);
+    k.proto = proto;
+    rc = bpf_map_lookup_elem(bpf_map__fd(skel_->maps.lb6_frags_v1), &k, &v);
+  } else {
+    lb4_frag_key k{};
+    copy_addr(&k.saddr, saddr);
+    copy_addr(&k.daddr, daddr);
+    k.id = htons(static_cast<std::uint16_t>(id));
+    k.proto = proto;
+    rc = bpf_map_lookup_elem(bpf_map__fd(skel_->maps.lb4_frags_v1), &k, &v);
+  }
+  if (rc != 0) return std::nullopt;
+  return v;
+}
+
+void Fixture::clear_flows() {
+  for (const bpf_map* m : {skel_->maps.lb4_ct_v1, skel_->maps.lb6_ct_v1, skel_->maps.lb4_affinity_v1,
+                           skel_->maps.lb6_affinity_v1, skel_->maps.lb4_frags_v1,
+                           skel_->maps.lb6_frags_v1})
+    clear_map(m);
+}
+
+std::size_t map_entries(const bpf_map* m) {
+  const int fd = bpf_map__fd(m);
+  std::vector<std::uint8_t> key(bpf_map__key_size(m)), next(bpf_map__key_size(m));
+  std::size_t n = 0;
+  const void* prev = nullptr;
+  while (bpf_map_get_next_key(fd, prev, next.data()) == 0) {
+    ++n;
+    key = next;
+    prev = key.data();
+  }
+  return n;
+}
+
+void clear_map(const bpf_map* m) {
+  const int fd = bpf_map__fd(m);
+  std::vector<std::uint8_t> key(bpf_map__key_size(m));
+  // Always restart from the first key: deleting the current key breaks get_next_key chains.
+  while (bpf_map_get_next_key(fd, nullptr, key.data()) == 0) {
+    if (bpf_map_delete_elem(fd, key.data()) != 0) fail(std::string("clear ") + bpf_map__name(m), errno);
+  }
+}
+
+}  // namespace bpftest

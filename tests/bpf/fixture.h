@@ -1,0 +1,109 @@
+// Loads the sluice skeleton (unpinned, so every fixture has fresh maps), fills its maps and runs
+// packets through lb_pod_ingress with BPF_PROG_TEST_RUN. Never attaches anything.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+#include "maps/sluice_abi.h"
+#include "packet.h"
+
+#include "sluice_bpf.skel.h"
+
+using Skel = sluice_bpf;
+
+namespace bpftest {
+
+inline constexpr std::uint32_t kTcActOk = 0;
+inline constexpr std::uint32_t kTcActShot = 2;
+inline constexpr std::uint32_t kTcActRedirect = 7;
+
+struct Backend {
+  std::uint32_t id = 0;
+  IpAddr addr{};
+  std::uint16_t port = 0;                 // host order
+  std::uint8_t state = LB_BACKEND_ACTIVE;
+  std::optional<std::uint32_t> svc_id;    // default: the service's
+  std::optional<std::uint8_t> proto;      // default: the service's
+};
+
+struct Service {
+  IpAddr vip{};
+  std::uint16_t port = 0;                 // host order
+  std::uint8_t proto = kProtoTcp;
+  std::uint32_t svc_id = 0;
+  std::vector<Backend> backends;          // slots 1..n in this order
+  std::uint16_t flags = 0;                // LB_SVC_F_*
+  std::uint32_t affinity_timeout = 0;     // seconds
+  std::optional<std::uint16_t> count;     // default: backends.size()
+};
+
+struct CtKey {
+  IpAddr saddr{}, daddr{};
+  std::uint16_t sport = 0, dport = 0;     // host order
+  std::uint8_t proto = 0;
+};
+
+struct CtValue {
+  IpAddr nat_addr{}, hairpin_addr{};
+  std::uint16_t nat_port = 0;             // host order
+  std::uint8_t dir = 0, flags = 0;
+  std::uint32_t backend_id = 0, svc_id = 0;
+  std::uint64_t created_ns = 0, last_seen_ns = 0;
+};
+
+struct RunResult {
+  int err = 0;                            // bpf_prog_test_run_opts() return (-errno)
+  std::uint32_t retval = 0;               // program verdict
+  Bytes out;
+};
+
+using StatArray = std::array<std::uint64_t, LB_STAT_MAX>;  // packets per enum lb_stat
+
+// CLOCK_MONOTONIC in ns, the clock of bpf_ktime_get_ns().
+std::uint64_t monotonic_ns();
+
+class Fixture {
+ public:
+  Fixture();
+  ~Fixture();
+  Fixture(const Fixture&) = delete;
+  Fixture& operator=(const Fixture&) = delete;
+
+  Skel* skel() const { return skel_; }
+
+  // Master entry, slots 1..n and the backends.
+  void add_service(const Service& s);
+  void put_master(const Service& s);
+  void put_slot(const Service& s, std::uint16_t slot, std::uint32_t backend_id);
+  void put_backend(const Backend& b, std::uint8_t proto, std::uint32_t svc_id);
+  void delete_backend(bool v6, std::uint32_t id);
+
+  RunResult run(const Bytes& in);
+
+  StatArray stats() const;                          // summed over CPUs
+  lb_svc_stat_value svc_stats(std::uint32_t svc_id) const;  // summed over CPUs
+
+  std::optional<CtValue> ct(const CtKey& k) const;
+  std::size_t ct_entries(bool v6) const;
+  std::optional<lb_affinity_value> affinity(const IpAddr& client, std::uint32_t svc_id) const;
+  void put_affinity(const IpAddr& client, std::uint32_t svc_id, const lb_affinity_value& v);
+  std::size_t affinity_entries(bool v6) const;
+
+  std::optional<lb_frag_value> frag(const IpAddr& saddr, const IpAddr& daddr, std::uint32_t id,
+                                    std::uint8_t proto) const;
+
+  // Forgets every flow: conntrack, affinity and fragment entries of both families.
+  void clear_flows();
+
+ private:
+  Skel* skel_ = nullptr;
+  int ncpus_ = 0;
+};
+
+std::size_t map_entries(const bpf_map* m);
+void clear_map(const bpf_map* m);
+
+}  // namespace bpftest
