@@ -107,6 +107,9 @@ void agent::sync() {
   }
   rejected_objects_ += loaded->rejected;
   const auto desired = sluice::plan(loaded->objects, {.node_name = opts_.node_name});
+  for (const auto& c : desired.conflicts) {
+    spdlog::error("conflict: {}", c);
+  }
   const auto rep = writer_.sync(desired);
   const auto us =
       std::chrono::duration_cast<std::chrono::microseconds>(clock_type::now() - start).count();
@@ -117,8 +120,10 @@ void agent::sync() {
   }
   ++generation_;
   spdlog::info(
-      "synced generation={} frontends={} backends={} ops={} objects={} rejected={} took_us={}",
-      generation_, rep.frontends, rep.backends, rep.ops, loaded->loaded, loaded->rejected, us);
+      "synced generation={} frontends={} backends={} ops={} objects={} rejected={} "
+      "conflicts={} took_us={}",
+      generation_, rep.frontends, rep.backends, rep.ops, loaded->loaded, loaded->rejected,
+      desired.conflicts.size(), us);
 }
 
 int agent::run() {
@@ -138,9 +143,11 @@ int agent::run() {
     spdlog::critical("{}", links.error().message());
     return 1;
   }
-  auto watch = sluice::dir_watch::open(opts_.manifests);
-  if (!watch) {
-    spdlog::critical("watch {}: {}", opts_.manifests, watch.error().message());
+  std::optional<sluice::dir_watch> watch;
+  if (auto w = sluice::dir_watch::open(opts_.manifests); w) {
+    watch.emplace(std::move(*w));
+  } else {
+    spdlog::critical("watch {}: {}", opts_.manifests, w.error().message());
     return 1;
   }
   if (auto r = writer_.restore(); !r) {
@@ -155,13 +162,19 @@ int agent::run() {
   attach_matching(sluice::list_links());
 
   std::optional<clock_type::time_point> sync_due;
+  std::optional<clock_type::time_point> rewatch_due;
   for (;;) {
-    std::array<pollfd, 3> fds{{{sfd, POLLIN, 0}, {links->fd(), POLLIN, 0}, {watch->fd(), POLLIN, 0}}};
+    const int watch_fd = watch ? watch->fd() : -1;
+    std::array<pollfd, 3> fds{
+        {{sfd, POLLIN, 0}, {links->fd(), POLLIN, 0}, {watch_fd, POLLIN, 0}}};
     int timeout = -1;
-    if (sync_due) {
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-          *sync_due - clock_type::now());
-      timeout = static_cast<int>(std::max<int64_t>(0, left.count()));
+    for (const auto& due : {sync_due, rewatch_due}) {
+      if (due) {
+        const auto left =
+            std::chrono::duration_cast<std::chrono::milliseconds>(*due - clock_type::now());
+        const int ms = static_cast<int>(std::max<int64_t>(0, left.count()));
+        timeout = timeout < 0 ? ms : std::min(timeout, ms);
+      }
     }
     if (poll(fds.data(), fds.size(), timeout) < 0 && errno != EINTR) {
       spdlog::critical("poll: {}", strerror(errno));
@@ -183,9 +196,26 @@ int agent::run() {
         spdlog::error("{}", changed.error().message());
       }
     }
-    if ((fds[2].revents & POLLIN) && watch->drain() && !sync_due) {
+    if (watch && (fds[2].revents & POLLIN) && watch->drain() && !sync_due) {
       // Editors and `kubectl`-style tools write in bursts: coalesce them into one sync.
       sync_due = clock_type::now() + std::chrono::milliseconds(opts_.debounce_ms);
+    }
+    if (watch && watch->dir_gone()) {
+      // Deleted, moved or unmounted: keep serving the last state, look again every second.
+      spdlog::error("manifest directory {} is gone; keeping the programmed state",
+                    opts_.manifests);
+      watch.reset();
+      rewatch_due = clock_type::now() + std::chrono::seconds(1);
+    }
+    if (!watch && rewatch_due && clock_type::now() >= *rewatch_due) {
+      if (auto w = sluice::dir_watch::open(opts_.manifests); w) {
+        watch.emplace(std::move(*w));
+        rewatch_due.reset();
+        spdlog::info("manifest directory {} is back", opts_.manifests);
+        sync_due = clock_type::now();
+      } else {
+        rewatch_due = clock_type::now() + std::chrono::seconds(1);
+      }
     }
     if (sync_due && clock_type::now() >= *sync_due) {
       sync_due.reset();

@@ -46,11 +46,11 @@ using int_or_string = std::variant<uint16_t, std::string>;
 
 /// One entry of Service spec.ports.
 struct service_port {
-  std::string name;                   ///< "" for an unnamed (single-port) service
-  uint8_t protocol = IPPROTO_TCP;     ///< IPPROTO_TCP, IPPROTO_UDP or IPPROTO_SCTP
-  uint16_t port = 0;                  ///< 1..65535
+  std::string name;                         ///< "" for an unnamed (single-port) service
+  uint8_t protocol = IPPROTO_TCP;           ///< IPPROTO_TCP, IPPROTO_UDP or IPPROTO_SCTP
+  uint16_t port = 0;                        ///< 1..65535
   int_or_string target_port = uint16_t{0};  ///< defaults to `port` when omitted
-  uint16_t node_port = 0;             ///< 0 = none
+  uint16_t node_port = 0;                   ///< 0 = none
 
   bool operator==(const service_port&) const = default;
 };
@@ -60,13 +60,13 @@ struct service {
   std::string namespace_ = "default";
   std::string name;
   service_type type = service_type::cluster_ip;
-  bool headless = false;              ///< clusterIP "None"; cluster_ips is then empty
-  std::vector<ip_addr> cluster_ips;   ///< spec.clusterIPs, else spec.clusterIP; one per family
+  bool headless = false;             ///< clusterIP "None"; cluster_ips is then empty
+  std::vector<ip_addr> cluster_ips;  ///< spec.clusterIPs, else spec.clusterIP; one per family
   std::vector<service_port> ports;
   bool session_affinity_client_ip = false;
-  uint32_t affinity_timeout_s = 0;    ///< 1..86400 when ClientIP (default 10800), else 0
+  uint32_t affinity_timeout_s = 0;  ///< 1..86400 when ClientIP (default 10800), else 0
   std::map<std::string, std::string> labels;
-  std::string source;                 ///< where it was decoded from (file name), for messages
+  std::string source;  ///< where it was decoded from (file name), for messages
 
   object_key key() const { return {namespace_, name}; }
 };
@@ -77,12 +77,12 @@ enum class slice_address_type : uint8_t { ipv4, ipv6, fqdn };
 /// One entry of EndpointSlice endpoints. Conditions keep the API's nil; use the accessors,
 /// which apply kube-proxy's defaults (ready=true, serving=true, terminating=false).
 struct endpoint {
-  std::vector<ip_addr> addresses;     ///< only addresses[0] is used; empty for FQDN slices
+  std::vector<ip_addr> addresses;  ///< only addresses[0] is used; empty for FQDN slices
   std::optional<bool> ready;
   std::optional<bool> serving;
   std::optional<bool> terminating;
-  std::string node_name;              ///< "" when absent
-  std::string zone;                   ///< "" when absent
+  std::string node_name;  ///< "" when absent
+  std::string zone;       ///< "" when absent
 
   /// conditions.ready, nil counts as true.
   bool is_ready() const { return ready.value_or(true); }
@@ -96,8 +96,8 @@ struct endpoint {
 
 /// One entry of EndpointSlice ports. Name and port are pointers in the API: nil is kept.
 struct endpoint_port {
-  std::optional<std::string> name;    ///< nil = unusable; "" joins an unnamed service port
-  std::optional<uint16_t> port;       ///< nil = unusable
+  std::optional<std::string> name;  ///< nil = unusable; "" joins an unnamed service port
+  std::optional<uint16_t> port;     ///< nil = unusable
   uint8_t protocol = IPPROTO_TCP;
 
   bool operator==(const endpoint_port&) const = default;
@@ -107,12 +107,12 @@ struct endpoint_port {
 struct endpoint_slice {
   std::string namespace_ = "default";
   std::string name;
-  std::string service_name;           ///< label kubernetes.io/service-name (never empty here)
+  std::string service_name;  ///< label kubernetes.io/service-name (never empty here)
   slice_address_type address_type = slice_address_type::ipv4;
   std::vector<endpoint> endpoints;
   std::vector<endpoint_port> ports;
   std::map<std::string, std::string> labels;
-  std::string source;                 ///< where it was decoded from (file name), for messages
+  std::string source;  ///< where it was decoded from (file name), for messages
 
   object_key key() const { return {namespace_, name}; }
 };

@@ -48,6 +48,9 @@ struct desired_frontend {
 /// Everything the maps should hold, frontends sorted by (vip, port, proto).
 struct desired_state {
   std::vector<desired_frontend> frontends;
+  /// Frontends left out because an earlier service (by namespace/name) claims the same
+  /// (vip, port, proto): one line each, for the agent to log and count.
+  std::vector<std::string> conflicts;
   bool operator==(const desired_state&) const = default;
 };
 

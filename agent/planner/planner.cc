@@ -1,13 +1,13 @@
 #include "agent/planner/planner.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <map>
 #include <span>
 #include <tuple>
 #include <utility>
 #include <vector>
-
-#include <fmt/format.h>
 
 namespace sluice {
 
@@ -143,7 +143,14 @@ desired_state plan(const cluster& state, const plan_options& options) {
                    });
   const auto last = std::unique(out.frontends.begin(), out.frontends.end(),
                                 [&](const desired_frontend& a, const desired_frontend& b) {
-                                  return frontend_key(a) == frontend_key(b);
+                                  if (frontend_key(a) != frontend_key(b)) {
+                                    return false;
+                                  }
+                                  out.conflicts.push_back(fmt::format(
+                                      "{} left out: {} already uses {} port {}/{}", b.name,
+                                      a.name, format_ip(a.vip), a.port,
+                                      a.proto == IPPROTO_UDP ? "UDP" : "TCP"));
+                                  return true;
                                 });
   out.frontends.erase(last, out.frontends.end());
   return out;

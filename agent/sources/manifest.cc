@@ -1,16 +1,17 @@
 #include "agent/sources/manifest.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <unistd.h>
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <optional>
+#include <sstream>
 #include <utility>
-
-#include <fmt/format.h>
 
 namespace sluice {
 
@@ -32,7 +33,7 @@ std::string join(std::string_view path, std::string_view key) {
   return path.empty() ? std::string(key) : fmt::format("{}.{}", path, key);
 }
 
-std::string index(std::string_view path, std::size_t i) { return fmt::format("{}[{}]", path, i); }
+std::string indexed(std::string_view path, std::size_t i) { return fmt::format("{}[{}]", path, i); }
 
 bool is_absent(const YAML::Node& node) { return !node.IsDefined() || node.IsNull(); }
 
@@ -128,8 +129,8 @@ std::optional<bool> opt_bool(const YAML::Node& parent, const char* key, std::str
   }
   bool value = false;
   if (!node.IsScalar() || node.Tag() == "!" || !YAML::convert<bool>::decode(node, value)) {
-    const std::string got = node.IsScalar() ? fmt::format("\"{}\"", node.Scalar())
-                                            : std::string(type_name(node));
+    const std::string got =
+        node.IsScalar() ? fmt::format("\"{}\"", node.Scalar()) : std::string(type_name(node));
     fail(node, join(path, key), fmt::format("expected true or false, got {}", got));
   }
   return value;
@@ -244,9 +245,9 @@ std::vector<ip_addr> decode_cluster_ips(const YAML::Node& spec, bool& headless) 
   std::vector<YAML::Node> nodes;
   const std::vector<YAML::Node> list = opt_seq(spec, "clusterIPs", "spec");
   for (std::size_t i = 0; i < list.size(); ++i) {
-    const std::optional<std::string> text = opt_string(list[i], index("spec.clusterIPs", i));
+    const std::optional<std::string> text = opt_string(list[i], indexed("spec.clusterIPs", i));
     if (!text || text->empty()) {
-      fail(list[i], index("spec.clusterIPs", i), "empty address");
+      fail(list[i], indexed("spec.clusterIPs", i), "empty address");
     }
     texts.push_back(*text);
     nodes.push_back(list[i]);
@@ -264,7 +265,7 @@ std::vector<ip_addr> decode_cluster_ips(const YAML::Node& spec, bool& headless) 
 
   std::vector<ip_addr> out;
   for (std::size_t i = 0; i < texts.size(); ++i) {
-    const std::string field = list.empty() ? "spec.clusterIP" : index("spec.clusterIPs", i);
+    const std::string field = list.empty() ? "spec.clusterIP" : indexed("spec.clusterIPs", i);
     if (texts[i] == "None") {
       if (texts.size() != 1) {
         fail(nodes[i], field, "\"None\" cannot be combined with addresses");
@@ -312,7 +313,7 @@ service decode_service(const YAML::Node& obj) {
 
   const std::vector<YAML::Node> ports = opt_seq(spec, "ports", "spec");
   for (std::size_t i = 0; i < ports.size(); ++i) {
-    const std::string path = index("spec.ports", i);
+    const std::string path = indexed("spec.ports", i);
     const YAML::Node& p = ports[i];
     if (!p.IsMap()) {
       fail(p, path, fmt::format("expected a mapping, got {}", type_name(p)));
@@ -330,9 +331,8 @@ service decode_service(const YAML::Node& obj) {
     if (!is_absent(target)) {
       const std::string field = join(path, "targetPort");
       const std::string text = opt_string(target, field).value_or("");
-      const bool digits = !text.empty() && std::all_of(text.begin(), text.end(), [](char c) {
-        return c >= '0' && c <= '9';
-      });
+      const bool digits = !text.empty() && std::all_of(text.begin(), text.end(),
+                                                       [](char c) { return c >= '0' && c <= '9'; });
       if (digits) {
         const int64_t value = text.size() > 6 ? 0 : std::stoll(text);
         if (value < 1 || value > 65535) {
@@ -342,16 +342,14 @@ service decode_service(const YAML::Node& obj) {
       } else if (is_port_name(text)) {
         port.target_port = text;
       } else {
-        fail(target, field,
-             fmt::format("\"{}\" is neither a port number nor a port name", text));
+        fail(target, field, fmt::format("\"{}\" is neither a port number nor a port name", text));
       }
     }
     port.node_port = opt_port(p, "nodePort", path, 0).value_or(0);
 
     for (const service_port& seen : svc.ports) {
       if (seen.port == port.port && seen.protocol == port.protocol) {
-        fail(p, path,
-             fmt::format("duplicate port {}/{}", port.port, protocol_name(port.protocol)));
+        fail(p, path, fmt::format("duplicate port {}/{}", port.port, protocol_name(port.protocol)));
       }
       if (seen.name == port.name) {
         fail(p, join(path, "name"),
@@ -367,9 +365,8 @@ service decode_service(const YAML::Node& obj) {
     svc.session_affinity_client_ip = true;
     svc.affinity_timeout_s = default_affinity_timeout_s;
     const YAML::Node config = opt_map(spec, "sessionAffinityConfig", "spec");
-    const YAML::Node client_ip = config.IsDefined()
-                                     ? opt_map(config, "clientIP", "spec.sessionAffinityConfig")
-                                     : config;
+    const YAML::Node client_ip =
+        config.IsDefined() ? opt_map(config, "clientIP", "spec.sessionAffinityConfig") : config;
     if (client_ip.IsDefined()) {
       const char* path = "spec.sessionAffinityConfig.clientIP";
       const std::optional<int64_t> timeout = opt_int(client_ip, "timeoutSeconds", path);
@@ -415,7 +412,7 @@ std::optional<endpoint_slice> decode_endpoint_slice(const YAML::Node& obj) {
 
   const std::vector<YAML::Node> endpoints = opt_seq(obj, "endpoints", "");
   for (std::size_t i = 0; i < endpoints.size(); ++i) {
-    const std::string path = index("endpoints", i);
+    const std::string path = indexed("endpoints", i);
     const YAML::Node& e = endpoints[i];
     if (!e.IsMap()) {
       fail(e, path, fmt::format("expected a mapping, got {}", type_name(e)));
@@ -423,7 +420,7 @@ std::optional<endpoint_slice> decode_endpoint_slice(const YAML::Node& obj) {
     endpoint ep;
     const std::vector<YAML::Node> addresses = opt_seq(e, "addresses", path);
     for (std::size_t j = 0; j < addresses.size(); ++j) {
-      const std::string field = index(join(path, "addresses"), j);
+      const std::string field = indexed(join(path, "addresses"), j);
       if (slice.address_type == slice_address_type::fqdn) {
         opt_string(addresses[j], field);  // type check only: FQDN slices carry no IPs
         continue;
@@ -451,7 +448,7 @@ std::optional<endpoint_slice> decode_endpoint_slice(const YAML::Node& obj) {
 
   const std::vector<YAML::Node> ports = opt_seq(obj, "ports", "");
   for (std::size_t i = 0; i < ports.size(); ++i) {
-    const std::string path = index("ports", i);
+    const std::string path = indexed("ports", i);
     const YAML::Node& p = ports[i];
     if (!p.IsMap()) {
       fail(p, path, fmt::format("expected a mapping, got {}", type_name(p)));
@@ -545,7 +542,7 @@ class decoder {
       if (kind == "Service") {
         service svc = decode_service(obj);
         svc.source = source_;
-        add(out_.objects.services, std::move(svc), kind);
+        add(out_.objects.services, std::move(svc), kind, obj.Mark());
       } else {
         std::optional<endpoint_slice> slice = decode_endpoint_slice(obj);
         if (!slice) {
@@ -553,11 +550,10 @@ class decoder {
           return;
         }
         slice->source = source_;
-        add(out_.objects.endpoint_slices, std::move(*slice), kind);
+        add(out_.objects.endpoint_slices, std::move(*slice), kind, obj.Mark());
       }
     } catch (const field_error& e) {
-      reject(e.mark,
-             fmt::format("{} {}: {}: {}", kind, describe(obj, where), e.field, e.message));
+      reject(e.mark, fmt::format("{} {}: {}: {}", kind, describe(obj, where), e.field, e.message));
     } catch (const YAML::Exception& e) {
       // Not expected (the helpers check types before converting), but never let one escape.
       reject(e.mark, fmt::format("{} {}: {}", kind, describe(obj, where), e.msg));
@@ -565,29 +561,30 @@ class decoder {
   }
 
   template <typename T>
-  void add(std::map<object_key, T>& into, T&& obj, std::string_view kind) {
+  void add(std::map<object_key, T>& into, T&& obj, std::string_view kind, const YAML::Mark& mark) {
     const auto [it, inserted] = into.try_emplace(obj.key(), std::move(obj));
     if (inserted) {
       ++out_.loaded;
     } else {
-      out_.errors.push_back(fmt::format("{}: {} {}: defined twice (also in {}); ignoring this one",
-                                        source_, kind, it->first.str(), it->second.source));
-      ++out_.rejected;
+      reject(mark, fmt::format("{} {}: defined twice (also earlier in this file); ignoring this "
+                               "one",
+                               kind, it->first.str()));
     }
   }
 
   // "namespace/name" as far as it can be read, else "<no name> (document N)".
   static std::string describe(const YAML::Node& obj, const std::string& where) {
+    const auto scalar = [](const YAML::Node& node) {
+      return node.IsDefined() && node.IsScalar() ? node.Scalar() : std::string();
+    };
     std::string ns = "default";
     std::string name;
-    const YAML::Node meta = obj["metadata"];
-    if (meta.IsMap()) {
-      if (meta["namespace"].IsScalar() && !meta["namespace"].Scalar().empty()) {
-        ns = meta["namespace"].Scalar();
+    const YAML::Node meta = child(obj, "metadata");
+    if (meta.IsDefined() && meta.IsMap()) {
+      if (const std::string text = scalar(child(meta, "namespace")); !text.empty()) {
+        ns = text;
       }
-      if (meta["name"].IsScalar()) {
-        name = meta["name"].Scalar();
-      }
+      name = scalar(child(meta, "name"));
     }
     if (name.empty()) {
       return fmt::format("{}/<no name> ({})", ns, where);
@@ -631,6 +628,65 @@ void merge(decode_result& into, decode_result&& from) {
   move_all(into.objects.endpoint_slices, from.objects.endpoint_slices, "EndpointSlice");
 }
 
+// Walks the documents with the event parser only, to catch input on which yaml-cpp 0.7's LoadAll
+// never returns: a stray token such as a top-level ',' (e.g. "{...},\n{...}") makes the parser
+// report an empty document forever without consuming it, and LoadAll collects them until memory
+// runs out (fixed upstream in yaml-cpp 0.8.0, PR #1319). Throws YAML::ParserException there, or
+// for any syntax error the parser finds itself.
+class stuck_document_check : public YAML::EventHandler {
+ public:
+  static void run(const std::string& text) {
+    std::istringstream in(text);
+    YAML::Parser parser(in);
+    stuck_document_check check;
+    int last_pos = -1;
+    std::size_t documents = 0;
+    while (parser.HandleNextDocument(check)) {
+      // A document that starts where the previous one did has consumed nothing. Every real
+      // document takes at least one byte, so the count bound is a second, cruder guard.
+      const bool stuck = !check.start_.is_null() && check.start_.pos == last_pos;
+      if (stuck || ++documents > text.size() + 1) {
+        throw YAML::ParserException(check.start_,
+                                    "stray token outside any node (a comma between documents?)");
+      }
+      last_pos = check.start_.pos;
+    }
+  }
+
+  void OnDocumentStart(const YAML::Mark&) override {
+    first_ = true;
+    start_ = YAML::Mark::null_mark();
+  }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark& mark, YAML::anchor_t) override { note(mark); }
+  void OnAlias(const YAML::Mark& mark, YAML::anchor_t) override { note(mark); }
+  void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                const std::string&) override {
+    note(mark);
+  }
+  void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {
+    note(mark);
+  }
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {
+    note(mark);
+  }
+  void OnMapEnd() override {}
+
+ private:
+  void note(const YAML::Mark& mark) {
+    if (first_) {
+      start_ = mark;
+      first_ = false;
+    }
+  }
+
+  bool first_ = true;
+  YAML::Mark start_ = YAML::Mark::null_mark();
+};
+
 // Reads a whole file; manifests larger than this are refused rather than read into memory.
 constexpr std::size_t max_manifest_bytes = 64u << 20;
 
@@ -670,7 +726,9 @@ decode_result decode_manifest(std::string_view text, std::string_view source_nam
   decode_result out;
   std::vector<YAML::Node> documents;
   try {
-    documents = YAML::LoadAll(std::string(text));
+    const std::string owned(text);
+    stuck_document_check::run(owned);
+    documents = YAML::LoadAll(owned);
   } catch (const YAML::Exception& e) {
     // The whole file is unusable: one error, nothing loaded from it.
     if (e.mark.is_null()) {
@@ -684,7 +742,14 @@ decode_result decode_manifest(std::string_view text, std::string_view source_nam
   }
   decoder dec(source_name, out);
   for (std::size_t i = 0; i < documents.size(); ++i) {
-    dec.decode(documents[i], fmt::format("document {}", i + 1), "", "", 0);
+    const std::string where = fmt::format("document {}", i + 1);
+    try {
+      dec.decode(documents[i], where, "", "", 0);
+    } catch (const YAML::Exception& e) {
+      // Not expected (the helpers check node types first), but never let one escape.
+      out.errors.push_back(fmt::format("{}: {}: {}", source_name, where, e.msg));
+      ++out.rejected;
+    }
   }
   return out;
 }
@@ -701,8 +766,7 @@ bool is_manifest_file_name(std::string_view file_name) {
   return false;
 }
 
-std::expected<decode_result, std::error_code> load_manifest_dir(
-    const std::filesystem::path& dir) {
+std::expected<decode_result, std::error_code> load_manifest_dir(const std::filesystem::path& dir) {
   std::error_code ec;
   std::vector<std::string> names;
   for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
@@ -723,15 +787,15 @@ std::expected<decode_result, std::error_code> load_manifest_dir(
     // Follows symlinks (ConfigMap volumes link every key into a hidden ..data directory).
     if (!std::filesystem::is_regular_file(path, status_ec)) {
       if (status_ec) {
-        out.errors.push_back(fmt::format("{}: cannot read: {}", path.string(),
-                                         status_ec.message()));
+        out.errors.push_back(
+            fmt::format("{}: cannot read: {}", path.string(), status_ec.message()));
       }
       continue;  // a directory named like a manifest, a dangling link: not a manifest
     }
     std::expected<std::string, std::error_code> text = read_file(path);
     if (!text) {
-      out.errors.push_back(fmt::format("{}: cannot read: {}", path.string(),
-                                       text.error().message()));
+      out.errors.push_back(
+          fmt::format("{}: cannot read: {}", path.string(), text.error().message()));
       continue;
     }
     merge(out, decode_manifest(*text, path.string()));
