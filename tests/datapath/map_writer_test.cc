@@ -8,8 +8,11 @@
 #include <sys/mount.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <filesystem>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "agent/datapath/datapath.h"
 #include "agent/datapath/map_writer.h"
@@ -133,6 +136,66 @@ TEST_CASE("map writer: a restarted agent restores ids from the pins and writes n
   CHECK(w.mirror().frontends.at(web).svc_id == first.frontends.at(web).svc_id);
   CHECK(w.mirror().frontends.at(web).slots[0] == first.frontends.at(web).slots[0]);
   CHECK(w.mirror().backends.size() == 2);
+}
+
+std::string run(const std::string& cmd) {
+  std::string out;
+  FILE* f = popen(cmd.c_str(), "r");
+  REQUIRE(f != nullptr);
+  char buf[4096];
+  size_t n = 0;
+  while ((n = fread(buf, 1, sizeof(buf), f)) > 0) {
+    out.append(buf, n);
+  }
+  pclose(f);
+  return out;
+}
+
+TEST_CASE("bpftool map dump pinned prints named fields for every map (BTF)") {
+  temp_bpffs fs;
+  REQUIRE(ensure_bpffs(fs.root()));
+  auto dp = datapath::load(fs.root());
+  REQUIRE(dp);
+  map_writer w(dp->skel());
+  REQUIRE(w.restore());
+  REQUIRE(w.sync(two_services()).failed_ops == 0);
+  // The flow maps are empty until traffic passes: give each one zeroed entry.
+  auto& m = dp->skel()->maps;
+  const std::vector<std::pair<bpf_map*, std::pair<size_t, size_t>>> flow_maps = {
+      {m.lb4_ct_v1, {sizeof(lb4_ct_key), sizeof(lb4_ct_value)}},
+      {m.lb6_ct_v1, {sizeof(lb6_ct_key), sizeof(lb6_ct_value)}},
+      {m.lb4_affinity_v1, {sizeof(lb4_affinity_key), sizeof(lb_affinity_value)}},
+      {m.lb6_affinity_v1, {sizeof(lb6_affinity_key), sizeof(lb_affinity_value)}},
+      {m.lb4_frags_v1, {sizeof(lb4_frag_key), sizeof(lb_frag_value)}},
+      {m.lb6_frags_v1, {sizeof(lb6_frag_key), sizeof(lb_frag_value)}},
+  };
+  for (const auto& [map, sizes] : flow_maps) {
+    std::vector<uint8_t> k(sizes.first), v(sizes.second);
+    REQUIRE(bpf_map__update_elem(map, k.data(), k.size(), v.data(), v.size(), BPF_ANY) == 0);
+  }
+  const std::vector<std::pair<const char*, std::vector<const char*>>> want = {
+      {LB4_SERVICES_MAP, {"\"vip\"", "\"slot\"", "\"svc_id\"", "\"count\""}},
+      {LB6_SERVICES_MAP, {"\"vip\"", "\"affinity_timeout\""}},
+      {LB4_BACKENDS_MAP, {"\"addr\"", "\"state\"", "\"svc_id\""}},
+      {LB6_BACKENDS_MAP, {"\"addr\"", "\"port\""}},
+      {LB4_CT_MAP, {"\"saddr\"", "\"state\"", "\"backend_id\"", "\"nat_addr\""}},
+      {LB6_CT_MAP, {"\"daddr\"", "\"last_seen_ns\"", "\"hairpin_addr\""}},
+      {LB4_AFFINITY_MAP, {"\"client\"", "\"last_used_ns\""}},
+      {LB6_AFFINITY_MAP, {"\"client\"", "\"backend_id\""}},
+      {LB4_FRAGS_MAP, {"\"id\"", "\"sport\""}},
+      {LB6_FRAGS_MAP, {"\"id\"", "\"dport\""}},
+      {LB_STATS_MAP, {"\"packets\"", "\"bytes\""}},
+      {LB_SVC_STATS_MAP, {"\"fwd_packets\"", "\"new_flows\"", "\"rejected\""}},
+  };
+  for (const auto& [name, fields] : want) {
+    const std::string out =
+        run("bpftool -j map dump pinned " + fs.root() + "/" + name + " 2>&1");
+    INFO(name << ": " << out.substr(0, 400));
+    CHECK(out.find("\"formatted\"") != std::string::npos);
+    for (const char* f : fields) {
+      CHECK(out.find(f) != std::string::npos);
+    }
+  }
 }
 
 TEST_CASE("cleanup: unpins every map and leaves the kernel's own bpffs files alone") {
