@@ -13,6 +13,7 @@
 #include <map>
 #include <vector>
 
+#include "agent/datapath/map_access.h"
 #include "agent/model/model.h"
 #include "maps/sluice_abi.h"
 
@@ -51,16 +52,7 @@ class pinned_map {
 
   template <typename K, typename V, typename Fn>
   void each(Fn&& fn) const {
-    K cur{}, next{};
-    V v{};
-    bool first = true;
-    while (bpf_map_get_next_key(fd_, first ? nullptr : &cur, &next) == 0) {
-      first = false;
-      if (bpf_map_lookup_elem(fd_, &next, &v) == 0) {
-        fn(next, v);
-      }
-      cur = next;
-    }
+    sluice::for_each_entry<K, V>(fd_, std::forward<Fn>(fn));
   }
 
  private:
@@ -89,20 +81,6 @@ const char* proto_str(uint8_t p) {
   }
 }
 
-// Sums a per-CPU array element.
-template <typename V, typename Add>
-V percpu_sum(const pinned_map& m, uint32_t idx, Add add) {
-  const int n = libbpf_num_possible_cpus();
-  std::vector<V> vals(n > 0 ? n : 1);
-  V total{};
-  if (bpf_map_lookup_elem(m.fd(), &idx, vals.data()) == 0) {
-    for (const auto& v : vals) {
-      add(total, v);
-    }
-  }
-  return total;
-}
-
 template <typename SvcKey, typename Backend>
 void collect_services(const ctx& c, const char* svc_map, const char* be_map, bool v6,
                       const pinned_map& stats, json& out) {
@@ -126,15 +104,8 @@ void collect_services(const ctx& c, const char* svc_map, const char* be_map, boo
   });
   for (const auto& [id, f] : fes) {
     const auto& [vip, port, proto] = id;
-    auto st = percpu_sum<lb_svc_stat_value>(
-        stats, f.master.svc_id, [](lb_svc_stat_value& t, const lb_svc_stat_value& v) {
-          t.fwd_packets += v.fwd_packets;
-          t.fwd_bytes += v.fwd_bytes;
-          t.reply_packets += v.reply_packets;
-          t.reply_bytes += v.reply_bytes;
-          t.new_flows += v.new_flows;
-          t.rejected += v.rejected;
-        });
+    lb_svc_stat_value st{};
+    sluice::percpu_sum(stats.fd(), f.master.svc_id, st);
     json j{{"frontend", endpoint_str(vip, port, v6)},
            {"protocol", proto_str(proto)},
            {"svc_id", f.master.svc_id},
@@ -196,10 +167,8 @@ void stats_show(const ctx& c) {
   pinned_map stats(c, LB_STATS_MAP);
   json out = json::array();
   for (uint32_t i = 0; i < LB_STAT_MAX; ++i) {
-    auto v = percpu_sum<lb_stat_value>(stats, i, [](lb_stat_value& t, const lb_stat_value& x) {
-      t.packets += x.packets;
-      t.bytes += x.bytes;
-    });
+    lb_stat_value v{};
+    sluice::percpu_sum(stats.fd(), i, v);
     out.push_back({{"reason", names[i]},
                    {"drop", i >= LB_STAT_DROP_FIRST},
                    {"packets", v.packets},

@@ -9,6 +9,7 @@
 #include <optional>
 #include <vector>
 
+#include "agent/datapath/map_access.h"
 #include "sluice_bpf.skel.h"
 
 namespace sluice {
@@ -57,20 +58,9 @@ backend_record from_backend(const Backend& b, ip_family fam) {
   return r;
 }
 
-// Walks every key of a hash map (bpf_map_get_next_key) and calls fn(key, value).
 template <typename Key, typename Value, typename Fn>
 result<void> for_each(int fd, Fn&& fn) {
-  Key cur{}, next{};
-  Value v{};
-  bool first = true;
-  while (bpf_map_get_next_key(fd, first ? nullptr : &cur, &next) == 0) {
-    first = false;
-    if (bpf_map_lookup_elem(fd, &next, &v) == 0) {
-      fn(next, v);
-    }
-    cur = next;
-  }
-  if (errno != ENOENT) {
+  if (!for_each_entry<Key, Value>(fd, std::forward<Fn>(fn))) {
     return os_error(-1, "iterate map");
   }
   return {};

@@ -49,6 +49,54 @@ struct lb6_pseudo {
 	__be32 nexthdr;
 };
 
+/* The answer's Ethernet header: the request's, addresses swapped. */
+static __always_inline int lb_reply_eth(struct __sk_buff *skb, struct ethhdr *eth)
+{
+	__u8 mac[ETH_ALEN];
+
+	if (bpf_skb_load_bytes(skb, 0, eth, sizeof(*eth)) < 0)
+		return -1;
+	__builtin_memcpy(mac, eth->h_dest, ETH_ALEN);
+	__builtin_memcpy(eth->h_dest, eth->h_source, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, mac, ETH_ALEN);
+	return 0;
+}
+
+/* IPv4 header from the service address back to the client, checksum included. */
+static __always_inline void lb4_reply_ip(struct iphdr *ip, const struct lb_pkt *p, __u8 proto,
+					 __u16 tot_len, __u8 tos, __u16 frag_off)
+{
+	ip->version = 4;
+	ip->ihl = 5;
+	ip->tos = tos;
+	ip->tot_len = bpf_htons(tot_len);
+	ip->frag_off = bpf_htons(frag_off);
+	ip->ttl = 64;
+	ip->protocol = proto;
+	ip->saddr = p->daddr.a[0];
+	ip->daddr = p->saddr.a[0];
+	ip->check = lb_csum_fold(bpf_csum_diff(NULL, 0, (__be32 *)ip, sizeof(*ip), 0));
+}
+
+/* IPv6 header from the service address back to the client; returns its pseudo-header sum. */
+static __always_inline __s64 lb6_reply_ip(struct ipv6hdr *ip6, const struct lb_pkt *p,
+					  __u8 nexthdr, __u16 payload_len)
+{
+	struct lb6_pseudo ph = {};
+
+	ip6->version = 6;
+	ip6->payload_len = bpf_htons(payload_len);
+	ip6->nexthdr = nexthdr;
+	ip6->hop_limit = 64;
+	__builtin_memcpy(&ip6->saddr, p->daddr.a, 16);
+	__builtin_memcpy(&ip6->daddr, p->saddr.a, 16);
+	__builtin_memcpy(ph.saddr, p->daddr.a, 16);
+	__builtin_memcpy(ph.daddr, p->saddr.a, 16);
+	ph.len = bpf_htonl(payload_len);
+	ph.nexthdr = bpf_htonl(nexthdr);
+	return bpf_csum_diff(NULL, 0, (__be32 *)&ph, sizeof(ph), 0);
+}
+
 /* Returns 0 when the packet was rewritten into the error and should be redirected. */
 static __always_inline int lb_icmp_unreach(struct __sk_buff *skb, const struct lb_pkt *p)
 {
@@ -57,7 +105,6 @@ static __always_inline int lb_icmp_unreach(struct __sk_buff *skb, const struct l
 	__u64 qlen, hlen;
 	struct lb_quote *q;
 	struct ethhdr eth;
-	__u8 mac[ETH_ALEN];
 	__s64 sum;
 	union {
 		struct lb4_icmp_err v4;
@@ -78,47 +125,23 @@ static __always_inline int lb_icmp_unreach(struct __sk_buff *skb, const struct l
 	q = bpf_map_lookup_elem(&lb_scratch, &zero);
 	if (!q)
 		return -1;
-	if (bpf_skb_load_bytes(skb, 0, &eth, sizeof(eth)) < 0 ||
-	    bpf_skb_load_bytes(skb, ETH_HLEN, q->bytes, qlen) < 0)
+	if (lb_reply_eth(skb, &eth) < 0 || bpf_skb_load_bytes(skb, ETH_HLEN, q->bytes, qlen) < 0)
 		return -1;
-	__builtin_memcpy(mac, eth.h_dest, ETH_ALEN);
-	__builtin_memcpy(eth.h_dest, eth.h_source, ETH_ALEN);
-	__builtin_memcpy(eth.h_source, mac, ETH_ALEN);
 
 	if (p->family == 4) {
 		hlen = sizeof(struct lb4_icmp_err);
-		h.v4.ip.version = 4;
-		h.v4.ip.ihl = 5;
-		h.v4.ip.tos = 0xc0;	/* IPTOS_PREC_INTERNETCONTROL, as Linux's own errors */
-		h.v4.ip.tot_len = bpf_htons(hlen + qlen);
-		h.v4.ip.ttl = 64;
-		h.v4.ip.protocol = IPPROTO_ICMP;
-		h.v4.ip.saddr = p->daddr.a[0];
-		h.v4.ip.daddr = p->saddr.a[0];
-		h.v4.ip.check = lb_csum_fold(bpf_csum_diff(NULL, 0, (__be32 *)&h.v4.ip,
-							   sizeof(h.v4.ip), 0));
+		/* tos: IPTOS_PREC_INTERNETCONTROL, as Linux's own ICMP errors */
+		lb4_reply_ip(&h.v4.ip, p, IPPROTO_ICMP, hlen + qlen, 0xc0, 0);
 		h.v4.icmp.type = ICMP_DEST_UNREACH;
 		h.v4.icmp.code = ICMP_PORT_UNREACH;
 		sum = bpf_csum_diff(NULL, 0, (__be32 *)&h.v4.icmp, sizeof(h.v4.icmp), 0);
 		sum = bpf_csum_diff(NULL, 0, (__be32 *)q->bytes, qlen, sum);
 		h.v4.icmp.checksum = lb_csum_fold(sum);
 	} else {
-		struct lb6_pseudo ph = {};
-
 		hlen = sizeof(struct lb6_icmp_err);
-		h.v6.ip6.version = 6;
-		h.v6.ip6.payload_len = bpf_htons(sizeof(struct icmp6hdr) + qlen);
-		h.v6.ip6.nexthdr = IPPROTO_ICMPV6;
-		h.v6.ip6.hop_limit = 64;
-		__builtin_memcpy(&h.v6.ip6.saddr, p->daddr.a, 16);
-		__builtin_memcpy(&h.v6.ip6.daddr, p->saddr.a, 16);
+		sum = lb6_reply_ip(&h.v6.ip6, p, IPPROTO_ICMPV6, sizeof(struct icmp6hdr) + qlen);
 		h.v6.icmp6.icmp6_type = ICMPV6_DEST_UNREACH;
 		h.v6.icmp6.icmp6_code = ICMPV6_PORT_UNREACH;
-		__builtin_memcpy(ph.saddr, p->daddr.a, 16);
-		__builtin_memcpy(ph.daddr, p->saddr.a, 16);
-		ph.len = bpf_htonl(sizeof(struct icmp6hdr) + qlen);
-		ph.nexthdr = bpf_htonl(IPPROTO_ICMPV6);
-		sum = bpf_csum_diff(NULL, 0, (__be32 *)&ph, sizeof(ph), 0);
 		sum = bpf_csum_diff(NULL, 0, (__be32 *)&h.v6.icmp6, sizeof(h.v6.icmp6), sum);
 		sum = bpf_csum_diff(NULL, 0, (__be32 *)q->bytes, qlen, sum);
 		h.v6.icmp6.icmp6_cksum = lb_csum_fold(sum);
@@ -153,7 +176,6 @@ static __always_inline int lb_tcp_reset(struct __sk_buff *skb, const struct lb_p
 {
 	struct tcphdr in;
 	struct ethhdr eth;
-	__u8 mac[ETH_ALEN];
 	__be16 l3_payload;
 	__u32 seg_len;
 	__u64 hlen;
@@ -164,13 +186,10 @@ static __always_inline int lb_tcp_reset(struct __sk_buff *skb, const struct lb_p
 	} h = {};
 	struct tcphdr rst = {}, *t = &rst;
 
-	if (bpf_skb_load_bytes(skb, 0, &eth, sizeof(eth)) < 0 ||
+	if (lb_reply_eth(skb, &eth) < 0 ||
 	    bpf_skb_load_bytes(skb, p->l4_off, &in, sizeof(in)) < 0 ||
 	    bpf_skb_load_bytes(skb, ETH_HLEN + (p->family == 4 ? 2 : 4), &l3_payload, 2) < 0)
 		return -1;
-	__builtin_memcpy(mac, eth.h_dest, ETH_ALEN);
-	__builtin_memcpy(eth.h_dest, eth.h_source, ETH_ALEN);
-	__builtin_memcpy(eth.h_source, mac, ETH_ALEN);
 
 	/* IPv4 total length counts the IP header; IPv6 payload length counts extensions. */
 	seg_len = bpf_ntohs(l3_payload) - (p->family == 4 ? p->l3_len : p->l3_len - 40) -
@@ -203,34 +222,14 @@ static __always_inline int lb_tcp_reset(struct __sk_buff *skb, const struct lb_p
 			 .len = bpf_htons(sizeof(struct tcphdr)) };
 
 		hlen = sizeof(struct lb4_rst);
-		h.v4.ip.version = 4;
-		h.v4.ip.ihl = 5;
-		h.v4.ip.tot_len = bpf_htons(sizeof(struct lb4_rst));
-		h.v4.ip.frag_off = bpf_htons(0x4000);	/* DF, as Linux's own resets */
-		h.v4.ip.ttl = 64;
-		h.v4.ip.protocol = IPPROTO_TCP;
-		h.v4.ip.saddr = p->daddr.a[0];
-		h.v4.ip.daddr = p->saddr.a[0];
-		h.v4.ip.check = lb_csum_fold(bpf_csum_diff(NULL, 0, (__be32 *)&h.v4.ip,
-							   sizeof(h.v4.ip), 0));
+		/* DF, as Linux's own resets */
+		lb4_reply_ip(&h.v4.ip, p, IPPROTO_TCP, sizeof(struct lb4_rst), 0, 0x4000);
 		sum = bpf_csum_diff(NULL, 0, (__be32 *)&ph, sizeof(ph), 0);
 		sum = bpf_csum_diff(NULL, 0, (__be32 *)&h.v4.tcp, sizeof(h.v4.tcp), sum);
 		h.v4.tcp.check = lb_csum_fold(sum);
 	} else {
-		struct lb6_pseudo ph = {};
-
 		hlen = sizeof(struct lb6_rst);
-		h.v6.ip6.version = 6;
-		h.v6.ip6.payload_len = bpf_htons(sizeof(struct tcphdr));
-		h.v6.ip6.nexthdr = IPPROTO_TCP;
-		h.v6.ip6.hop_limit = 64;
-		__builtin_memcpy(&h.v6.ip6.saddr, p->daddr.a, 16);
-		__builtin_memcpy(&h.v6.ip6.daddr, p->saddr.a, 16);
-		__builtin_memcpy(ph.saddr, p->daddr.a, 16);
-		__builtin_memcpy(ph.daddr, p->saddr.a, 16);
-		ph.len = bpf_htonl(sizeof(struct tcphdr));
-		ph.nexthdr = bpf_htonl(IPPROTO_TCP);
-		sum = bpf_csum_diff(NULL, 0, (__be32 *)&ph, sizeof(ph), 0);
+		sum = lb6_reply_ip(&h.v6.ip6, p, IPPROTO_TCP, sizeof(struct tcphdr));
 		sum = bpf_csum_diff(NULL, 0, (__be32 *)&h.v6.tcp, sizeof(h.v6.tcp), sum);
 		h.v6.tcp.check = lb_csum_fold(sum);
 	}

@@ -1,5 +1,7 @@
 #include "fixture.h"
 
+#include "agent/datapath/map_access.h"
+
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -178,27 +180,19 @@ RunResult Fixture::run(const Bytes& in) {
 
 StatArray Fixture::stats() const {
   StatArray out{};
-  std::vector<lb_stat_value> vals(static_cast<std::size_t>(ncpus_));
   const int fd = bpf_map__fd(skel_->maps.lb_stats_v1);
   for (std::uint32_t i = 0; i < LB_STAT_MAX; ++i) {
-    if (bpf_map_lookup_elem(fd, &i, vals.data()) != 0) fail("lookup lb_stats_v1", errno);
-    for (const auto& v : vals) out[i] += v.packets;
+    lb_stat_value v{};
+    if (!sluice::percpu_sum(fd, i, v)) fail("lookup lb_stats_v1", errno);
+    out[i] = v.packets;
   }
   return out;
 }
 
 lb_svc_stat_value Fixture::svc_stats(std::uint32_t svc_id) const {
-  std::vector<lb_svc_stat_value> vals(static_cast<std::size_t>(ncpus_));
-  const int fd = bpf_map__fd(skel_->maps.lb_svc_stats_v1);
-  if (bpf_map_lookup_elem(fd, &svc_id, vals.data()) != 0) fail("lookup lb_svc_stats_v1", errno);
   lb_svc_stat_value sum{};
-  for (const auto& v : vals) {
-    sum.fwd_packets += v.fwd_packets;
-    sum.fwd_bytes += v.fwd_bytes;
-    sum.reply_packets += v.reply_packets;
-    sum.reply_bytes += v.reply_bytes;
-    sum.new_flows += v.new_flows;
-    sum.rejected += v.rejected;
+  if (!sluice::percpu_sum(bpf_map__fd(skel_->maps.lb_svc_stats_v1), svc_id, sum)) {
+    fail("lookup lb_svc_stats_v1", errno);
   }
   return sum;
 }
