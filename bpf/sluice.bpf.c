@@ -70,10 +70,11 @@ static __always_inline bool lb_ct_renew(const struct lb_pkt *p, const struct lb_
 }
 
 /*
- * A client opening a direct connection (a bare SYN, not to a service) from a port that an
- * earlier service flow to the same backend used: that flow's REPLY entry would turn the
- * backend's SYN-ACK into one from the VIP and break the handshake. The SYN proves the old flow
- * is over on the client's side, so both of its entries go. Costs one lookup per SYN only.
+ * A client talking directly to a pod (not to a service) from a port that an earlier service
+ * flow to the same pod used: that flow's REPLY entry would turn the pod's answers into ones from
+ * the VIP and the client's socket would drop them. A bare TCP SYN, or any UDP datagram, from
+ * client:port straight to backend:port proves the old flow is over, so both its entries go.
+ * Costs one lookup per TCP SYN and per UDP datagram that is not for a service.
  */
 static __always_inline void lb_ct_forget_reply(const struct lb_pkt *p, const struct lb_tuple *t)
 {
@@ -83,7 +84,7 @@ static __always_inline void lb_ct_forget_reply(const struct lb_pkt *p, const str
 	struct lb_ct_nat nat;
 	struct lb_tuple fwd;
 
-	if (p->proto != IPPROTO_TCP || (p->tcp_flags & (LB_TCP_SYN | LB_TCP_ACK)) != LB_TCP_SYN)
+	if (p->proto == IPPROTO_TCP && (p->tcp_flags & (LB_TCP_SYN | LB_TCP_ACK)) != LB_TCP_SYN)
 		return;
 	st = lb_ct_lookup(&rev, &nat);
 	if (!st || st->dir != LB_CT_REPLY)

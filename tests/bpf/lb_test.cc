@@ -166,7 +166,29 @@ Case reply_other_tuple(const char* name, const Fam& f) {
              pass_step("another backend answers the client", build(other_backend))});
 }
 
+// A direct conversation with the backend from the port an earlier service flow used: the old
+// flow's REPLY entry must not turn the backend's answers into ones from the VIP.
+Case direct_after_service(const char* name, const Fam& f, std::uint8_t proto) {
+  const Pkt first = client_pkt(f, proto);
+  const Pkt r = reply_pkt(f, proto, 0);
+  const Pkt direct = to_backend(first, f, 0);  // same client port, straight to the backend
+  return mk(name, {service(f, proto, {0})},
+            {fwd_new_step("first packet to the service", first, to_backend(first, f, 0),
+                          svc_id(f, proto)),
+             reply_step("reply from the backend", r, from_vip(r, f), svc_id(f, proto)),
+             with_after(pass_step("direct packet to the backend from the same port", build(direct)),
+                        [f](Fixture& fx) {
+                          CHECK_MESSAGE(fx.ct_entries(f.client.v6) == 0,
+                                        "the old service flow's entries were kept");
+                        }),
+             pass_step("the backend's answer to the direct packet stays untouched", build(r))});
+}
+
 const std::array kCases = std::to_array<Case>({
+    direct_after_service("tc_pod_lb4_udp_direct_after_service_flow", kV4, UDP),
+    direct_after_service("tc_pod_lb6_udp_direct_after_service_flow", kV6, UDP),
+    direct_after_service("tc_pod_lb4_tcp_direct_syn_after_service_flow", kV4, TCP),
+    direct_after_service("tc_pod_lb6_tcp_direct_syn_after_service_flow", kV6, TCP),
     // rule 1
     pass_case("tc_pod_pass_arp", both_services(kV4), arp_request(kMacClient, kV4.client, kV4.vip)),
     pass_case("tc_pod_pass_lb4_icmp_echo_to_vip", both_services(kV4), build(icmp_echo(kV4.client, kV4.vip))),

@@ -16,6 +16,8 @@
 #   e2e_install_traps; e2e_watchdog 270
 #   e2e_topology bridge|routed 4      # node netns + pod1..pod4
 #   e2e_start_servers; e2e_write_manifests "$E2E_MANIFESTS"; e2e_start_agent
+#   later: e2e_add_pod 5; e2e_start_server 5; e2e_wait_server 5 10
+#          e2e_stop_agent 10; e2e_restart_agent LOGNAME (same args + bpffs)
 #
 # Names: netns ${prefix}node and ${prefix}pod<i>; in the node netns the host end
 # of pod i's veth is veth-p<i> (so --pod-devices 'veth-p*'), in the pod it is eth0.
@@ -43,6 +45,8 @@ E2E_PIDS=()
 E2E_NETNS=()
 E2E_AGENT_PID=""
 E2E_AGENT_LOG=""
+E2E_AGENT_PREV_LOGS=()
+E2E_AGENT_ARGS=()
 E2E_AGENT_STARTED=0
 E2E_WATCHDOG_PID=""
 E2E_CLEANED=0
@@ -50,6 +54,7 @@ E2E_PASS=0
 E2E_FAIL=0
 E2E_RESULTS=()
 E2E_DIAG_DONE=0
+E2E_LAST_OUT=""  # output of the last e2e_check (e2e_diag looks for ports in it)
 
 # Service addresses (not assigned anywhere: pods reach them via their default route)
 E2E_WEB_V4=10.96.0.10
@@ -58,6 +63,10 @@ E2E_EMPTY_V4=10.96.0.20
 E2E_EMPTY_V6=fd00:96::20
 E2E_SELF_V4=10.96.0.30
 E2E_SELF_V6=fd00:96::30
+
+# Local ports tests bind explicitly (podclient.py reuse --first-port: 41000.., 42000..);
+# reserved in every pod netns (see e2e_add_pod)
+E2E_FIXED_PORTS=41000-42999
 
 e2e_log() { printf '[e2e %s] %s\n' "$(date +%H:%M:%S.%3N)" "$*"; }
 e2e_err() { printf '[e2e %s] ERROR: %s\n' "$(date +%H:%M:%S.%3N)" "$*" >&2; }
@@ -74,7 +83,7 @@ e2e_preflight() {
         return 77
     fi
     local t
-    for t in ip timeout sysctl mount umount; do
+    for t in ip tc timeout sysctl mount umount; do
         if ! command -v "$t" >/dev/null 2>&1; then
             echo "SKIP: '$t' not found"
             return 77
@@ -275,7 +284,7 @@ e2e_add_netns() {
 
 # e2e_topology LAYOUT NPODS: node netns + pod netns pod1..podN (see README.md)
 e2e_topology() {
-    local layout=$1 n=$2 i pod
+    local layout=$1 n=$2 i
     case $layout in
     bridge | routed) ;;
     *)
@@ -304,43 +313,65 @@ e2e_topology() {
         ip -n "$E2E_NODE" addr add fd00:244:1::1/128 dev lo || return 1
     fi
     for ((i = 1; i <= n; i++)); do
-        pod=$(e2e_pod_ns "$i")
-        e2e_add_netns "$pod" || return 1
-        e2e_sysctl "$pod" net.ipv4.conf.all.accept_redirects=0 \
-            net.ipv4.conf.default.accept_redirects=0 \
-            net.ipv6.conf.all.accept_redirects=0 net.ipv6.conf.default.accept_redirects=0 ||
-            return 1
-        if [[ $layout == bridge ]]; then
-            ip -n "$E2E_NODE" link add "veth-p$i" type veth peer name eth0 netns "$pod" || return 1
-            ip -n "$E2E_NODE" link set "veth-p$i" master br0 || return 1
-            ip -n "$E2E_NODE" link set "veth-p$i" up || return 1
-            ip -n "$pod" addr add "$(e2e_pod_ip4 "$i")/24" dev eth0 || return 1
-            ip -n "$pod" addr add "$(e2e_pod_ip6 "$i")/64" dev eth0 nodad || return 1
-            ip -n "$pod" link set eth0 up || return 1
-            ip -n "$pod" route add default via 10.244.0.1 dev eth0 || return 1
-            ip -n "$pod" -6 route add default via fd00:244::1 dev eth0 || return 1
-        else
-            # Calico-style: every host-side veth has MAC ee:ee:ee:ee:ee:ee and no
-            # IPv4 address; the pod's gateway 169.254.1.1 / fe80::1 is that MAC.
-            ip -n "$E2E_NODE" link add "veth-p$i" address ee:ee:ee:ee:ee:ee type veth \
-                peer name eth0 netns "$pod" || return 1
-            e2e_sysctl "$E2E_NODE" "net.ipv4.conf.veth-p$i.proxy_arp=1" \
-                "net.ipv4.conf.veth-p$i.send_redirects=0" || return 1
-            ip -n "$E2E_NODE" link set "veth-p$i" up || return 1
-            ip -n "$E2E_NODE" addr add fe80::1/64 dev "veth-p$i" nodad || return 1
-            ip -n "$E2E_NODE" route add "$(e2e_pod_ip4 "$i")/32" dev "veth-p$i" || return 1
-            ip -n "$E2E_NODE" -6 route add "$(e2e_pod_ip6 "$i")/128" dev "veth-p$i" || return 1
-            ip -n "$pod" addr add "$(e2e_pod_ip4 "$i")/32" dev eth0 || return 1
-            ip -n "$pod" addr add "$(e2e_pod_ip6 "$i")/128" dev eth0 nodad || return 1
-            ip -n "$pod" link set eth0 up || return 1
-            ip -n "$pod" route add default via 169.254.1.1 dev eth0 onlink || return 1
-            ip -n "$pod" neigh replace 169.254.1.1 lladdr ee:ee:ee:ee:ee:ee dev eth0 \
-                nud permanent || return 1
-            ip -n "$pod" -6 route add default via fe80::1 dev eth0 || return 1
-            ip -n "$pod" -6 neigh replace fe80::1 lladdr ee:ee:ee:ee:ee:ee dev eth0 \
-                nud permanent || return 1
-        fi
+        e2e_add_pod "$i" || return 1
     done
+    return 0
+}
+
+# e2e_add_pod I: pod netns ${prefix}pod<I> wired into the node netns for the
+# current layout (E2E_LAYOUT, set by e2e_topology): veth-p<I> in the node, eth0
+# in the pod, addresses/routes/neighbours as described in README.md. Used by
+# e2e_topology for pod1..podN and by tests that add a pod later; the netns is
+# recorded for cleanup (e2e_add_netns).
+e2e_add_pod() {
+    local i=$1 pod layout=$E2E_LAYOUT
+    case $layout in
+    bridge | routed) ;;
+    *)
+        e2e_err "e2e_add_pod: no topology yet (run e2e_topology first)"
+        return 1
+        ;;
+    esac
+    pod=$(e2e_pod_ns "$i")
+    e2e_add_netns "$pod" || return 1
+    # E2E_FIXED_PORTS: kept out of automatic (ephemeral) port allocation, IPv4 and
+    # IPv6, so a client binding one of them explicitly never finds it held by an
+    # earlier connection's TIME_WAIT (bind() fails then, even with SO_REUSEADDR)
+    e2e_sysctl "$pod" net.ipv4.conf.all.accept_redirects=0 \
+        net.ipv4.conf.default.accept_redirects=0 \
+        net.ipv6.conf.all.accept_redirects=0 net.ipv6.conf.default.accept_redirects=0 \
+        "net.ipv4.ip_local_reserved_ports=$E2E_FIXED_PORTS" ||
+        return 1
+    if [[ $layout == bridge ]]; then
+        ip -n "$E2E_NODE" link add "veth-p$i" type veth peer name eth0 netns "$pod" || return 1
+        ip -n "$E2E_NODE" link set "veth-p$i" master br0 || return 1
+        ip -n "$E2E_NODE" link set "veth-p$i" up || return 1
+        ip -n "$pod" addr add "$(e2e_pod_ip4 "$i")/24" dev eth0 || return 1
+        ip -n "$pod" addr add "$(e2e_pod_ip6 "$i")/64" dev eth0 nodad || return 1
+        ip -n "$pod" link set eth0 up || return 1
+        ip -n "$pod" route add default via 10.244.0.1 dev eth0 || return 1
+        ip -n "$pod" -6 route add default via fd00:244::1 dev eth0 || return 1
+    else
+        # Calico-style: every host-side veth has MAC ee:ee:ee:ee:ee:ee and no
+        # IPv4 address; the pod's gateway 169.254.1.1 / fe80::1 is that MAC.
+        ip -n "$E2E_NODE" link add "veth-p$i" address ee:ee:ee:ee:ee:ee type veth \
+            peer name eth0 netns "$pod" || return 1
+        e2e_sysctl "$E2E_NODE" "net.ipv4.conf.veth-p$i.proxy_arp=1" \
+            "net.ipv4.conf.veth-p$i.send_redirects=0" || return 1
+        ip -n "$E2E_NODE" link set "veth-p$i" up || return 1
+        ip -n "$E2E_NODE" addr add fe80::1/64 dev "veth-p$i" nodad || return 1
+        ip -n "$E2E_NODE" route add "$(e2e_pod_ip4 "$i")/32" dev "veth-p$i" || return 1
+        ip -n "$E2E_NODE" -6 route add "$(e2e_pod_ip6 "$i")/128" dev "veth-p$i" || return 1
+        ip -n "$pod" addr add "$(e2e_pod_ip4 "$i")/32" dev eth0 || return 1
+        ip -n "$pod" addr add "$(e2e_pod_ip6 "$i")/128" dev eth0 nodad || return 1
+        ip -n "$pod" link set eth0 up || return 1
+        ip -n "$pod" route add default via 169.254.1.1 dev eth0 onlink || return 1
+        ip -n "$pod" neigh replace 169.254.1.1 lladdr ee:ee:ee:ee:ee:ee dev eth0 \
+            nud permanent || return 1
+        ip -n "$pod" -6 route add default via fe80::1 dev eth0 || return 1
+        ip -n "$pod" -6 neigh replace fe80::1 lladdr ee:ee:ee:ee:ee:ee dev eth0 \
+            nud permanent || return 1
+    fi
     return 0
 }
 
@@ -353,6 +384,16 @@ e2e_bg() {
     "$@" >>"$E2E_LOGS/$name.log" 2>&1 </dev/null &
     E2E_BG_PID=$!
     E2E_PIDS+=("$E2E_BG_PID")
+}
+
+# e2e_forget_pid PID: drop an exited, reaped PID from the cleanup list, so the
+# traps never signal a pid number the system may have handed to someone else
+e2e_forget_pid() {
+    local i
+    for i in "${!E2E_PIDS[@]}"; do
+        [[ ${E2E_PIDS[i]} == "$1" ]] && unset 'E2E_PIDS[i]'
+    done
+    E2E_PIDS=("${E2E_PIDS[@]}")
 }
 
 # e2e_wait_file FILE TIMEOUT_S
@@ -375,19 +416,30 @@ e2e_wait_file_or_exit() {
     done
 }
 
+# e2e_start_server I: podserver in pod I (name podI), ready file in the run dir
+e2e_start_server() {
+    local i=$1
+    e2e_bg "server-pod$i" ip netns exec "$(e2e_pod_ns "$i")" "$E2E_PY" "$E2E_DIR/podserver.py" \
+        --name "pod$i" --ready-file "$E2E_RUN/server-pod$i.ready"
+}
+
+# e2e_wait_server I TIMEOUT_S: until pod I's podserver has bound its sockets
+e2e_wait_server() {
+    local i=$1
+    if ! e2e_wait_file "$E2E_RUN/server-pod$i.ready" "$2"; then
+        e2e_err "podserver in pod$i not ready after $2s"
+        tail -n 20 "$E2E_LOGS/server-pod$i.log" >&2
+        return 1
+    fi
+}
+
 e2e_start_servers() {
-    local i pod
+    local i
     for ((i = 1; i <= E2E_NPODS; i++)); do
-        pod=$(e2e_pod_ns "$i")
-        e2e_bg "server-pod$i" ip netns exec "$pod" "$E2E_PY" "$E2E_DIR/podserver.py" \
-            --name "pod$i" --ready-file "$E2E_RUN/server-pod$i.ready"
+        e2e_start_server "$i"
     done
     for ((i = 1; i <= E2E_NPODS; i++)); do
-        if ! e2e_wait_file "$E2E_RUN/server-pod$i.ready" 10; then
-            e2e_err "podserver in pod$i not ready after 10s"
-            tail -n 20 "$E2E_LOGS/server-pod$i.log" >&2
-            return 1
-        fi
+        e2e_wait_server "$i" 10 || return 1
     done
     e2e_log "pod servers ready in pod1..pod$E2E_NPODS (HTTP :8080, UDP echo :5353)"
 }
@@ -421,16 +473,69 @@ e2e_url() {
 }
 
 # ------------------------------------------------------------------ agent
+# e2e_start_agent [MANIFESTS [EXTRA_ARGS...]]: sluice-agent in the node netns,
+# log in logs/agent.log. The full argument list is kept in E2E_AGENT_ARGS so
+# e2e_restart_agent can start it again identically.
 e2e_start_agent() {
     local manifests=${1:-$E2E_MANIFESTS}
     shift || true
-    E2E_AGENT_LOG=$E2E_LOGS/agent.log
+    E2E_AGENT_ARGS=(--manifests "$manifests" --pod-devices 'veth-p*'
+        --bpffs-root "$E2E_BPFFS" --node-name "$E2E_NODE_NAME" "$@")
     e2e_log "starting sluice-agent in $E2E_NODE (manifests $manifests, pod devices 'veth-p*')"
-    e2e_bg agent ip netns exec "$E2E_NODE" "$E2E_AGENT_BIN" \
-        --manifests "$manifests" --pod-devices 'veth-p*' \
-        --bpffs-root "$E2E_BPFFS" --node-name "$E2E_NODE_NAME" "$@"
+    e2e_launch_agent agent
+}
+
+# e2e_launch_agent LOGNAME: start the agent with E2E_AGENT_ARGS, output to
+# logs/LOGNAME.log (which becomes E2E_AGENT_LOG); the pid is in E2E_PIDS, so the
+# traps stop whichever agent is current.
+e2e_launch_agent() {
+    [[ -n $E2E_AGENT_LOG && $E2E_AGENT_LOG != "$E2E_LOGS/$1.log" ]] &&
+        E2E_AGENT_PREV_LOGS+=("$E2E_AGENT_LOG")
+    E2E_AGENT_LOG=$E2E_LOGS/$1.log
+    e2e_bg "$1" ip netns exec "$E2E_NODE" "$E2E_AGENT_BIN" "${E2E_AGENT_ARGS[@]}"
     E2E_AGENT_PID=$E2E_BG_PID
     E2E_AGENT_STARTED=1
+}
+
+# e2e_restart_agent LOGNAME: start the agent again (after e2e_stop_agent) with the
+# arguments and bpffs of e2e_start_agent; its log is logs/LOGNAME.log, so
+# e2e_agent_generation & co. see only the new process's lines.
+e2e_restart_agent() {
+    if [[ -n $E2E_AGENT_PID ]] && e2e_pid_alive "$E2E_AGENT_PID"; then
+        e2e_err "e2e_restart_agent: agent $E2E_AGENT_PID still running (stop it first)"
+        return 1
+    fi
+    e2e_log "starting sluice-agent again in $E2E_NODE (same arguments, log logs/$1.log)"
+    e2e_launch_agent "$1"
+}
+
+# e2e_wait_log FILE ERE TIMEOUT_S [PID]: poll until a line of FILE matches ERE
+# (prints it); fails on timeout or, with PID, when that process is gone first.
+e2e_wait_log() {
+    local f=$1 re=$2 deadline=$((SECONDS + $3)) pid=${4:-} line
+    while :; do
+        line=$(grep -E -m 1 -e "$re" "$f" 2>/dev/null)
+        if [[ -n $line ]]; then
+            echo "$line"
+            return 0
+        fi
+        if [[ -n $pid ]] && ! e2e_pid_alive "$pid"; then
+            # one last look: the line may have been written just before the exit
+            grep -E -m 1 -e "$re" "$f" 2>/dev/null && return 0
+            echo "process $pid exited before a line matching /$re/ appeared in $f"
+            return 1
+        fi
+        if ((SECONDS >= deadline)); then
+            echo "no line matching /$re/ in $f within $3s"
+            return 1
+        fi
+        sleep 0.05
+    done
+}
+
+# e2e_agent_attached_re DEV: ERE for the agent's "attached lb_pod_ingress to DEV" line
+e2e_agent_attached_re() {
+    printf 'attached lb_pod_ingress to %s \\(' "${1//./\\.}"
 }
 
 # highest generation in a "synced generation=N" line so far (0 if none)
@@ -469,26 +574,88 @@ e2e_stop_agent() {
     kill -TERM "$pid" 2>/dev/null
     if ! e2e_wait_pid_exit "$pid" "${1:-10}"; then
         e2e_kill_pid "$pid"
+        e2e_forget_pid "$pid"
+        E2E_AGENT_PID=""
         return 124
     fi
     wait "$pid" 2>/dev/null
     rc=$?
+    e2e_forget_pid "$pid"
     E2E_AGENT_PID=""
     return "$rc"
 }
 
 e2e_agent_tail() {
-    local n=${1:-60}
+    local n=${1:-60} prev
     [[ -n $E2E_AGENT_LOG && -f $E2E_AGENT_LOG ]] || return 0
+    for prev in "${E2E_AGENT_PREV_LOGS[@]}"; do
+        [[ -f $prev ]] || continue
+        echo "----- earlier sluice-agent process (last 20 lines: $prev) -----"
+        tail -n 20 "$prev"
+    done
     echo "----- sluice-agent log (last $n lines: $E2E_AGENT_LOG) -----"
     tail -n "$n" "$E2E_AGENT_LOG"
     echo "----- end of agent log -----"
+}
+
+# e2e_tc_ingress_has DEV PROG: the node's tc ingress filters on DEV (printed) include
+# a BPF program named PROG
+e2e_tc_ingress_has() {
+    local out
+    out=$(timeout -k 2 10 ip netns exec "$E2E_NODE" tc filter show dev "$1" ingress 2>&1)
+    echo "\$ tc filter show dev $1 ingress"
+    echo "${out:-(no filters)}"
+    grep -qw -e "$2" <<<"$out"
+}
+
+# e2e_tc_ingress_prog_id DEV: id of the BPF program in DEV's tc ingress filter ("" if none)
+e2e_tc_ingress_prog_id() {
+    timeout -k 2 10 ip netns exec "$E2E_NODE" tc filter show dev "$1" ingress 2>/dev/null |
+        grep -o ' id [0-9]*' | head -n 1 | awk '{print $2}'
 }
 
 # e2e_ctl ARGS...: sluicectl against this run's pins, bounded; never fails the caller
 e2e_ctl() {
     [[ -x $E2E_CTL_BIN ]] || return 0
     timeout -k 2 10 ip netns exec "$E2E_NODE" "$E2E_CTL_BIN" --bpffs-root "$E2E_BPFFS" "$@" 2>&1
+}
+
+# e2e_ct_dump: this run's conntrack entries (both families), one line each, via
+# bpftool (skipped when it is missing). Diagnostics only.
+e2e_ct_dump() {
+    command -v bpftool >/dev/null 2>&1 || { echo "(bpftool not found: no conntrack dump)"; return 0; }
+    local m
+    for m in lb4_ct_v1 lb6_ct_v1; do
+        [[ -e $E2E_BPFFS/$m ]] || continue
+        timeout -k 2 10 ip netns exec "$E2E_NODE" bpftool -j map dump pinned "$E2E_BPFFS/$m" 2>&1 |
+            "$E2E_PY" -c '
+import ipaddress, json, struct, sys
+raw = sys.stdin.read()
+try:
+    entries = json.loads(raw)
+except ValueError:
+    print("bpftool: " + raw.strip()[:200]); sys.exit(0)
+def addr(v):  # be32 or be32[4], printed by bpftool as host-order integers
+    words = v if isinstance(v, list) else [v]
+    return str(ipaddress.ip_address(b"".join(struct.pack("<I", w) for w in words)))
+def port(v):
+    return struct.unpack(">H", struct.pack("<H", v))[0]
+def hostport(a, p):
+    return f"[{a}]:{p}" if ":" in a else f"{a}:{p}"
+proto = {6: "tcp", 17: "udp"}
+for e in entries:
+    k, v = e["formatted"]["key"], e["formatted"]["value"]
+    st = v["state"]
+    d = {1: "FORWARD", 2: "REPLY"}.get(st["dir"], str(st["dir"]))
+    what = "dst ->" if st["dir"] == 1 else "src ->"
+    src = hostport(addr(k["saddr"]), port(k["sport"]))
+    dst = hostport(addr(k["daddr"]), port(k["dport"]))
+    nat = hostport(addr(v["nat_addr"]), port(st["nat_port"]))
+    pr = proto.get(k["proto"], str(k["proto"]))
+    print("%-7s %s %s -> %s  %s %s flags=%#x backend=%d svc=%d"
+          % (d, pr, src, dst, what, nat, st["flags"], st["backend_id"], st["svc_id"]))
+'
+    done
 }
 
 # diagnostics printed once, at the first failed check, while state is still live
@@ -498,13 +665,22 @@ e2e_diag() {
     echo "----- diagnostics at first failure -----"
     if ((E2E_AGENT_STARTED)) && ((E2E_BPFFS_MOUNTED)); then
         local what
-        for what in "service list" "backend list" "ct list" "stats"; do
+        for what in "service list" "stats"; do
             echo "\$ sluicectl $what"
             # shellcheck disable=SC2086
             e2e_ctl $what | head -n 60
         done
         echo "\$ bpffs pins"
         e2e_bpffs_pins | head -n 40
+        local ct=$E2E_LOGS/ct-at-first-failure.txt
+        e2e_ct_dump >"$ct" 2>&1
+        echo "\$ conntrack: $(wc -l <"$ct") entries in $ct (E2E_KEEP=1 keeps it)"
+        # entries for the local ports the failed check reported (podclient: "local port N")
+        local lport
+        for lport in $(grep -o 'local port [0-9]*' <<<"$E2E_LAST_OUT" | awk '{print $3}' | sort -u); do
+            echo "  entries with client port $lport:"
+            grep -E ":$lport( |$)" "$ct" | sed 's/^/    /'
+        done
     fi
     if [[ -n $E2E_NODE ]] && e2e_netns_exists "$E2E_NODE"; then
         echo "\$ ip -n $E2E_NODE -br addr; ip -n $E2E_NODE route; ip -n $E2E_NODE -6 route"
@@ -526,6 +702,7 @@ e2e_check() {
     out=$("$@" 2>&1)
     rc=$?
     [[ -n $out ]] && sed 's/^/    /' <<<"$out"
+    E2E_LAST_OUT=$out
     e2e_result "$name" "$rc"
 }
 

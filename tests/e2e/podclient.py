@@ -149,8 +149,10 @@ def cmd_udp(args):
         sent += 1
         s = socket.socket(fam, socket.SOCK_DGRAM)
         s.settimeout(args.timeout)
+        lport = None
         try:
             s.connect((args.host, args.port))
+            lport = s.getsockname()[1]
             s.send(f"ping {i}".encode())
             data = s.recv(2048)
             b = data.decode(errors="replace").strip()
@@ -158,7 +160,8 @@ def cmd_udp(args):
         except Exception as e:
             errors += 1
             if len(samples) < 5:
-                samples.append(f"{type(e).__name__}: {e}")
+                # the local port tells a stale-NAT-state hit apart from a lost packet
+                samples.append(f"{type(e).__name__}: {e} (local port {lport})")
         finally:
             s.close()
     if sent < args.count:

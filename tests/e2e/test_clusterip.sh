@@ -14,6 +14,11 @@
 #   5 hairpin: pod1 -> a service whose only backend is pod1
 #   6 traffic that is not for a service (pod1 -> pod2 direct) is untouched, also
 #     a direct connection reusing the local port of a just-closed service flow
+# then once:
+#   7 a pod created while the agent runs (pod5): the agent attaches to its veth by
+#     itself and pod5's service traffic is translated
+#   8 agent restart (SIGTERM, same arguments and bpffs) with keep-alive connections
+#     running: restored state, first sync writes nothing (ops=0), zero failures
 # and finally that the datapath outlives the agent process (SIGTERM) and that
 # `sluice-agent --cleanup` removes it (exit 0, no pins, VIP no longer served).
 #
@@ -218,10 +223,147 @@ run_family() {
 run_family 4
 run_family 6
 
+KEPT=()  # web's backends from here on (check 3 removed pod$REMOVED in both families)
+for i in "${BACKENDS[@]}"; do ((i != REMOVED)) && KEPT+=("$i"); done
+
+# ---------------------------------------------------------------- late pod device
+# A pod created while the agent runs: the agent must attach to its veth on its
+# own (rtnetlink link events), and the pod's service traffic must be translated.
+echo "--- late pod device ---"
+LATE=$((NPODS + 1))
+LATE_DEV=veth-p$LATE
+late_rc=0
+e2e_add_pod "$LATE" || late_rc=1
+if ((late_rc == 0)); then
+    e2e_start_server "$LATE"
+    e2e_wait_server "$LATE" 10 || late_rc=1
+fi
+e2e_result "late pod: pod$LATE ($LATE_DEV, $LAYOUT wiring, podserver) created after the agent synced" \
+    "$late_rc"
+if ((late_rc == 0)); then
+    e2e_check "late pod: agent attached lb_pod_ingress to $LATE_DEV by itself (within 10 s)" \
+        e2e_wait_log "$E2E_AGENT_LOG" "$(e2e_agent_attached_re "$LATE_DEV")" 10 "$E2E_AGENT_PID"
+    e2e_check "late pod: tc ingress filter lb_pod_ingress on $LATE_DEV" \
+        e2e_tc_ingress_has "$LATE_DEV" lb_pod_ingress
+    for vip in "$E2E_WEB_V4" "$E2E_WEB_V6"; do
+        e2e_check "late pod: pod$LATE -> web $vip:80, 20 new connections answered by $(names "${KEPT[@]}"), no errors" \
+            e2e_client "$LATE" http "$(e2e_url "$vip" 80)" --count 20 --timeout 2 --deadline 30 \
+            --expect "$(names "${KEPT[@]}")" --only
+    done
+fi
+
+# ---------------------------------------------------------------- agent restart
+# SIGTERM the agent and start it again on the same bpffs while persistent
+# connections run: it restores its ids from the pinned maps, so its first sync
+# writes nothing, and established flows never notice.
+echo "--- agent restart ---"
+restart_devs=()
+for ((i = 1; i <= NPODS; i++)); do restart_devs+=("veth-p$i"); done
+((late_rc == 0)) && restart_devs+=("$LATE_DEV")
+
+frontends_before=$(grep -o 'synced generation=[0-9]* frontends=[0-9]*' "$E2E_AGENT_LOG" |
+    tail -n 1 | sed 's/.*frontends=//')
+echo "    frontends before the restart: ${frontends_before:-unknown}"
+
+# persistent connections from pod1 to web, both families; each stops 10 rounds
+# (~1 s) after its stop file appears, after 60 s at the latest
+restart_pids=()
+for fam in 4 6; do
+    if [[ $fam == 4 ]]; then vip=$E2E_WEB_V4; else vip=$E2E_WEB_V6; fi
+    e2e_client_bg "restart-persist$fam" 1 persist "$(e2e_url "$vip" 80)" --conns 8 \
+        --interval 0.1 --timeout 2 --ready-file "$E2E_RUN/restart-persist$fam.ready" \
+        --stop-file "$E2E_RUN/restart-persist$fam.stop" --extra-rounds 10 --max-duration 60
+    restart_pids[fam]=$E2E_BG_PID
+done
+restart_ready=0
+for fam in 4 6; do
+    if e2e_wait_file_or_exit "$E2E_RUN/restart-persist$fam.ready" "${restart_pids[fam]}" 15; then
+        echo "    IPv$fam persistent connections open (conn -> backend): $(cat "$E2E_RUN/restart-persist$fam.ready")"
+    else
+        grep -v '^{' "$E2E_LOGS/restart-persist$fam.log" | sed 's/^/    /'
+        restart_ready=1
+    fi
+done
+e2e_result "restart: 2 x 8 persistent connections from pod1 to web open before the restart" \
+    "$restart_ready"
+
+prog_before=$(e2e_tc_ingress_prog_id veth-p1)
+e2e_stop_agent 10
+rc=$?
+echo "    sluice-agent exited with status $rc after SIGTERM"
+e2e_result "restart: agent stops on SIGTERM within 10 s (status 0 or 143)" \
+    "$(((rc == 0 || rc == 143) ? 0 : 1))"
+
+e2e_restart_agent agent-restart
+e2e_check "restart: new agent synced generation=1 (within 30 s)" e2e_wait_generation_gt 0 30
+
+check_restart_ops() {
+    local line
+    line=$(grep -m 1 'synced generation=1 ' "$E2E_AGENT_LOG") || {
+        echo "no 'synced generation=1' line"
+        return 1
+    }
+    echo "$line"
+    [[ " $line " == *" ops=0 "* ]] || {
+        echo "the first sync after the restart wrote to the maps (want ops=0)"
+        return 1
+    }
+}
+e2e_check "restart: first sync after the restart has ops=0 (nothing to write)" check_restart_ops
+
+check_restored() {
+    local line n
+    line=$(grep -m 1 -o 'restored [0-9]* frontends and [0-9]* backends' "$E2E_AGENT_LOG") || {
+        echo "no 'restored N frontends' line"
+        return 1
+    }
+    echo "$line (frontends before the restart: ${frontends_before:-unknown})"
+    n=$(awk '{print $2}' <<<"$line")
+    [[ -n $frontends_before && $n == "$frontends_before" ]]
+}
+e2e_check "restart: agent restored as many frontends from the pinned maps as there were" \
+    check_restored
+
+wait_reattached() {
+    local dev rc=0
+    for dev in "${restart_devs[@]}"; do
+        e2e_wait_log "$E2E_AGENT_LOG" "$(e2e_agent_attached_re "$dev")" 10 "$E2E_AGENT_PID" ||
+            rc=1
+    done
+    return "$rc"
+}
+e2e_check "restart: new agent attached lb_pod_ingress to ${restart_devs[*]}" wait_reattached
+# informational: the flows below run through the new agent's program
+echo "    info: lb_pod_ingress on veth-p1: prog id ${prog_before:-none} before the restart, $(e2e_tc_ingress_prog_id veth-p1) after"
+
+# the persistent connections ran through stop, restart and re-attach: end them now
+for fam in 4 6; do
+    touch "$E2E_RUN/restart-persist$fam.stop"
+done
+for fam in 4 6; do
+    pid=${restart_pids[fam]}
+    if e2e_wait_pid_exit "$pid" 20; then
+        wait "$pid"
+        prc=$?
+    else
+        echo "    persist client did not finish within 20s after the stop file"
+        e2e_kill_pid "$pid"
+        prc=124
+    fi
+    e2e_forget_pid "$pid"
+    grep -v '^{' "$E2E_LOGS/restart-persist$fam.log" | sed 's/^/    /'
+    e2e_result "restart: IPv$fam 8 persistent connections had zero failures across the agent restart" \
+        "$prc"
+done
+
+for vip in "$E2E_WEB_V4" "$E2E_WEB_V6"; do
+    e2e_check "restart: 50 new connections to $vip:80 right after spread over $(names "${KEPT[@]}"), no errors" \
+        e2e_client 1 http "$(e2e_url "$vip" 80)" --count 50 --timeout 2 --deadline 60 \
+        --expect "$(names "${KEPT[@]}")" --only --min-each "$(spread_floor 50 "${#KEPT[@]}")"
+done
+
 # ---------------------------------------------------------------- lifecycle
 echo "--- agent lifecycle ---"
-KEPT=()
-for i in "${BACKENDS[@]}"; do ((i != REMOVED)) && KEPT+=("$i"); done
 
 e2e_stop_agent 10
 rc=$?
