@@ -147,9 +147,6 @@ result<void> map_writer::restore() {
 
 result<void> map_writer::execute(const map_op& op) {
   auto& m = skel_->maps;
-  const bool v4 = op.kind == op_kind::put_backend || op.kind == op_kind::delete_backend
-                      ? false
-                      : op.key.vip.family == ip_family::v4;
   int rc = 0;
   switch (op.kind) {
     case op_kind::put_slot:
@@ -160,7 +157,7 @@ result<void> map_writer::execute(const map_op& op) {
                                 ? 0
                                 : op.slot;
       const bool put = op.kind == op_kind::put_slot || op.kind == op_kind::put_master;
-      if (v4) {
+      if (op.key.vip.family == ip_family::v4) {
         lb4_svc_key k;
         fill_svc_key(k, op.key, slot);
         rc = put ? bpf_map_update_elem(bpf_map__fd(m.lb4_services_v1), &k, &op.value, BPF_ANY)

@@ -197,46 +197,34 @@ lb_svc_stat_value Fixture::svc_stats(std::uint32_t svc_id) const {
   return sum;
 }
 
-std::optional<CtValue> Fixture::ct(const CtKey& k) const {
+// One conntrack lookup for either family: the v4 and v6 structs differ only in address widths.
+template <typename Key, typename Value>
+std::optional<CtValue> read_ct(bpf_map* map, const CtKey& k) {
+  const bool v6 = k.saddr.v6;
+  Key key{};
+  copy_addr(reinterpret_cast<__be32*>(&key.saddr), k.saddr);
+  copy_addr(reinterpret_cast<__be32*>(&key.daddr), k.daddr);
+  key.sport = htons(k.sport);
+  key.dport = htons(k.dport);
+  key.proto = k.proto;
+  Value v{};
+  if (bpf_map_lookup_elem(bpf_map__fd(map), &key, &v) != 0) return std::nullopt;
   CtValue out;
-  if (k.saddr.v6) {
-    lb6_ct_key key{};
-    copy_addr(key.saddr, k.saddr);
-    copy_addr(key.daddr, k.daddr);
-    key.sport = htons(k.sport);
-    key.dport = htons(k.dport);
-    key.proto = k.proto;
-    lb6_ct_value v{};
-    if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.lb6_ct_v1), &key, &v) != 0) return std::nullopt;
-    out.nat_addr = addr_from(v.nat_addr, true);
-    out.hairpin_addr = addr_from(v.hairpin_addr, true);
-    out.nat_port = ntohs(v.state.nat_port);
-    out.dir = v.state.dir;
-    out.flags = v.state.flags;
-    out.backend_id = v.state.backend_id;
-    out.svc_id = v.state.svc_id;
-    out.created_ns = v.state.created_ns;
-    out.last_seen_ns = v.state.last_seen_ns;
-  } else {
-    lb4_ct_key key{};
-    copy_addr(&key.saddr, k.saddr);
-    copy_addr(&key.daddr, k.daddr);
-    key.sport = htons(k.sport);
-    key.dport = htons(k.dport);
-    key.proto = k.proto;
-    lb4_ct_value v{};
-    if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.lb4_ct_v1), &key, &v) != 0) return std::nullopt;
-    out.nat_addr = addr_from(&v.nat_addr, false);
-    out.hairpin_addr = addr_from(&v.hairpin_addr, false);
-    out.nat_port = ntohs(v.state.nat_port);
-    out.dir = v.state.dir;
-    out.flags = v.state.flags;
-    out.backend_id = v.state.backend_id;
-    out.svc_id = v.state.svc_id;
-    out.created_ns = v.state.created_ns;
-    out.last_seen_ns = v.state.last_seen_ns;
-  }
+  out.nat_addr = addr_from(reinterpret_cast<const __be32*>(&v.nat_addr), v6);
+  out.hairpin_addr = addr_from(reinterpret_cast<const __be32*>(&v.hairpin_addr), v6);
+  out.nat_port = ntohs(v.state.nat_port);
+  out.dir = v.state.dir;
+  out.flags = v.state.flags;
+  out.backend_id = v.state.backend_id;
+  out.svc_id = v.state.svc_id;
+  out.created_ns = v.state.created_ns;
+  out.last_seen_ns = v.state.last_seen_ns;
   return out;
+}
+
+std::optional<CtValue> Fixture::ct(const CtKey& k) const {
+  return k.saddr.v6 ? read_ct<lb6_ct_key, lb6_ct_value>(skel_->maps.lb6_ct_v1, k)
+                    : read_ct<lb4_ct_key, lb4_ct_value>(skel_->maps.lb4_ct_v1, k);
 }
 
 std::size_t Fixture::ct_entries(bool v6) const {
