@@ -55,6 +55,29 @@ struct service_port {
   bool operator==(const service_port&) const = default;
 };
 
+/// Parses "10.0.0.0/8" or "fd00::/64" (surrounding spaces trimmed, as kube-proxy does for
+/// loadBalancerSourceRanges). Host bits must be zero unless `allow_host_bits`, in which case they
+/// are cleared. A bare address is not a prefix. nullopt for anything else.
+std::optional<ip_prefix> parse_prefix(std::string_view text, bool allow_host_bits = false);
+
+/// "10.0.0.0/8".
+std::string format_prefix(const ip_prefix& prefix);
+
+/// True if `addr` is inside `prefix` (families must match).
+bool prefix_contains(const ip_prefix& prefix, const ip_addr& addr);
+
+/// spec.externalTrafficPolicy / spec.internalTrafficPolicy.
+enum class traffic_policy : uint8_t { cluster, local };
+
+/// One status.loadBalancer.ingress[] entry with an IP (hostname-only entries are dropped).
+struct load_balancer_ingress {
+  ip_addr ip;
+  bool ip_mode_proxy = false;  ///< ipMode "Proxy": no datapath rule (KEP-1860); unset/"VIP": false
+
+  auto operator<=>(const load_balancer_ingress&) const = default;
+  bool operator==(const load_balancer_ingress&) const = default;
+};
+
 /// A core/v1 Service.
 struct service {
   std::string namespace_ = "default";
@@ -65,7 +88,19 @@ struct service {
   std::vector<service_port> ports;
   bool session_affinity_client_ip = false;
   uint32_t affinity_timeout_s = 0;  ///< 1..86400 when ClientIP (default 10800), else 0
+  std::vector<ip_addr> external_ips;              ///< spec.externalIPs
+  std::vector<load_balancer_ingress> lb_ingress;            ///< status.loadBalancer.ingress[] with an ip
+  std::vector<ip_prefix> lb_source_ranges;        ///< spec.loadBalancerSourceRanges
+  traffic_policy external_policy = traffic_policy::cluster;  ///< spec.externalTrafficPolicy
+  traffic_policy internal_policy = traffic_policy::cluster;  ///< spec.internalTrafficPolicy
+  uint16_t health_check_node_port = 0;            ///< spec.healthCheckNodePort, 0 = none
+  std::string traffic_distribution;               ///< spec.trafficDistribution ("" = unset)
+  /// spec.selector; empty = selector-less (endpoints come from user slices or v1 Endpoints).
+  std::map<std::string, std::string> selector;
+  bool publish_not_ready_addresses = false;       ///< spec.publishNotReadyAddresses
   std::map<std::string, std::string> labels;
+  std::map<std::string, std::string> annotations;
+  std::string resource_version;  ///< metadata.resourceVersion ("" from files)
   std::string source;  ///< where it was decoded from (file name), for messages
 
   object_key key() const { return {namespace_, name}; }
@@ -83,6 +118,10 @@ struct endpoint {
   std::optional<bool> terminating;
   std::string node_name;  ///< "" when absent
   std::string zone;       ///< "" when absent
+  std::vector<std::string> hints_for_zones;  ///< hints.forZones[].name
+  std::vector<std::string> hints_for_nodes;  ///< hints.forNodes[].name
+  bool has_zone_hints = false;  ///< hints.forZones present (even empty): "every endpoint hinted"
+  bool has_node_hints = false;  ///< hints.forNodes present
 
   /// conditions.ready, nil counts as true.
   bool is_ready() const { return ready.value_or(true); }
@@ -112,15 +151,95 @@ struct endpoint_slice {
   std::vector<endpoint> endpoints;
   std::vector<endpoint_port> ports;
   std::map<std::string, std::string> labels;
+  std::map<std::string, std::string> annotations;
+  std::string resource_version;  ///< metadata.resourceVersion ("" from files)
   std::string source;  ///< where it was decoded from (file name), for messages
 
   object_key key() const { return {namespace_, name}; }
 };
 
-/// Everything the sources know: Services and EndpointSlices keyed by namespace/name.
+/// A core/v1 Node: only our own Node matters (zone for topology hints, addresses for
+/// NodePorts and hostPorts, podCIDRs, eligibility for /healthz).
+struct node {
+  std::string name;
+  std::map<std::string, std::string> labels;
+  std::vector<ip_addr> internal_ips;   ///< status.addresses[type=InternalIP], in order
+  std::vector<ip_addr> external_ips;   ///< status.addresses[type=ExternalIP], in order
+  std::vector<ip_prefix> pod_cidrs;    ///< spec.podCIDRs, else spec.podCIDR
+  bool deleting = false;               ///< metadata.deletionTimestamp set
+  bool to_be_deleted_taint = false;    ///< taint ToBeDeletedByClusterAutoscaler present
+  std::string resource_version;
+  std::string source;
+
+  /// Label topology.kubernetes.io/zone, "" when absent.
+  std::string zone() const;
+};
+
+/// One container port of a Pod (spec.containers[].ports[]).
+struct pod_port {
+  std::string name;        ///< "" when unnamed
+  uint16_t container_port = 0;
+  uint8_t protocol = IPPROTO_TCP;
+  uint16_t host_port = 0;  ///< 0 = none
+  std::optional<ip_addr> host_ip;  ///< hostIP, nullopt = all node addresses
+
+  bool operator==(const pod_port&) const = default;
+};
+
+/// A core/v1 Pod: the file source turns Service selectors + Pods into endpoints (as the
+/// EndpointSlice controller does); both sources use this node's Pods for hostPorts.
+struct pod {
+  std::string namespace_ = "default";
+  std::string name;
+  std::map<std::string, std::string> labels;
+  std::string node_name;              ///< spec.nodeName, "" = unscheduled
+  std::vector<ip_addr> pod_ips;       ///< status.podIPs, else status.podIP
+  bool host_network = false;          ///< spec.hostNetwork
+  bool ready = false;                 ///< status.conditions[type=Ready].status == "True"
+  bool terminating = false;           ///< metadata.deletionTimestamp set
+  bool finished = false;              ///< status.phase Succeeded or Failed
+  std::vector<pod_port> ports;  ///< all containers' ports, in order
+  std::string resource_version;
+  std::string source;
+
+  object_key key() const { return {namespace_, name}; }
+};
+
+/// One subset of a legacy core/v1 Endpoints object.
+struct endpoints_subset {
+  struct address {
+    ip_addr ip;
+    std::string node_name;
+    bool operator==(const address&) const = default;
+  };
+  std::vector<address> addresses;            ///< ready
+  std::vector<address> not_ready_addresses;  ///< not ready
+  std::vector<endpoint_port> ports;
+
+  bool operator==(const endpoints_subset&) const = default;
+};
+
+/// A legacy core/v1 Endpoints object (selector-less Services pointing outside the cluster).
+/// Mirrored into EndpointSlices as the EndpointSliceMirroring controller does.
+struct endpoints {
+  std::string namespace_ = "default";
+  std::string name;  ///< = the Service's name
+  std::map<std::string, std::string> labels;
+  std::vector<endpoints_subset> subsets;
+  std::string source;
+
+  object_key key() const { return {namespace_, name}; }
+};
+
+/// Everything the sources know, keyed by namespace/name. The planner reads services,
+/// endpoint_slices, pods (hostPorts of this node) and self_node; endpoints (legacy) are turned
+/// into endpoint_slices by the sources before planning.
 struct cluster {
   std::map<object_key, service> services;
   std::map<object_key, endpoint_slice> endpoint_slices;
+  std::map<object_key, pod> pods;
+  std::map<object_key, endpoints> legacy_endpoints;
+  std::optional<node> self_node;  ///< our own Node, when known
 };
 
 /// Well-known label keys (reference/kube-semantics.md §3.7).
@@ -128,6 +247,10 @@ inline constexpr std::string_view label_service_name = "kubernetes.io/service-na
 inline constexpr std::string_view label_service_proxy_name =
     "service.kubernetes.io/service-proxy-name";
 inline constexpr std::string_view label_headless = "service.kubernetes.io/headless";
+inline constexpr std::string_view label_zone = "topology.kubernetes.io/zone";
+inline constexpr std::string_view annotation_topology_mode = "service.kubernetes.io/topology-mode";
+inline constexpr std::string_view annotation_topology_hints =
+    "service.kubernetes.io/topology-aware-hints";
 
 /// Default and limits of sessionAffinityConfig.clientIP.timeoutSeconds.
 inline constexpr uint32_t default_affinity_timeout_s = 10800;

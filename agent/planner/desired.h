@@ -23,6 +23,15 @@ struct ip_addr {
   bool operator==(const ip_addr&) const = default;
 };
 
+/// An IPv4 or IPv6 prefix (loadBalancerSourceRanges, podCIDRs, --service-cidr).
+struct ip_prefix {
+  ip_addr addr;         ///< host bits cleared
+  uint8_t length = 0;   ///< 0..32 or 0..128
+
+  auto operator<=>(const ip_prefix&) const = default;
+  bool operator==(const ip_prefix&) const = default;
+};
+
 /// One endpoint behind a frontend.
 struct desired_backend {
   ip_addr addr;
@@ -33,21 +42,55 @@ struct desired_backend {
   bool operator==(const desired_backend&) const = default;
 };
 
+/// Which Service field a frontend comes from (kube-semantics.md §1.2 rows 1-4, hostPort).
+enum class frontend_kind : uint8_t { cluster_ip, external_ip, load_balancer, node_port, host_port };
+
+/// What the datapath does with a new flow when the frontend's backend set is empty.
+enum class empty_verdict : uint8_t {
+  reject,  ///< the service has no endpoints at all: ICMP unreachable / TCP RST
+  drop,    ///< a Local policy has no local endpoint while others exist elsewhere: silent drop
+};
+
 /// One frontend = one (VIP, port, protocol); the unit that gets a svc_id in the maps.
 struct desired_frontend {
   ip_addr vip;
   uint16_t port = 0;                 // host order
   uint8_t proto = 0;                 // IPPROTO_TCP / IPPROTO_UDP
+  frontend_kind kind = frontend_kind::cluster_ip;
   std::string name;                  // "namespace/service:portname" (portname may be empty)
   uint32_t affinity_timeout_s = 0;   // 0 = no ClientIP affinity
-  std::vector<desired_backend> backends;  // usable backends, sorted, deduplicated; empty = reject
+  /// Backends for traffic from pods and from the node itself: for a ClusterIP the set its
+  /// internalTrafficPolicy selects; for external kinds the cluster-wide set (eTP=Local
+  /// short-circuit for pods, kube-semantics.md §1.4). Sorted, deduplicated.
+  std::vector<desired_backend> backends;
+  empty_verdict when_empty = empty_verdict::reject;  // verdict when `backends` is empty
+  /// External kinds with externalTrafficPolicy Local: traffic from outside the node uses only
+  /// these (this node's endpoints) and keeps its source; empty + external_local = drop.
+  bool external_local = false;
+  std::vector<desired_backend> external_backends;  // meaningful only when external_local
+  /// LoadBalancer kind: allowed client prefixes (loadBalancerSourceRanges of the VIP's family,
+  /// plus the VIP itself when a range contains a node address); empty = everyone.
+  std::vector<ip_prefix> source_ranges;
 
   bool operator==(const desired_frontend&) const = default;
+};
+
+/// A healthCheckNodePort server to run (type LoadBalancer, externalTrafficPolicy Local).
+struct desired_health_check {
+  std::string namespace_;
+  std::string name;
+  uint16_t port = 0;              // healthCheckNodePort
+  uint32_t local_endpoints = 0;   // this node's *ready* endpoints (terminating do not count)
+
+  auto operator<=>(const desired_health_check&) const = default;
+  bool operator==(const desired_health_check&) const = default;
 };
 
 /// Everything the maps should hold, frontends sorted by (vip, port, proto).
 struct desired_state {
   std::vector<desired_frontend> frontends;
+  /// Sorted by port; one per Service that needs one.
+  std::vector<desired_health_check> health_checks;
   /// Frontends left out because an earlier service (by namespace/name) claims the same
   /// (vip, port, proto): one line each, for the agent to log and count.
   std::vector<std::string> conflicts;

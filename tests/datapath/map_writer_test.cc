@@ -54,10 +54,13 @@ ip_addr v6(const char* s) {
 }
 
 desired_state two_services() {
-  desired_frontend web{v4("10.96.0.10"), 80, IPPROTO_TCP, "default/web:http", 0,
-                       {{v4("10.244.0.12"), 8080, false}, {v4("10.244.0.13"), 8080, false}}};
-  desired_frontend dns{v6("fd00:96::10"), 53, IPPROTO_UDP, "default/web:dns", 10800,
-                       {{v6("fd00:244::12"), 5353, false}}};
+  desired_frontend web{.vip = v4("10.96.0.10"), .port = 80, .proto = IPPROTO_TCP,
+                       .name = "default/web:http",
+                       .backends = {{v4("10.244.0.12"), 8080, false},
+                                    {v4("10.244.0.13"), 8080, false}}};
+  desired_frontend dns{.vip = v6("fd00:96::10"), .port = 53, .proto = IPPROTO_UDP,
+                       .name = "default/web:dns", .affinity_timeout_s = 10800,
+                       .backends = {{v6("fd00:244::12"), 5353, false}}};
   return {{web, dns}};
 }
 
