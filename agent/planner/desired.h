@@ -32,6 +32,16 @@ struct ip_prefix {
   bool operator==(const ip_prefix&) const = default;
 };
 
+/// A frontend's identity (VIP, port, protocol): its key in the services maps and in the planner's output.
+struct frontend_key {
+  ip_addr vip;
+  uint16_t port = 0;  // host order
+  uint8_t proto = 0;
+
+  auto operator<=>(const frontend_key&) const = default;
+  bool operator==(const frontend_key&) const = default;
+};
+
 /// One endpoint behind a frontend.
 struct desired_backend {
   ip_addr addr;
@@ -71,6 +81,8 @@ struct desired_frontend {
   /// LoadBalancer kind: allowed client prefixes (loadBalancerSourceRanges of the VIP's family,
   /// plus the VIP itself when a range contains a node address); empty = everyone.
   std::vector<ip_prefix> source_ranges;
+
+  frontend_key key() const { return {vip, port, proto}; }
 
   bool operator==(const desired_frontend&) const = default;
 };

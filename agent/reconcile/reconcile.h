@@ -22,16 +22,6 @@
 
 namespace sluice {
 
-/// A frontend's identity in the services maps (slot 0 of {vip, port, proto, scope}).
-struct frontend_key {
-  ip_addr vip;
-  uint16_t port = 0;  // host order
-  uint8_t proto = 0;
-
-  auto operator<=>(const frontend_key&) const = default;
-  bool operator==(const frontend_key&) const = default;
-};
-
 struct backend_record {
   ip_addr addr;
   uint16_t port = 0;  // host order
