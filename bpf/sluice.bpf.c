@@ -18,7 +18,7 @@ static __always_inline void lb_count(__u32 stat, __u32 len, __u32 svc_id)
 	struct lb_svc_stat_value *s;
 	struct lb_stat_value *v;
 
-	v = bpf_map_lookup_elem(&lb_stats_v1, &stat);
+	v = bpf_map_lookup_elem(&lb_stats_v2, &stat);
 	if (v) {
 		v->packets++;
 		v->bytes += len;
@@ -47,14 +47,15 @@ static __always_inline void lb_count(__u32 stat, __u32 len, __u32 svc_id)
 }
 
 /* A FORWARD hit that must pick again: the flow ended, or its backend is gone. */
-static __always_inline bool lb_ct_renew(const struct lb_pkt *p, const struct lb_ct_state *st,
+static __always_inline bool lb_ct_renew(const struct lb_pkt *p, const struct lb_tuple *t,
+					const struct lb_ct_state *st, const struct lb_ct_nat *nat,
 					__u64 now)
 {
 	bool syn = p->proto == IPPROTO_TCP &&
 		   (p->tcp_flags & (LB_TCP_SYN | LB_TCP_ACK)) == LB_TCP_SYN;
 	struct lb_backend_info b = {};
 
-	if (lb_ct_expired(st, p->proto, now))
+	if (!lb_ct_alive(t, st, nat, now))
 		return true;
 	/* A new SYN on a closed tuple is a new connection (port reuse), not a retransmit. */
 	if (syn && (st->flags & (LB_CT_F_RST | LB_CT_F_FIN_FWD | LB_CT_F_FIN_REPLY)))
@@ -115,8 +116,16 @@ static __always_inline int lb_new_flow(struct __sk_buff *skb, struct lb_pkt *p,
 		return LB_STAT_PASS_FRAG_UNKNOWN;
 	if (lb_udp6_zero_csum(p))
 		return LB_STAT_DROP_UDP6_ZERO_CSUM;
-	if (svc->count == 0)
+	if (svc->count == 0) {
+		/*
+		 * Endpoints exist, none that this frontend's traffic policy may use: kube-proxy
+		 * drops silently. Neither verdict leaves conntrack state, so the first packet after
+		 * endpoints appear picks a backend (no stale "no endpoint" flow, kubernetes#48370).
+		 */
+		if (svc->flags & LB_SVC_F_DROP_EMPTY)
+			return LB_STAT_DROP_NO_LOCAL_ENDPOINT;
 		return lb_reject(skb, p) < 0 ? LB_STAT_DROP_ICMP_FAILED : LB_STAT_REJECT;
+	}
 	if (!lb_select_backend(p, svc, now, &b))
 		return LB_STAT_DROP_NO_BACKEND;
 
@@ -203,14 +212,14 @@ static __always_inline int lb_handle(struct __sk_buff *skb, struct lb_pkt *p, __
 	now = bpf_ktime_get_ns();
 
 	st = lb_ct_lookup(&t, &nat);
-	if (st && st->dir == LB_CT_FORWARD && lb_ct_renew(p, st, now)) {
+	if (st && st->dir == LB_CT_FORWARD && lb_ct_renew(p, &t, st, &nat, now)) {
 		struct lb_tuple old_reply;
 
 		/* The old backend's reply entry would rewrite unrelated traffic later. */
 		lb_ct_peer(&old_reply, &t, st, &nat);
 		lb_ct_delete(&old_reply);
 		replace = true;
-	} else if (st && (st->dir == LB_CT_FORWARD || !lb_ct_expired(st, p->proto, now))) {
+	} else if (st && (st->dir == LB_CT_FORWARD || lb_ct_alive(&t, st, &nat, now))) {
 		return lb_ct_xlate(skb, p, &t, st, &nat, now, svc_id);
 	} else if (st) {
 		replace = true;	/* an expired REPLY entry holds the tuple: overwrite it */

@@ -26,6 +26,11 @@
 #define LB_MAX_AFFINITY		65536	/* per family */
 #define LB_MAX_FRAGMENTS	8192	/* per family, datagrams in flight in pieces */
 #define LB_MAX_BACKENDS_PER_SVC	65535	/* slot numbers are __u16, slot 0 is the master */
+/*
+ * Entries of lb_stats_v2: more than enum lb_stat uses, so that a new stat needs no new map
+ * version (an array's size is part of its pinned layout). Never lower it.
+ */
+#define LB_STATS_SLOTS		64
 
 /* ---- pin names (files under --bpffs-root) ---------------------------------------------- */
 
@@ -39,7 +44,7 @@
 #define LB6_AFFINITY_MAP	"lb6_affinity_v1"
 #define LB4_FRAGS_MAP		"lb4_frags_v1"
 #define LB6_FRAGS_MAP		"lb6_frags_v1"
-#define LB_STATS_MAP		"lb_stats_v1"
+#define LB_STATS_MAP		"lb_stats_v2"	/* v2: LB_STATS_SLOTS entries */
 #define LB_SVC_STATS_MAP	"lb_svc_stats_v1"
 
 /* Name of the tc program on pod-facing devices (the kernel keeps 15 characters). */
@@ -56,6 +61,12 @@ enum lb_scope {
 
 enum lb_svc_flags {
 	LB_SVC_F_AFFINITY = 1 << 0,	/* ClientIP session affinity; timeout in affinity_timeout */
+	/*
+	 * With count == 0: drop new flows silently instead of rejecting them. A Local traffic
+	 * policy without a local endpoint while the service has endpoints elsewhere (kube-proxy
+	 * DROPs there; REJECT is only for a service without any endpoint).
+	 */
+	LB_SVC_F_DROP_EMPTY = 1 << 1,
 };
 
 struct lb4_svc_key {
@@ -81,7 +92,8 @@ struct lb_svc_value {
 	__u32 backend_id;	/* host: slot > 0: id in lb{4,6}_backends; master: 0 */
 	__u32 svc_id;		/* host: the frontend's id, same in master and slots */
 	__u32 affinity_timeout;	/* host: master: ClientIP affinity timeout in seconds */
-	__u16 count;		/* host: master: usable backends (slots 1..count); 0 = reject */
+	__u16 count;		/* host: master: usable backends (slots 1..count); 0 = reject,
+				 * or drop with LB_SVC_F_DROP_EMPTY */
 	__u16 flags;		/* host: master: enum lb_svc_flags */
 };
 
@@ -218,7 +230,7 @@ struct lb_frag_value {
 /* ---- counters ------------------------------------------------------------------------ */
 
 /*
- * Index into lb_stats_v1: what happened to a packet. Values below LB_STAT_DROP_FIRST are not
+ * Index into lb_stats_v2: what happened to a packet. Values below LB_STAT_DROP_FIRST are not
  * drops. Names for each value are in lb_stat_names below so every tool prints the same words.
  */
 enum lb_stat {
@@ -236,7 +248,8 @@ enum lb_stat {
 	LB_STAT_DROP_REWRITE,		/* a packet-rewrite helper failed */
 	LB_STAT_DROP_UDP6_ZERO_CSUM,	/* RFC 8200 8.1: zero UDP checksum is invalid on IPv6 */
 	LB_STAT_DROP_ICMP_FAILED,	/* could not build the ICMP unreachable */
-	LB_STAT_MAX,
+	LB_STAT_DROP_NO_LOCAL_ENDPOINT,	/* count == 0 with LB_SVC_F_DROP_EMPTY: Local policy */
+	LB_STAT_MAX,			/* <= LB_STATS_SLOTS */
 };
 
 #define LB_STAT_NAMES_INIT { \
@@ -253,6 +266,7 @@ enum lb_stat {
 	[LB_STAT_DROP_REWRITE] = "drop_rewrite", \
 	[LB_STAT_DROP_UDP6_ZERO_CSUM] = "drop_udp6_zero_csum", \
 	[LB_STAT_DROP_ICMP_FAILED] = "drop_icmp_failed", \
+	[LB_STAT_DROP_NO_LOCAL_ENDPOINT] = "drop_no_local_endpoint", \
 }
 
 struct lb_stat_value {

@@ -78,6 +78,11 @@ result<datapath> datapath::load(const std::string& bpffs_root) {
   if (int rc = ::sluice_bpf::load(s.get()); rc != 0) {
     return os_error(rc, fmt::format("load BPF skeleton (pins under {})", bpffs_root));
   }
+  // Maps an older release pinned under names this one no longer uses (a layout change got a new
+  // name): nothing reads them any more.
+  for (const char* old : {"lb_stats_v1"}) {
+    unlink((fs::path(bpffs_root) / old).c_str());
+  }
   return datapath(std::move(s));
 }
 

@@ -29,6 +29,46 @@ bool for_each_entry(int fd, Fn&& fn) {
   return errno == ENOENT;
 }
 
+/// The same walk with BPF_MAP_LOOKUP_BATCH: one syscall per `chunk` entries instead of two per
+/// entry (hash and LRU hash maps; other types fall back to for_each_entry). Entries deleted
+/// concurrently never restart the walk (the cursor is a bucket, not a key).
+template <typename Key, typename Value, typename Fn>
+bool for_each_entry_batched(int fd, Fn&& fn, size_t chunk = 4096) {
+  std::vector<Key> keys;
+  std::vector<Value> values;
+  __u32 in = 0, out = 0;
+  bool first = true;
+  for (;;) {
+    keys.resize(chunk);
+    values.resize(chunk);
+    auto count = static_cast<__u32>(chunk);
+    LIBBPF_OPTS(bpf_map_batch_opts, opts);
+    const int rc = bpf_map_lookup_batch(fd, first ? nullptr : &in, &out, keys.data(), values.data(),
+                                        &count, &opts);
+    const int err = rc == 0 ? 0 : errno;
+    if (err == ENOSPC && count == 0) {
+      chunk *= 2;  // one hash bucket holds more entries than a chunk
+      continue;
+    }
+    if (rc != 0 && err != ENOENT) {
+      if (first && (err == EINVAL || err == ENOTSUP || err == EOPNOTSUPP)) {
+        return for_each_entry<Key, Value>(fd, std::forward<Fn>(fn));
+      }
+      errno = err;
+      return false;
+    }
+    for (__u32 i = 0; i < count; ++i) {
+      fn(keys[i], values[i]);
+    }
+    if (err == ENOENT) {
+      errno = ENOENT;
+      return true;
+    }
+    in = out;
+    first = false;
+  }
+}
+
 inline void accumulate(lb_stat_value& t, const lb_stat_value& v) {
   t.packets += v.packets;
   t.bytes += v.bytes;

@@ -5,8 +5,9 @@
 #include <bpf/libbpf.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cstring>
-#include <optional>
+#include <system_error>
 #include <vector>
 
 #include "agent/datapath/map_access.h"
@@ -60,20 +61,23 @@ backend_record from_backend(const Backend& b, ip_family fam) {
 
 template <typename Key, typename Value, typename Fn>
 result<void> for_each(int fd, Fn&& fn) {
-  if (!for_each_entry<Key, Value>(fd, std::forward<Fn>(fn))) {
+  if (!for_each_entry_batched<Key, Value>(fd, std::forward<Fn>(fn))) {
     return os_error(-1, "iterate map");
   }
   return {};
 }
 
 template <typename Key>
-result<void> restore_services(int fd, ip_family fam, map_state& st) {
+result<void> restore_services(int fd, ip_family fam, map_state& st,
+                              std::map<frontend_key, uint16_t>& counts) {
   return for_each<Key, lb_svc_value>(fd, [&](const Key& k, const lb_svc_value& v) {
-    auto& rec = st.frontends[key_from(k, fam)];
+    const frontend_key key = key_from(k, fam);
+    auto& rec = st.frontends[key];
     rec.svc_id = v.svc_id;
     if (k.slot == 0) {
       rec.affinity_timeout_s = v.affinity_timeout;
       rec.flags = v.flags;
+      counts[key] = v.count;
       if (rec.slots.size() < v.count) {
         rec.slots.resize(v.count);
       }
@@ -91,40 +95,26 @@ result<void> restore_services(int fd, ip_family fam, map_state& st) {
 result<void> map_writer::restore() {
   map_state st;
   auto& m = skel_->maps;
-  if (auto r = restore_services<lb4_svc_key>(bpf_map__fd(m.lb4_services_v1), ip_family::v4, st);
-      !r) {
-    return r;
-  }
-  if (auto r = restore_services<lb6_svc_key>(bpf_map__fd(m.lb6_services_v1), ip_family::v6, st);
-      !r) {
-    return r;
-  }
   // Slots beyond a master's count (a run interrupted mid-shrink) are not part of the frontend;
   // a frontend without master (interrupted mid-create) is dropped so its slots get rewritten.
   std::map<frontend_key, uint16_t> counts;
-  auto count_of = [&](int fd, auto key) -> std::optional<uint16_t> {
-    lb_svc_value v{};
-    if (bpf_map_lookup_elem(fd, &key, &v) != 0) {
-      return std::nullopt;
-    }
-    return v.count;
-  };
+  if (auto r =
+          restore_services<lb4_svc_key>(bpf_map__fd(m.lb4_services_v1), ip_family::v4, st, counts);
+      !r) {
+    return r;
+  }
+  if (auto r =
+          restore_services<lb6_svc_key>(bpf_map__fd(m.lb6_services_v1), ip_family::v6, st, counts);
+      !r) {
+    return r;
+  }
   for (auto it = st.frontends.begin(); it != st.frontends.end();) {
-    std::optional<uint16_t> count;
-    if (it->first.vip.family == ip_family::v4) {
-      lb4_svc_key k;
-      fill_svc_key(k, it->first, 0);
-      count = count_of(bpf_map__fd(m.lb4_services_v1), k);
-    } else {
-      lb6_svc_key k;
-      fill_svc_key(k, it->first, 0);
-      count = count_of(bpf_map__fd(m.lb6_services_v1), k);
-    }
-    if (!count) {
+    const auto c = counts.find(it->first);
+    if (c == counts.end()) {
       it = st.frontends.erase(it);
       continue;
     }
-    it->second.slots.resize(*count);
+    it->second.slots.resize(c->second);
     ++it;
   }
   auto r4 = for_each<uint32_t, lb4_backend>(
@@ -145,91 +135,276 @@ result<void> map_writer::restore() {
   return {};
 }
 
-result<void> map_writer::execute(const map_op& op) {
-  auto& m = skel_->maps;
-  int rc = 0;
+namespace {
+
+// Where an op lands: one map and one kind of syscall. Consecutive ops with the same target go
+// to the kernel as one batch; the update protocol's order is kept because runs never reorder.
+struct target {
+  int fd = -1;
+  bool put = false;
+  size_t key_size = 0;
+  size_t value_size = 0;
+
+  bool operator==(const target&) const = default;
+};
+
+bool is_v4(const map_op& op, const map_state& mirror) {
+  if (op.kind == op_kind::put_backend) {
+    return op.backend.addr.family == ip_family::v4;
+  }
+  if (op.kind == op_kind::delete_backend) {
+    const auto it = mirror.backends.find(op.backend_id);
+    return it == mirror.backends.end() || it->second.addr.family == ip_family::v4;
+  }
+  return op.key.vip.family == ip_family::v4;
+}
+
+target target_of(const map_op& op, const map_state& mirror, const decltype(sluice_bpf::maps)& m) {
+  const bool v4 = is_v4(op, mirror);
+  switch (op.kind) {
+    case op_kind::put_slot:
+    case op_kind::put_master:
+    case op_kind::delete_slot:
+    case op_kind::delete_master:
+      return {bpf_map__fd(v4 ? m.lb4_services_v1 : m.lb6_services_v1),
+              op.kind == op_kind::put_slot || op.kind == op_kind::put_master,
+              v4 ? sizeof(lb4_svc_key) : sizeof(lb6_svc_key), sizeof(lb_svc_value)};
+    case op_kind::put_backend:
+    case op_kind::delete_backend:
+      return {bpf_map__fd(v4 ? m.lb4_backends_v1 : m.lb6_backends_v1),
+              op.kind == op_kind::put_backend, sizeof(uint32_t),
+              v4 ? sizeof(lb4_backend) : sizeof(lb6_backend)};
+  }
+  return {};
+}
+
+// Writes op's key (and value for puts) at the given addresses, sized as target_of says.
+void encode(const map_op& op, bool v4, uint8_t* key, uint8_t* value) {
   switch (op.kind) {
     case op_kind::put_slot:
     case op_kind::put_master:
     case op_kind::delete_slot:
     case op_kind::delete_master: {
-      const uint16_t slot = op.kind == op_kind::put_master || op.kind == op_kind::delete_master
-                                ? 0
-                                : op.slot;
-      const bool put = op.kind == op_kind::put_slot || op.kind == op_kind::put_master;
-      if (op.key.vip.family == ip_family::v4) {
+      const uint16_t slot =
+          op.kind == op_kind::put_slot || op.kind == op_kind::delete_slot ? op.slot : 0;
+      if (v4) {
         lb4_svc_key k;
         fill_svc_key(k, op.key, slot);
-        rc = put ? bpf_map_update_elem(bpf_map__fd(m.lb4_services_v1), &k, &op.value, BPF_ANY)
-                 : bpf_map_delete_elem(bpf_map__fd(m.lb4_services_v1), &k);
+        std::memcpy(key, &k, sizeof(k));
       } else {
         lb6_svc_key k;
         fill_svc_key(k, op.key, slot);
-        rc = put ? bpf_map_update_elem(bpf_map__fd(m.lb6_services_v1), &k, &op.value, BPF_ANY)
-                 : bpf_map_delete_elem(bpf_map__fd(m.lb6_services_v1), &k);
+        std::memcpy(key, &k, sizeof(k));
       }
-      if (rc == 0 && op.kind == op_kind::put_master && op.new_svc_id) {
-        // A reused id must not inherit the counters of the frontend that had it before.
-        const int ncpu = libbpf_num_possible_cpus();
-        std::vector<lb_svc_stat_value> zero(ncpu > 0 ? ncpu : 1);
-        uint32_t id = op.value.svc_id;
-        bpf_map_update_elem(bpf_map__fd(m.lb_svc_stats_v1), &id, zero.data(), BPF_ANY);
+      if (value != nullptr) {
+        std::memcpy(value, &op.value, sizeof(op.value));
       }
       break;
     }
-    case op_kind::put_backend: {
-      uint32_t id = op.backend_id;
-      if (op.backend.addr.family == ip_family::v4) {
-        auto b = to_backend<lb4_backend>(op.backend);
-        rc = bpf_map_update_elem(bpf_map__fd(m.lb4_backends_v1), &id, &b, BPF_ANY);
-      } else {
-        auto b = to_backend<lb6_backend>(op.backend);
-        rc = bpf_map_update_elem(bpf_map__fd(m.lb6_backends_v1), &id, &b, BPF_ANY);
-      }
-      break;
-    }
+    case op_kind::put_backend:
     case op_kind::delete_backend: {
-      uint32_t id = op.backend_id;
-      const auto it = mirror_.backends.find(id);
-      const bool is_v4 = it == mirror_.backends.end() || it->second.addr.family == ip_family::v4;
-      rc = bpf_map_delete_elem(
-          bpf_map__fd(is_v4 ? m.lb4_backends_v1 : m.lb6_backends_v1), &id);
+      const uint32_t id = op.backend_id;
+      std::memcpy(key, &id, sizeof(id));
+      if (value != nullptr) {
+        if (v4) {
+          const auto b = to_backend<lb4_backend>(op.backend);
+          std::memcpy(value, &b, sizeof(b));
+        } else {
+          const auto b = to_backend<lb6_backend>(op.backend);
+          std::memcpy(value, &b, sizeof(b));
+        }
+      }
       break;
     }
   }
-  // Deleting what is already gone is the state we want.
-  if (rc != 0 && !(errno == ENOENT && (op.kind == op_kind::delete_backend ||
-                                      op.kind == op_kind::delete_slot ||
-                                      op.kind == op_kind::delete_master))) {
-    return os_error(rc, "map write");
-  }
-  return {};
 }
 
-sync_report map_writer::sync(const desired_state& desired) {
+// One element the batch could not do, done alone: tells an element's own error from a kernel
+// without batch support for this map type (then the rest of the run goes one by one as well).
+int single(const target& t, const uint8_t* key, const uint8_t* value) {
+  const int rc =
+      t.put ? bpf_map_update_elem(t.fd, key, value, BPF_ANY) : bpf_map_delete_elem(t.fd, key);
+  return rc == 0 ? 0 : errno;
+}
+
+bool tolerated(const target& t, int err) { return !t.put && err == ENOENT; }
+
+// Zeroes the per-CPU counters of these svc ids in one batch (per-element if that fails; a
+// failure only leaves old counts behind, so it is not an op failure). Returns syscalls made.
+size_t reset_svc_stats(int fd, const std::vector<uint32_t>& ids) {
+  const int ncpu = libbpf_num_possible_cpus();
+  const size_t per_id = static_cast<size_t>(ncpu > 0 ? ncpu : 1);
+  std::vector<lb_svc_stat_value> zero(per_id * ids.size());
+  auto count = static_cast<__u32>(ids.size());
+  LIBBPF_OPTS(bpf_map_batch_opts, opts, .elem_flags = BPF_ANY);
+  if (bpf_map_update_batch(fd, ids.data(), zero.data(), &count, &opts) == 0) {
+    return 1;
+  }
+  for (uint32_t id : ids) {
+    bpf_map_update_elem(fd, &id, zero.data(), BPF_ANY);
+  }
+  return 1 + ids.size();
+}
+
+}  // namespace
+
+sync_report map_writer::run(reconcile_result plan) {
   sync_report rep;
-  auto plan = reconcile(mirror_, desired);
   rep.errors = std::move(plan.errors);
   for (const auto& e : rep.errors) {
     spdlog::error("frontend {} not programmed: {}", e.name, e.what);
   }
-  for (const auto& op : plan.ops) {
-    auto r = execute(op);
-    ++rep.ops;
-    if (!r) {
-      ++rep.failed_ops;
-      spdlog::error("map operation {} failed: {}", static_cast<int>(op.kind),
-                    r.error().message());
+  auto& m = skel_->maps;
+  const auto& ops = plan.ops;
+  std::vector<uint8_t> keys, values;
+  std::vector<uint32_t> new_ids;
+  bool batch_ok = true;
+
+  auto fail = [&](const map_op& op, int err) {
+    ++rep.failed_ops;
+    spdlog::error("map operation {} failed: {}", static_cast<int>(op.kind),
+                  std::error_code(err, std::generic_category()).message());
+  };
+
+  for (size_t begin = 0; begin < ops.size();) {
+    const target t = target_of(ops[begin], mirror_, m);
+    size_t end = begin + 1;
+    while (end < ops.size() && target_of(ops[end], mirror_, m) == t) {
+      ++end;
     }
+    const size_t n = end - begin;
+    keys.assign(n * t.key_size, 0);
+    values.assign(t.put ? n * t.value_size : 0, 0);
+    new_ids.clear();
+    for (size_t i = 0; i < n; ++i) {
+      const map_op& op = ops[begin + i];
+      encode(op, is_v4(op, mirror_), &keys[i * t.key_size],
+             t.put ? &values[i * t.value_size] : nullptr);
+      if (op.kind == op_kind::put_master && op.new_svc_id) {
+        new_ids.push_back(op.value.svc_id);
+      }
+    }
+    // A reused id must not inherit the counters of the frontend that had it before: zeroed
+    // before its master exists, so nothing of the new frontend is lost.
+    if (!new_ids.empty()) {
+      rep.syscalls += reset_svc_stats(bpf_map__fd(m.lb_svc_stats_v1), new_ids);
+    }
+
+    size_t done = 0;
+    while (done < n) {
+      const uint8_t* k = &keys[done * t.key_size];
+      const uint8_t* v = t.put ? &values[done * t.value_size] : nullptr;
+      int err = 0;
+      if (batch_ok) {
+        LIBBPF_OPTS(bpf_map_batch_opts, opts, .elem_flags = BPF_ANY);
+        auto count = static_cast<__u32>(n - done);
+        const int rc = t.put ? bpf_map_update_batch(t.fd, k, v, &count, &opts)
+                             : bpf_map_delete_batch(t.fd, k, &count, &opts);
+        ++rep.syscalls;
+        if (rc == 0) {
+          done = n;
+          break;
+        }
+        err = errno;
+        done += std::min<size_t>(count, n - done);
+        if (done == n) {
+          break;
+        }
+        k = &keys[done * t.key_size];
+        v = t.put ? &values[done * t.value_size] : nullptr;
+      }
+      // Element `done` failed in the batch (or batches are off): do it alone.
+      const int own = single(t, k, v);
+      ++rep.syscalls;
+      if (own == 0 && batch_ok && (err == EINVAL || err == ENOTSUP || err == EOPNOTSUPP)) {
+        batch_ok = false;  // the kernel refused the batch itself, not this element
+      }
+      if (own != 0 && !tolerated(t, own)) {
+        fail(ops[begin + done], own);
+      }
+      ++done;
+    }
+    rep.ops += n;
+    begin = end;
   }
+
   if (rep.failed_ops == 0) {
-    apply_ops(mirror_, plan.ops);
+    apply_ops(mirror_, ops);
   } else if (auto r = restore(); !r) {
     spdlog::error("re-reading maps after failed writes: {}", r.error().message());
   }
   rep.frontends = mirror_.frontends.size();
   rep.backends = mirror_.backends.size();
   return rep;
+}
+
+sync_report map_writer::sync(const desired_state& desired) {
+  return run(reconcile(mirror_, desired));
+}
+
+sync_report map_writer::sync_subset(const std::map<frontend_key, desired_frontend>& desired,
+                                    const std::set<frontend_key>& touched) {
+  return run(reconcile_subset(mirror_, desired, touched));
+}
+
+result<size_t> count_entries(int map_fd) {
+  bpf_map_info info{};
+  __u32 len = sizeof(info);
+  if (int rc = bpf_obj_get_info_by_fd(map_fd, &info, &len); rc != 0) {
+    return os_error(rc, "map info");
+  }
+  // Hash-map batches go bucket by bucket; a bucket larger than the chunk gives ENOSPC, so the
+  // chunk grows then.
+  size_t chunk = 4096;
+  std::vector<uint8_t> keys, values;
+  __u32 in_batch = 0, out_batch = 0;
+  bool first = true;
+  size_t total = 0;
+  for (;;) {
+    keys.resize(chunk * info.key_size);
+    values.resize(chunk * info.value_size);
+    auto count = static_cast<__u32>(chunk);
+    LIBBPF_OPTS(bpf_map_batch_opts, opts);
+    const int rc = bpf_map_lookup_batch(map_fd, first ? nullptr : &in_batch, &out_batch,
+                                        keys.data(), values.data(), &count, &opts);
+    const int err = rc == 0 ? 0 : errno;
+    if (rc != 0 && err == ENOSPC && count == 0) {
+      chunk *= 2;
+      continue;
+    }
+    if (rc != 0 && err != ENOENT) {
+      return os_error(rc, "batch lookup");
+    }
+    total += count;
+    if (err == ENOENT) {
+      return total;
+    }
+    in_batch = out_batch;
+    first = false;
+  }
+}
+
+result<map_fill> read_map_fill(::sluice_bpf* skel) {
+  const auto& m = skel->maps;
+  map_fill f;
+  const std::pair<bpf_map*, size_t*> all[] = {
+      {m.lb4_services_v1, &f.services4},
+      {m.lb6_services_v1, &f.services6},
+      {m.lb4_backends_v1, &f.backends4},
+      {m.lb6_backends_v1, &f.backends6},
+      {m.lb4_ct_v1, &f.ct4},
+      {m.lb6_ct_v1, &f.ct6},
+      {m.lb4_affinity_v1, &f.affinity4},
+      {m.lb6_affinity_v1, &f.affinity6},
+  };
+  for (const auto& [map, out] : all) {
+    auto n = count_entries(bpf_map__fd(map));
+    if (!n) {
+      return std::unexpected(n.error());
+    }
+    *out = *n;
+  }
+  return f;
 }
 
 }  // namespace sluice

@@ -2,6 +2,8 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
+#include <set>
 
 #include "agent/datapath/error.h"
 #include "agent/planner/desired.h"
@@ -13,6 +15,7 @@ namespace sluice {
 
 struct sync_report {
   size_t ops = 0;            // map writes and deletes done
+  size_t syscalls = 0;       // bpf() calls that did them (batches count once)
   size_t failed_ops = 0;     // rejected by the kernel (map full, ...), logged each
   size_t frontends = 0;      // in the maps after the sync
   size_t backends = 0;
@@ -31,12 +34,33 @@ class map_writer {
   /// re-read from the kernel so the next sync retries exactly what is missing.
   sync_report sync(const desired_state& desired);
 
+  /// The same for the `touched` frontends only (see reconcile_subset): O(their sizes), for the
+  /// agent's incremental path. Orphan backends are left to the next full sync().
+  sync_report sync_subset(const std::map<frontend_key, desired_frontend>& desired,
+                          const std::set<frontend_key>& touched);
+
   const map_state& mirror() const { return mirror_; }
 
  private:
-  result<void> execute(const map_op& op);
+  sync_report run(reconcile_result plan);
   ::sluice_bpf* skel_;
   map_state mirror_;
 };
+
+/// Entries per map, for metrics. The kernel keeps no element count for HASH / LRU_HASH maps
+/// that user space can read, so each map is walked with BPF_MAP_LOOKUP_BATCH: O(entries), about
+/// one syscall per 4096 entries plus the copy (a full 262144-entry conntrack map is tens of
+/// milliseconds). Call it at scrape time, not per packet or per sync. For the agent-owned maps
+/// the writer's mirror knows the same numbers for free (frontends + slots, backends).
+struct map_fill {
+  size_t services4 = 0, services6 = 0;  // master + slot entries
+  size_t backends4 = 0, backends6 = 0;
+  size_t ct4 = 0, ct6 = 0;  // two entries per flow
+  size_t affinity4 = 0, affinity6 = 0;
+};
+result<map_fill> read_map_fill(::sluice_bpf* skel);
+
+/// Number of entries of any map with batch lookup support (hash and LRU hash maps).
+result<size_t> count_entries(int map_fd);
 
 }  // namespace sluice

@@ -65,4 +65,4 @@ SLUICE_ABI(struct lb_frag_value, 4);
 SLUICE_ABI(struct lb_stat_value, 16);
 SLUICE_ABI(struct lb_svc_stat_value, 48);
 
-static_assert(LB_STAT_MAX <= 64, "stat names table grows with the enum");
+static_assert(LB_STAT_MAX <= LB_STATS_SLOTS, "enum lb_stat outgrew lb_stats_v2 (LB_STATS_SLOTS)");

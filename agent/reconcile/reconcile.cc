@@ -3,33 +3,148 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <utility>
 
 namespace sluice {
+
+// ---- id_space ------------------------------------------------------------------------------
+
+void id_space::take(uint32_t id) {
+  auto it = free_.upper_bound(id);
+  if (it == free_.begin()) {
+    return;
+  }
+  --it;
+  const uint32_t start = it->first;
+  const uint32_t end = it->second;
+  if (id >= end) {
+    return;  // already used
+  }
+  free_.erase(it);
+  if (start < id) {
+    free_.emplace(start, id);
+  }
+  if (id + 1 < end) {
+    free_.emplace(id + 1, end);
+  }
+}
+
+void id_space::release(uint32_t id) {
+  if (id == 0 || id >= limit_ || is_free(id)) {
+    return;
+  }
+  uint32_t start = id;
+  uint32_t end = id + 1;
+  auto next = free_.find(end);
+  if (next != free_.end()) {
+    end = next->second;
+    free_.erase(next);
+  }
+  auto prev = free_.lower_bound(start);
+  if (prev != free_.begin()) {
+    --prev;
+    if (prev->second == start) {
+      start = prev->first;
+      free_.erase(prev);
+    }
+  }
+  free_.emplace(start, end);
+}
+
+bool id_space::is_free(uint32_t id) const {
+  auto it = free_.upper_bound(id);
+  if (it == free_.begin()) {
+    return false;
+  }
+  --it;
+  return id < it->second;
+}
+
+// ---- map_state's index ---------------------------------------------------------------------
+
 namespace {
 
-// Lowest free id in [1, limit), skipping the ones in use.
-class id_pool {
+void use_svc(map_index& idx, uint32_t svc_id) {
+  if (++idx.svc_users[svc_id] == 1) {
+    idx.svc_ids.take(svc_id);
+  }
+}
+
+void unuse_svc(map_index& idx, uint32_t svc_id) {
+  auto it = idx.svc_users.find(svc_id);
+  if (it == idx.svc_users.end()) {
+    return;
+  }
+  if (--it->second == 0) {
+    idx.svc_users.erase(it);
+    idx.svc_ids.release(svc_id);
+  }
+}
+
+void index_backend(map_index& idx, uint32_t id, const backend_record& b) {
+  idx.backends_by_svc[b.svc_id][id] = &b;
+  idx.backend_ids.take(id);
+}
+
+void unindex_backend(map_index& idx, uint32_t id, uint32_t svc_id) {
+  if (auto it = idx.backends_by_svc.find(svc_id); it != idx.backends_by_svc.end()) {
+    it->second.erase(id);
+    if (it->second.empty()) {
+      idx.backends_by_svc.erase(it);
+    }
+  }
+  idx.backend_ids.release(id);
+}
+
+}  // namespace
+
+void map_state::reindex() const {
+  map_index idx;
+  for (const auto& [key, f] : frontends) {
+    use_svc(idx, f.svc_id);
+  }
+  for (const auto& [id, b] : backends) {
+    index_backend(idx, id, b);
+  }
+  idx.frontends = frontends.size();
+  idx.backends = backends.size();
+  index_ = std::move(idx);
+}
+
+const map_index& map_state::index() const {
+  if (index_.frontends != frontends.size() || index_.backends != backends.size()) {
+    reindex();
+  }
+  return index_;
+}
+
+// ---- the diff ------------------------------------------------------------------------------
+
+namespace {
+
+// Hands out the free ids of an id_space in ascending order without changing it: ids that this
+// plan frees are not reused before the plan has been applied.
+class id_cursor {
  public:
-  id_pool(std::set<uint32_t> used, uint32_t limit) : used_(std::move(used)), limit_(limit) {}
+  explicit id_cursor(const id_space& space)
+      : free_(space.free_intervals()),
+        it_(free_.begin()),
+        next_(it_ == free_.end() ? 0 : it_->first) {}
 
   uint32_t take() {
-    while (next_ < limit_ && used_.contains(next_)) {
-      ++next_;
+    while (it_ != free_.end() && next_ >= it_->second) {
+      if (++it_ != free_.end()) {
+        next_ = it_->first;
+      }
     }
-    if (next_ >= limit_) {
-      return 0;
-    }
-    used_.insert(next_);
-    return next_++;
+    return it_ == free_.end() ? 0 : next_++;
   }
 
  private:
-  std::set<uint32_t> used_;
-  uint32_t limit_;
-  uint32_t next_ = 1;
+  const std::map<uint32_t, uint32_t>& free_;
+  std::map<uint32_t, uint32_t>::const_iterator it_;
+  uint32_t next_;
 };
-
-frontend_key key_of(const desired_frontend& f) { return {f.vip, f.port, f.proto}; }
 
 lb_svc_value master_value(const frontend_record& r) {
   lb_svc_value v{};
@@ -47,161 +162,277 @@ lb_svc_value slot_value(uint32_t svc_id, uint32_t backend_id) {
   return v;
 }
 
-}  // namespace
-
-reconcile_result reconcile(const map_state& current, const desired_state& desired) {
-  reconcile_result out;
-  std::vector<map_op> backends, slots, masters, shrink, gone_masters, gone_slots, gone_backends;
-
-  std::set<uint32_t> used_svc, used_be;
-  for (const auto& [k, f] : current.frontends) {
-    used_svc.insert(f.svc_id);
+uint16_t master_flags(const desired_frontend& f) {
+  uint16_t flags = 0;
+  if (f.affinity_timeout_s != 0) {
+    flags |= LB_SVC_F_AFFINITY;
   }
-  for (const auto& [id, b] : current.backends) {
-    used_be.insert(id);
+  if (f.when_empty == empty_verdict::drop) {
+    flags |= LB_SVC_F_DROP_EMPTY;
   }
-  id_pool svc_ids(std::move(used_svc), LB_MAX_SERVICES);
-  id_pool be_ids(std::move(used_be), UINT32_MAX);
+  return flags;
+}
 
-  // Backend ids currently owned by each svc_id, by (addr, port).
-  std::map<uint32_t, std::map<std::pair<ip_addr, uint16_t>, uint32_t>> owned;
-  for (const auto& [id, b] : current.backends) {
-    owned[b.svc_id][{b.addr, b.port}] = id;
+// One diff in progress: frontends are planned one key at a time, in key order, into the phases
+// of the update protocol (reconcile.h), which are concatenated at the end.
+class differ {
+ public:
+  explicit differ(const map_state& current)
+      : cur_(current), idx_(current.index()), svc_ids_(idx_.svc_ids), be_ids_(idx_.backend_ids) {}
+
+  void plan(const frontend_key& key, const desired_frontend* want) {
+    const auto cur_it = cur_.frontends.find(key);
+    const frontend_record* cur = cur_it == cur_.frontends.end() ? nullptr : &cur_it->second;
+    if (want == nullptr) {
+      if (cur != nullptr) {
+        remove(key, *cur);
+      }
+      return;
+    }
+    update(key, *want, cur);
   }
 
-  std::set<frontend_key> wanted;
-  std::set<uint32_t> live_svc;
-  for (const auto& f : desired.frontends) {
-    const frontend_key key = key_of(f);
-    wanted.insert(key);
+  void error(const frontend_key& key, const std::string& name, std::string what) {
+    out_.errors.push_back({key, name, std::move(what)});
+  }
+
+  // Backends whose svc_id no frontend uses, neither before nor after this plan.
+  void remove_orphans() {
+    for (const auto& [svc_id, ids] : idx_.backends_by_svc) {
+      if (idx_.svc_users.contains(svc_id) || claimed_svc_.contains(svc_id)) {
+        continue;
+      }
+      for (const auto& [id, b] : ids) {
+        gone_backends_.push_back({.kind = op_kind::delete_backend, .backend_id = id});
+      }
+    }
+  }
+
+  // Expected sizes of the two big phases (a full plan from empty maps writes one backend and
+  // one slot per desired backend): growing 80-byte ops by doubling costs more than the diff.
+  void reserve(size_t backends, size_t frontends) {
+    backends_.reserve(2 * backends + frontends);  // finish() appends the rest in place
+    slots_.reserve(backends);
+  }
+
+  reconcile_result finish() {
+    const auto parts = {&backends_,     &slots_,      &masters_,      &shrink_,
+                        &gone_masters_, &gone_slots_, &gone_backends_};
+    size_t total = 0;
+    for (const auto* part : parts) {
+      total += part->size();
+    }
+    out_.ops = std::move(backends_);
+    out_.ops.reserve(total);
+    for (auto* part : parts) {
+      if (part != &backends_) {
+        out_.ops.insert(out_.ops.end(), part->begin(), part->end());
+      }
+    }
+    return std::move(out_);
+  }
+
+ private:
+  using owned_map = std::map<uint32_t, const backend_record*>;
+
+  const owned_map& owned_by(uint32_t svc_id) const {
+    static const owned_map none;
+    const auto it = idx_.backends_by_svc.find(svc_id);
+    return it == idx_.backends_by_svc.end() ? none : it->second;
+  }
+
+  void remove(const frontend_key& key, const frontend_record& rec) {
+    gone_masters_.push_back({.kind = op_kind::delete_master, .key = key});
+    for (size_t i = 0; i < rec.slots.size(); ++i) {
+      gone_slots_.push_back(
+          {.kind = op_kind::delete_slot, .key = key, .slot = static_cast<uint16_t>(i + 1)});
+    }
+    for (const auto& [id, b] : owned_by(rec.svc_id)) {
+      gone_backends_.push_back({.kind = op_kind::delete_backend, .backend_id = id});
+    }
+  }
+
+  void update(const frontend_key& key, const desired_frontend& f, const frontend_record* cur) {
     if (f.backends.size() > LB_MAX_BACKENDS_PER_SVC) {
-      if (auto it = current.frontends.find(key); it != current.frontends.end()) {
-        live_svc.insert(it->second.svc_id);
-      }
-      out.errors.push_back({key, f.name,
-                            fmt::format("{} backends, more than the {} slots a frontend has",
-                                        f.backends.size(), LB_MAX_BACKENDS_PER_SVC)});
-      continue;
+      error(key, f.name,
+            fmt::format("{} backends, more than the {} slots a frontend has", f.backends.size(),
+                        LB_MAX_BACKENDS_PER_SVC));
+      return;
     }
-
-    const auto cur_it = current.frontends.find(key);
-    if (cur_it != current.frontends.end()) {
-      live_svc.insert(cur_it->second.svc_id);  // kept even if planning it fails below
-    }
-    const frontend_record* cur = cur_it == current.frontends.end() ? nullptr : &cur_it->second;
     frontend_record next;
-    next.svc_id = cur ? cur->svc_id : svc_ids.take();
+    next.svc_id = cur ? cur->svc_id : svc_ids_.take();
     if (next.svc_id == 0) {
-      out.errors.push_back({key, f.name, "no free service id (LB_MAX_SERVICES reached)"});
-      continue;
+      error(key, f.name, "no free service id (LB_MAX_SERVICES reached)");
+      return;
     }
-    live_svc.insert(next.svc_id);
+    if (cur == nullptr) {
+      claimed_svc_.insert(next.svc_id);
+    }
     next.affinity_timeout_s = f.affinity_timeout_s;
-    next.flags = f.affinity_timeout_s ? LB_SVC_F_AFFINITY : 0;
+    next.flags = master_flags(f);
 
-    auto& mine = owned[next.svc_id];
-    std::set<uint32_t> keep;
+    // This frontend's backend ids by (address, port); the lowest id wins if an interrupted run
+    // left two, the other is deleted below.
+    const owned_map& owned = owned_by(next.svc_id);
+    struct have {
+      uint32_t id;
+      const backend_record* rec;  // null: allocated by this plan
+    };
+    std::map<std::pair<ip_addr, uint16_t>, have> mine;
+    for (const auto& [id, b] : owned) {
+      mine.emplace(std::pair{b->addr, b->port}, have{id, b});
+    }
+    std::vector<uint32_t> keep;
+    keep.reserve(f.backends.size());
+    next.slots.reserve(f.backends.size());
     for (const auto& b : f.backends) {
-      backend_record rec{b.addr, b.port, f.proto,
-                         static_cast<uint8_t>(b.terminating ? LB_BACKEND_TERMINATING
-                                                            : LB_BACKEND_ACTIVE),
-                         next.svc_id};
-      uint32_t id = 0;
-      if (auto it = mine.find({b.addr, b.port}); it != mine.end()) {
-        id = it->second;
-      } else {
-        id = be_ids.take();
-        mine[{b.addr, b.port}] = id;
+      backend_record rec{
+          b.addr, b.port, key.proto,
+          static_cast<uint8_t>(b.terminating ? LB_BACKEND_TERMINATING : LB_BACKEND_ACTIVE),
+          next.svc_id};
+      auto [it, fresh] = mine.try_emplace({b.addr, b.port}, have{0, nullptr});
+      if (fresh) {
+        it->second.id = be_ids_.take();
       }
-      keep.insert(id);
+      const uint32_t id = it->second.id;
+      keep.push_back(id);
       next.slots.push_back(id);
-      const auto have = current.backends.find(id);
-      if (have == current.backends.end() || !(have->second == rec)) {
-        map_op op{.kind = op_kind::put_backend, .backend_id = id, .backend = rec};
-        backends.push_back(op);
+      if (it->second.rec == nullptr || !(*it->second.rec == rec)) {
+        backends_.push_back({.kind = op_kind::put_backend, .backend_id = id, .backend = rec});
       }
     }
+    std::sort(keep.begin(), keep.end());
 
     const size_t old_count = cur ? cur->slots.size() : 0;
     for (size_t i = 0; i < next.slots.size(); ++i) {
       if (i < old_count && cur->slots[i] == next.slots[i]) {
         continue;
       }
-      slots.push_back({.kind = op_kind::put_slot,
-                       .key = key,
-                       .slot = static_cast<uint16_t>(i + 1),
-                       .value = slot_value(next.svc_id, next.slots[i])});
+      slots_.push_back({.kind = op_kind::put_slot,
+                        .key = key,
+                        .slot = static_cast<uint16_t>(i + 1),
+                        .value = slot_value(next.svc_id, next.slots[i])});
     }
-    const bool master_changed = !cur || cur->svc_id != next.svc_id ||
-                                cur->affinity_timeout_s != next.affinity_timeout_s ||
+    const bool master_changed = !cur || cur->affinity_timeout_s != next.affinity_timeout_s ||
                                 cur->flags != next.flags || old_count != next.slots.size();
     if (master_changed) {
-      masters.push_back({.kind = op_kind::put_master,
-                         .key = key,
-                         .value = master_value(next),
-                         .new_svc_id = cur == nullptr});
+      masters_.push_back({.kind = op_kind::put_master,
+                          .key = key,
+                          .value = master_value(next),
+                          .new_svc_id = cur == nullptr});
     }
     for (size_t i = next.slots.size(); i < old_count; ++i) {
-      shrink.push_back(
+      shrink_.push_back(
           {.kind = op_kind::delete_slot, .key = key, .slot = static_cast<uint16_t>(i + 1)});
     }
-    for (const auto& [addr_port, id] : mine) {
-      if (!keep.contains(id) && current.backends.contains(id)) {
-        gone_backends.push_back({.kind = op_kind::delete_backend, .backend_id = id});
+    for (const auto& [id, b] : owned) {
+      if (!std::binary_search(keep.begin(), keep.end(), id)) {
+        gone_backends_.push_back({.kind = op_kind::delete_backend, .backend_id = id});
       }
     }
   }
 
-  for (const auto& [key, rec] : current.frontends) {
-    if (wanted.contains(key)) {
-      continue;
-    }
-    gone_masters.push_back({.kind = op_kind::delete_master, .key = key});
-    for (size_t i = 0; i < rec.slots.size(); ++i) {
-      gone_slots.push_back(
-          {.kind = op_kind::delete_slot, .key = key, .slot = static_cast<uint16_t>(i + 1)});
-    }
-  }
-  // Backends of frontends that are gone, or orphans left by an interrupted earlier run.
-  for (const auto& [svc_id, by_addr] : owned) {
-    if (live_svc.contains(svc_id)) {
-      continue;
-    }
-    for (const auto& [addr_port, id] : by_addr) {
-      if (current.backends.contains(id)) {
-        gone_backends.push_back({.kind = op_kind::delete_backend, .backend_id = id});
-      }
-    }
-  }
+  const map_state& cur_;
+  const map_index& idx_;
+  id_cursor svc_ids_;
+  id_cursor be_ids_;
+  std::set<uint32_t> claimed_svc_;
+  reconcile_result out_;
+  std::vector<map_op> backends_, slots_, masters_, shrink_, gone_masters_, gone_slots_,
+      gone_backends_;
+};
 
-  for (auto* part : {&backends, &slots, &masters, &shrink, &gone_masters, &gone_slots,
-                     &gone_backends}) {
-    out.ops.insert(out.ops.end(), part->begin(), part->end());
+}  // namespace
+
+reconcile_result reconcile_subset(const map_state& current,
+                                  const std::map<frontend_key, desired_frontend>& desired,
+                                  const std::set<frontend_key>& touched) {
+  differ d(current);
+  for (const auto& key : touched) {
+    const auto it = desired.find(key);
+    d.plan(key, it == desired.end() ? nullptr : &it->second);
   }
-  return out;
+  return d.finish();
+}
+
+reconcile_result reconcile(const map_state& current, const desired_state& desired) {
+  differ d(current);
+  std::map<frontend_key, const desired_frontend*> want;
+  size_t backends = 0;
+  for (const auto& f : desired.frontends) {
+    backends += f.backends.size();
+  }
+  if (current.backends.empty()) {
+    d.reserve(backends, desired.frontends.size());
+  }
+  for (const auto& f : desired.frontends) {
+    if (!want.emplace(f.key(), &f).second) {
+      d.error(f.key(), f.name, "duplicate frontend (same address, port and protocol)");
+    }
+  }
+  // Every key of either side, in key order (the order reconcile_subset uses).
+  auto w = want.begin();
+  auto c = current.frontends.begin();
+  while (w != want.end() || c != current.frontends.end()) {
+    if (c == current.frontends.end() || (w != want.end() && w->first < c->first)) {
+      d.plan(w->first, w->second);
+      ++w;
+    } else if (w == want.end() || c->first < w->first) {
+      d.plan(c->first, nullptr);
+      ++c;
+    } else {
+      d.plan(w->first, w->second);
+      ++w;
+      ++c;
+    }
+  }
+  d.remove_orphans();
+  return d.finish();
 }
 
 void apply_ops(map_state& state, const std::vector<map_op>& ops) {
+  state.index();  // rebuilt first if hand edits made it stale
+  map_index& idx = state.index_;
+  auto frontend_for = [&](const map_op& op) -> frontend_record& {
+    auto [it, inserted] = state.frontends.try_emplace(op.key);
+    if (inserted) {
+      use_svc(idx, op.value.svc_id);
+    } else if (it->second.svc_id != op.value.svc_id) {
+      unuse_svc(idx, it->second.svc_id);
+      use_svc(idx, op.value.svc_id);
+    }
+    it->second.svc_id = op.value.svc_id;
+    return it->second;
+  };
   for (const auto& op : ops) {
     switch (op.kind) {
-      case op_kind::put_backend:
-        state.backends[op.backend_id] = op.backend;
+      case op_kind::put_backend: {
+        auto [it, inserted] = state.backends.try_emplace(op.backend_id, op.backend);
+        if (!inserted) {
+          if (it->second.svc_id != op.backend.svc_id) {
+            unindex_backend(idx, op.backend_id, it->second.svc_id);
+          }
+          it->second = op.backend;
+        }
+        index_backend(idx, op.backend_id, it->second);
         break;
+      }
       case op_kind::delete_backend:
-        state.backends.erase(op.backend_id);
+        if (auto it = state.backends.find(op.backend_id); it != state.backends.end()) {
+          unindex_backend(idx, op.backend_id, it->second.svc_id);
+          state.backends.erase(it);
+        }
         break;
       case op_kind::put_slot: {
-        auto& rec = state.frontends[op.key];
+        auto& rec = frontend_for(op);
         if (rec.slots.size() < op.slot) {
           rec.slots.resize(op.slot);
         }
         rec.slots[op.slot - 1] = op.value.backend_id;
-        rec.svc_id = op.value.svc_id;
         break;
       }
       case op_kind::put_master: {
-        auto& rec = state.frontends[op.key];
-        rec.svc_id = op.value.svc_id;
+        auto& rec = frontend_for(op);
         rec.affinity_timeout_s = op.value.affinity_timeout;
         rec.flags = op.value.flags;
         rec.slots.resize(op.value.count);
@@ -213,10 +444,15 @@ void apply_ops(map_state& state, const std::vector<map_op>& ops) {
         break;
       }
       case op_kind::delete_master:
-        state.frontends.erase(op.key);
+        if (auto it = state.frontends.find(op.key); it != state.frontends.end()) {
+          unuse_svc(idx, it->second.svc_id);
+          state.frontends.erase(it);
+        }
         break;
     }
   }
+  idx.frontends = state.frontends.size();
+  idx.backends = state.backends.size();
 }
 
 }  // namespace sluice

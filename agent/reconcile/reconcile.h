@@ -12,9 +12,11 @@
 //   7. backends no longer referenced  conntrack keeps TCP flows on them by address meanwhile
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <map>
 #include <set>
+#include <string>
 #include <vector>
 
 #include "agent/planner/desired.h"
@@ -41,12 +43,79 @@ struct frontend_record {
   bool operator==(const frontend_record&) const = default;
 };
 
+/// The free ids of [1, limit) as disjoint intervals, so that taking the lowest free id, marking
+/// one used and releasing one each cost O(log n) whatever the number of ids in use.
+class id_space {
+ public:
+  explicit id_space(uint32_t limit) : limit_(limit) {
+    if (limit_ > 1) {
+      free_.emplace(1, limit_);
+    }
+  }
+  /// Marks id used; ids outside [1, limit) and ids already used are ignored.
+  void take(uint32_t id);
+  /// Marks id free again; ids outside [1, limit) and free ids are ignored.
+  void release(uint32_t id);
+  bool is_free(uint32_t id) const;
+  /// Free intervals, start -> end (exclusive), ascending.
+  const std::map<uint32_t, uint32_t>& free_intervals() const { return free_; }
+
+ private:
+  uint32_t limit_;
+  std::map<uint32_t, uint32_t> free_;
+};
+
+struct map_op;
+
+/// Lookups the diff needs without scanning the whole mirror. Derived from map_state's content.
+struct map_index {
+  /// svc_id -> its backends (id -> the entry in map_state::backends; std::map nodes are stable)
+  std::map<uint32_t, std::map<uint32_t, const backend_record*>> backends_by_svc;
+  std::map<uint32_t, uint32_t> svc_users;  // svc_id -> frontends using it
+  id_space svc_ids{LB_MAX_SERVICES};
+  id_space backend_ids{UINT32_MAX};
+  size_t frontends = 0;  // sizes of the content the index describes (a cheap staleness check)
+  size_t backends = 0;
+};
+
 /// The maps' content as the writer knows it (restored from pinned maps at start-up).
+///
+/// `frontends` and `backends` are the content. The index is derived from them: apply_ops()
+/// keeps it up to date; code that edits the two maps by hand calls reindex() afterwards (a
+/// changed entry count is detected and rebuilt automatically, an entry edited in place is not).
 struct map_state {
   std::map<frontend_key, frontend_record> frontends;
   std::map<uint32_t, backend_record> backends;
 
-  bool operator==(const map_state&) const = default;
+  /// The index, rebuilt first if the entry counts show it is stale (O(n) then, else O(1)).
+  const map_index& index() const;
+  void reindex() const;
+
+  map_state() = default;
+  /// A copy gets its own index on first use (the index points into the content it describes).
+  map_state(const map_state& o) : frontends(o.frontends), backends(o.backends) {}
+  map_state& operator=(const map_state& o) {
+    frontends = o.frontends;
+    backends = o.backends;
+    index_ = stale_index();
+    return *this;
+  }
+  map_state(map_state&&) = default;
+  map_state& operator=(map_state&&) = default;
+
+  /// Compares the content only.
+  bool operator==(const map_state& o) const {
+    return frontends == o.frontends && backends == o.backends;
+  }
+
+ private:
+  friend void apply_ops(map_state& state, const std::vector<map_op>& ops);
+  mutable map_index index_ = stale_index();
+  static map_index stale_index() {
+    map_index i;
+    i.frontends = SIZE_MAX;
+    return i;
+  }
 };
 
 enum class op_kind : uint8_t {
@@ -84,11 +153,26 @@ struct reconcile_result {
 /// Computes the ordered operations that turn `current` into `desired`. Stable ids: a frontend
 /// keeps its svc_id and a backend (same frontend, address, port) its backend id across calls
 /// and restarts. Unchanged state produces no operation. Frontends that do not fit the id space
-/// or the slot range are reported in errors and left as they are.
+/// or the slot range are reported in errors and left as they are. Also deletes backends whose
+/// svc_id no frontend uses (left by an interrupted earlier run). A second frontend with the same
+/// key is reported in errors and ignored. Master flags: LB_SVC_F_AFFINITY when
+/// affinity_timeout_s > 0, LB_SVC_F_DROP_EMPTY when when_empty == drop. external_backends,
+/// external_local and source_ranges are not written (no north-south datapath yet).
 reconcile_result reconcile(const map_state& current, const desired_state& desired);
 
-/// Applies ops to a map_state, exactly as the kernel maps would change. Used by the writer to
-/// keep its mirror and by tests to check that applying the ops yields the desired state.
+/// The same diff restricted to `touched` keys: a touched key present in `desired` is added or
+/// updated, one absent from it is removed; untouched frontends are neither read nor changed.
+/// For those keys the ops (order and ids included) are exactly the ones reconcile() produces
+/// when everything else is unchanged. Cost: O(sum over touched keys of their backend counts,
+/// times log n), independent of the size of `current` otherwise. Orphan backends are left to
+/// the full reconcile().
+reconcile_result reconcile_subset(const map_state& current,
+                                  const std::map<frontend_key, desired_frontend>& desired,
+                                  const std::set<frontend_key>& touched);
+
+/// Applies ops to a map_state, exactly as the kernel maps would change, and keeps its index.
+/// Used by the writer to keep its mirror and by tests to check that applying the ops yields the
+/// desired state. O(ops * log n).
 void apply_ops(map_state& state, const std::vector<map_op>& ops);
 
 }  // namespace sluice

@@ -152,6 +152,26 @@ static __always_inline bool lb_ct_expired(const struct lb_ct_state *st, __u8 pro
 }
 
 /*
+ * Whether the flow an entry belongs to is still alive. last_seen is refreshed only on the entry
+ * a packet hits, so a one-way sender (statsd, syslog) keeps its FORWARD entry fresh while the
+ * REPLY entry ages, and a server push does the opposite: the flow lives while either entry is
+ * fresh. The peer is read only when the hit entry itself has expired. The agent's conntrack
+ * sweep (agent/datapath/ct_gc.cc) applies the same rule, so it never removes half a live flow.
+ */
+static __always_inline bool lb_ct_alive(const struct lb_tuple *t, const struct lb_ct_state *st,
+					const struct lb_ct_nat *nat, __u64 now)
+{
+	struct lb_ct_state *pst;
+	struct lb_tuple peer;
+
+	if (!lb_ct_expired(st, t->proto, now))
+		return true;
+	lb_ct_peer(&peer, t, st, nat);
+	pst = lb_ct_lookup(&peer, NULL);
+	return pst && pst->dir != st->dir && !lb_ct_expired(pst, t->proto, now);
+}
+
+/*
  * Refreshes last_seen at most once per LB_CT_REFRESH_S (a write per packet would bounce the
  * entry's cache line between CPUs) and records FIN/RST on both entries of the flow so either
  * direction sees the close. Plain stores: a lost race costs one refresh, never correctness.

@@ -46,9 +46,11 @@ struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__type(key, __u32);
 	__type(value, struct lb_stat_value);
-	__uint(max_entries, LB_STAT_MAX);
+	__uint(max_entries, LB_STATS_SLOTS);	/* headroom: a new stat keeps the layout */
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} lb_stats_v1 SEC(".maps");
+} lb_stats_v2 SEC(".maps");
+
+_Static_assert(LB_STAT_MAX <= LB_STATS_SLOTS, "enum lb_stat outgrew lb_stats_v2");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

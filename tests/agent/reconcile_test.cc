@@ -273,3 +273,280 @@ TEST_CASE("reconcile: randomised edits always converge to the desired state") {
 
 }  // namespace
 }  // namespace sluice
+
+namespace sluice {
+namespace {
+
+// ---- when_empty, incremental reconcile, the mirror's index ----------------------------------
+
+bool same_op(const map_op& a, const map_op& b) {
+  return a.kind == b.kind && a.key == b.key && a.slot == b.slot &&
+         a.value.backend_id == b.value.backend_id && a.value.svc_id == b.value.svc_id &&
+         a.value.affinity_timeout == b.value.affinity_timeout && a.value.count == b.value.count &&
+         a.value.flags == b.value.flags && a.backend_id == b.backend_id && a.backend == b.backend &&
+         a.new_svc_id == b.new_svc_id;
+}
+
+void check_same_ops(const std::vector<map_op>& got, const std::vector<map_op>& want) {
+  REQUIRE(got.size() == want.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    INFO("op " << i << " kind " << static_cast<int>(want[i].kind));
+    CHECK(same_op(got[i], want[i]));
+  }
+}
+
+void check_index(const map_state& st) {
+  map_state fresh = st;
+  fresh.reindex();
+  const map_index& a = st.index();
+  const map_index& b = fresh.index();
+  // Same svc ids, same backend ids, each pointing at its own state's entry.
+  REQUIRE(a.backends_by_svc.size() == b.backends_by_svc.size());
+  for (const auto& [svc, ids] : a.backends_by_svc) {
+    REQUIRE(b.backends_by_svc.contains(svc));
+    const auto& other = b.backends_by_svc.at(svc);
+    REQUIRE(ids.size() == other.size());
+    for (const auto& [id, rec] : ids) {
+      REQUIRE(other.contains(id));
+      CHECK(rec == &st.backends.at(id));
+      CHECK(*rec == *other.at(id));
+    }
+  }
+  CHECK(a.svc_users == b.svc_users);
+  CHECK(a.svc_ids.free_intervals() == b.svc_ids.free_intervals());
+  CHECK(a.backend_ids.free_intervals() == b.backend_ids.free_intervals());
+}
+
+std::map<frontend_key, desired_frontend> by_key(const desired_state& d) {
+  std::map<frontend_key, desired_frontend> m;
+  for (const auto& f : d.frontends) {
+    m.emplace(f.key(), f);
+  }
+  return m;
+}
+
+TEST_CASE(
+    "reconcile: when_empty drop sets LB_SVC_F_DROP_EMPTY; switching it rewrites the master only") {
+  map_state st;
+  auto f = fe(v4("10.96.0.10"), 80, {});
+  f.when_empty = empty_verdict::drop;
+  f.affinity_timeout_s = 30;
+  desired_state want{{f}};
+  auto r = reconcile(st, want);
+  REQUIRE(r.ops.size() == 1);
+  CHECK(r.ops[0].kind == op_kind::put_master);
+  CHECK(r.ops[0].value.count == 0);
+  CHECK(r.ops[0].value.flags == (LB_SVC_F_DROP_EMPTY | LB_SVC_F_AFFINITY));
+  apply_ops(st, r.ops);
+  CHECK(st.frontends.begin()->second.flags == (LB_SVC_F_DROP_EMPTY | LB_SVC_F_AFFINITY));
+
+  want.frontends[0].when_empty = empty_verdict::reject;
+  auto r2 = reconcile(st, want);
+  REQUIRE(r2.ops.size() == 1);
+  CHECK(r2.ops[0].kind == op_kind::put_master);
+  CHECK(r2.ops[0].value.flags == LB_SVC_F_AFFINITY);
+  CHECK_FALSE(r2.ops[0].new_svc_id);
+}
+
+TEST_CASE("reconcile: north-south fields are not written yet") {
+  map_state st;
+  auto f = fe(v4("10.96.0.10"), 80, {"10.244.0.12"});
+  desired_state want{{f}};
+  apply_ops(st, reconcile(st, want).ops);
+  f.kind = frontend_kind::load_balancer;
+  f.external_local = true;
+  f.external_backends = {{v4("10.244.0.99"), 8080, false}};
+  f.source_ranges = {{v4("192.0.2.0"), 24}};
+  CHECK(reconcile(st, desired_state{{f}}).ops.empty());
+}
+
+TEST_CASE("reconcile_subset: only touched keys are planned; absent from desired means removed") {
+  map_state st;
+  desired_state all{{fe(v4("10.96.0.10"), 80, {"10.244.0.12"}),
+                     fe(v4("10.96.0.20"), 80, {"10.244.0.13"}),
+                     fe(v4("10.96.0.30"), 80, {"10.244.0.14"})}};
+  apply_ops(st, reconcile(st, all).ops);
+  auto desired = by_key(all);
+  const frontend_key a{v4("10.96.0.10"), 80, IPPROTO_TCP};
+  const frontend_key b{v4("10.96.0.20"), 80, IPPROTO_TCP};
+  const frontend_key c{v4("10.96.0.30"), 80, IPPROTO_TCP};
+  desired.at(a).backends.push_back({v4("10.244.0.15"), 8080, false});
+  desired.at(c).backends.clear();  // changed, but not touched: left alone
+  desired.erase(b);
+
+  auto r = reconcile_subset(st, desired, {a, b});
+  CHECK(r.errors.empty());
+  // a: new backend, slot 2, master; b: master, slot, backend deleted.
+  REQUIRE(r.ops.size() == 6);
+  CHECK(r.ops[0].kind == op_kind::put_backend);
+  CHECK(r.ops[1].kind == op_kind::put_slot);
+  CHECK(r.ops[1].slot == 2);
+  CHECK(r.ops[2].kind == op_kind::put_master);
+  CHECK(r.ops[2].key == a);
+  CHECK(r.ops[3].kind == op_kind::delete_master);
+  CHECK(r.ops[3].key == b);
+  CHECK(r.ops[4].kind == op_kind::delete_slot);
+  CHECK(r.ops[5].kind == op_kind::delete_backend);
+  for (const auto& op : r.ops) {
+    CHECK(op.key != c);
+  }
+  apply_ops(st, r.ops);
+  CHECK(st.frontends.size() == 2);
+  CHECK(st.frontends.at(a).slots.size() == 2);
+  CHECK(st.frontends.at(c).slots.size() == 1);
+  check_index(st);
+
+  // A touched key that is in neither side is nothing to do.
+  CHECK(reconcile_subset(st, desired, {b}).ops.empty());
+}
+
+TEST_CASE("reconcile_subset over the changed keys == reconcile; apply_ops mirrors desired") {
+  uint32_t seed = 777;
+  auto next = [&] {
+    seed = seed * 1103515245u + 12345u;
+    return (seed >> 16) & 0x7fff;
+  };
+  auto random_frontend = [&](ip_addr vip, uint16_t port, uint8_t proto) {
+    desired_frontend f;
+    f.vip = vip;
+    f.port = port;
+    f.proto = proto;
+    f.name = "ns/svc";
+    f.affinity_timeout_s = next() % 4 == 0 ? 60 : 0;
+    f.when_empty = next() % 3 == 0 ? empty_verdict::drop : empty_verdict::reject;
+    const int nbe = static_cast<int>(next() % 6);
+    for (int j = 0; j < nbe; ++j) {
+      ip_addr b = vip.family == ip_family::v4 ? v4("10.244.0.0") : v6("fd00:244::");
+      b.bytes[vip.family == ip_family::v4 ? 3 : 15] = static_cast<uint8_t>(1 + next() % 10);
+      f.backends.push_back({b, static_cast<uint16_t>(8080 + next() % 2), next() % 5 == 0});
+    }
+    std::sort(f.backends.begin(), f.backends.end());
+    f.backends.erase(std::unique(f.backends.begin(), f.backends.end(),
+                                 [](const auto& x, const auto& y) {
+                                   return x.addr == y.addr && x.port == y.port;
+                                 }),
+                     f.backends.end());
+    return f;
+  };
+
+  map_state st;
+  std::map<frontend_key, desired_frontend> prev;
+  for (int round = 0; round < 300; ++round) {
+    // Edit a few frontends of the previous state: add, change, remove.
+    auto want = prev;
+    const int edits = 1 + static_cast<int>(next() % 4);
+    for (int e = 0; e < edits; ++e) {
+      const bool six = next() % 3 == 0;
+      ip_addr vip = six ? v6("fd00:96::") : v4("10.96.0.0");
+      vip.bytes[six ? 15 : 3] = static_cast<uint8_t>(1 + next() % 6);
+      const uint16_t port = static_cast<uint16_t>(80 + next() % 2);
+      const uint8_t proto = next() % 2 ? IPPROTO_TCP : IPPROTO_UDP;
+      const frontend_key key{vip, port, proto};
+      if (next() % 4 == 0) {
+        want.erase(key);
+      } else {
+        want[key] = random_frontend(vip, port, proto);
+      }
+    }
+    std::set<frontend_key> changed;
+    for (const auto& [k, f] : want) {
+      auto it = prev.find(k);
+      if (it == prev.end() || !(it->second == f)) {
+        changed.insert(k);
+      }
+    }
+    for (const auto& [k, f] : prev) {
+      if (!want.contains(k)) {
+        changed.insert(k);
+      }
+    }
+    desired_state full;
+    for (const auto& [k, f] : want) {
+      full.frontends.push_back(f);
+    }
+    INFO("round " << round);
+    const auto a = reconcile_subset(st, want, changed);
+    const auto b = reconcile(st, full);
+    REQUIRE(a.errors.empty());
+    REQUIRE(b.errors.empty());
+    check_same_ops(a.ops, b.ops);
+    apply_ops(st, a.ops);
+    check_matches(st, full);
+    for (const auto& f : full.frontends) {
+      CHECK(st.frontends.at(f.key()).flags ==
+            ((f.affinity_timeout_s ? LB_SVC_F_AFFINITY : 0) |
+             (f.when_empty == empty_verdict::drop ? LB_SVC_F_DROP_EMPTY : 0)));
+    }
+    check_index(st);
+    CHECK(reconcile(st, full).ops.empty());
+    prev = std::move(want);
+  }
+}
+
+TEST_CASE("map_state: hand edits are re-indexed; the index finds a frontend's backends") {
+  map_state st;
+  st.backends[77] = {v4("10.244.0.99"), 8080, IPPROTO_TCP, LB_BACKEND_ACTIVE, 42};
+  st.backends[78] = {v4("10.244.0.98"), 8080, IPPROTO_TCP, LB_BACKEND_ACTIVE, 42};
+  const auto& idx = st.index();
+  REQUIRE(idx.backends_by_svc.contains(42));
+  const auto& mine = idx.backends_by_svc.at(42);
+  REQUIRE(mine.size() == 2);
+  CHECK(mine.at(77) == &st.backends.at(77));
+  CHECK(mine.at(78) == &st.backends.at(78));
+  CHECK(idx.backend_ids.is_free(1));
+  CHECK_FALSE(idx.backend_ids.is_free(77));
+}
+
+TEST_CASE("id_space: lowest free id, release merges intervals") {
+  id_space s(10);
+  CHECK(s.free_intervals() == std::map<uint32_t, uint32_t>{{1, 10}});
+  s.take(1);
+  s.take(2);
+  s.take(5);
+  s.take(0);   // out of range: ignored
+  s.take(12);  // out of range: ignored
+  CHECK(s.free_intervals() == std::map<uint32_t, uint32_t>{{3, 5}, {6, 10}});
+  s.release(2);
+  CHECK(s.free_intervals() == std::map<uint32_t, uint32_t>{{2, 5}, {6, 10}});
+  s.release(5);
+  CHECK(s.free_intervals() == std::map<uint32_t, uint32_t>{{2, 10}});
+  s.release(7);  // already free
+  CHECK(s.free_intervals() == std::map<uint32_t, uint32_t>{{2, 10}});
+  s.release(1);
+  CHECK(s.free_intervals() == std::map<uint32_t, uint32_t>{{1, 10}});
+  for (uint32_t i = 1; i < 10; ++i) {
+    s.take(i);
+  }
+  CHECK(s.free_intervals().empty());
+  CHECK_FALSE(s.is_free(9));
+}
+
+TEST_CASE("reconcile: ids freed by a plan are not reused within it") {
+  map_state st;
+  desired_state one{{fe(v4("10.96.0.10"), 80, {"10.244.0.12"})}};
+  apply_ops(st, reconcile(st, one).ops);
+  const uint32_t old_svc = st.frontends.begin()->second.svc_id;
+  const uint32_t old_be = st.frontends.begin()->second.slots[0];
+  desired_state other{{fe(v4("10.96.0.20"), 80, {"10.244.0.13"})}};
+  auto r = reconcile(st, other);
+  apply_ops(st, r.ops);
+  check_matches(st, other);
+  CHECK(st.frontends.begin()->second.svc_id != old_svc);
+  CHECK(st.frontends.begin()->second.slots[0] != old_be);
+  check_index(st);
+}
+
+TEST_CASE("reconcile: a duplicate frontend key is an error, the first one is planned") {
+  map_state st;
+  auto a = fe(v4("10.96.0.10"), 80, {"10.244.0.12"});
+  auto b = fe(v4("10.96.0.10"), 80, {"10.244.0.13", "10.244.0.14"});
+  b.name = "default/other:http";
+  auto r = reconcile(st, desired_state{{a, b}});
+  REQUIRE(r.errors.size() == 1);
+  CHECK(r.errors[0].name == "default/other:http");
+  apply_ops(st, r.ops);
+  check_matches(st, desired_state{{a}});
+}
+
+}  // namespace
+}  // namespace sluice

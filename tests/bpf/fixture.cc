@@ -180,10 +180,10 @@ RunResult Fixture::run(const Bytes& in) {
 
 StatArray Fixture::stats() const {
   StatArray out{};
-  const int fd = bpf_map__fd(skel_->maps.lb_stats_v1);
+  const int fd = bpf_map__fd(skel_->maps.lb_stats_v2);
   for (std::uint32_t i = 0; i < LB_STAT_MAX; ++i) {
     lb_stat_value v{};
-    if (!sluice::percpu_sum(fd, i, v)) fail("lookup lb_stats_v1", errno);
+    if (!sluice::percpu_sum(fd, i, v)) fail("lookup lb_stats_v2", errno);
     out[i] = v.packets;
   }
   return out;
@@ -225,6 +225,28 @@ std::optional<CtValue> read_ct(bpf_map* map, const CtKey& k) {
 std::optional<CtValue> Fixture::ct(const CtKey& k) const {
   return k.saddr.v6 ? read_ct<lb6_ct_key, lb6_ct_value>(skel_->maps.lb6_ct_v1, k)
                     : read_ct<lb4_ct_key, lb4_ct_value>(skel_->maps.lb4_ct_v1, k);
+}
+
+template <typename Key, typename Value>
+void age_ct(bpf_map* map, const CtKey& k, std::uint64_t last_seen_ns) {
+  Key key{};
+  copy_addr(reinterpret_cast<__be32*>(&key.saddr), k.saddr);
+  copy_addr(reinterpret_cast<__be32*>(&key.daddr), k.daddr);
+  key.sport = htons(k.sport);
+  key.dport = htons(k.dport);
+  key.proto = k.proto;
+  Value v{};
+  if (bpf_map_lookup_elem(bpf_map__fd(map), &key, &v) != 0) fail("lookup conntrack entry to age", errno);
+  v.state.last_seen_ns = last_seen_ns;
+  if (bpf_map_update_elem(bpf_map__fd(map), &key, &v, BPF_EXIST) != 0) fail("age conntrack entry", errno);
+}
+
+void Fixture::set_ct_last_seen(const CtKey& k, std::uint64_t last_seen_ns) {
+  if (k.saddr.v6) {
+    age_ct<lb6_ct_key, lb6_ct_value>(skel_->maps.lb6_ct_v1, k, last_seen_ns);
+  } else {
+    age_ct<lb4_ct_key, lb4_ct_value>(skel_->maps.lb4_ct_v1, k, last_seen_ns);
+  }
 }
 
 std::size_t Fixture::ct_entries(bool v6) const {

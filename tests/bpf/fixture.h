@@ -88,6 +88,8 @@ class Fixture {
 
   std::optional<CtValue> ct(const CtKey& k) const;
   std::size_t ct_entries(bool v6) const;
+  // Rewrites last_seen_ns of an existing conntrack entry (ageing a flow without waiting).
+  void set_ct_last_seen(const CtKey& k, std::uint64_t last_seen_ns);
   std::optional<lb_affinity_value> affinity(const IpAddr& client, std::uint32_t svc_id) const;
   void put_affinity(const IpAddr& client, std::uint32_t svc_id, const lb_affinity_value& v);
   std::size_t affinity_entries(bool v6) const;

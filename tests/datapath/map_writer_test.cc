@@ -1,12 +1,12 @@
 // The map writer on real, pinned maps: what it writes is what the datapath reads, a restarted
 // agent (new skeleton reusing the pins) restores the same ids, and an unchanged state costs no
 // write. Each case mounts its own bpffs and removes it.
+#include "agent/datapath/map_writer.h"
+
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <doctest/doctest.h>
-#include <sys/mount.h>
-#include <unistd.h>
 
 #include <cstdio>
 #include <filesystem>
@@ -15,43 +15,15 @@
 #include <vector>
 
 #include "agent/datapath/datapath.h"
-#include "agent/datapath/map_writer.h"
+#include "helpers.h"
 #include "sluice_bpf.skel.h"
 
 namespace sluice {
 namespace {
 
-// A private bpffs mount for one test case.
-class temp_bpffs {
- public:
-  temp_bpffs() {
-    char tmpl[] = "/tmp/sluice-dp-test.XXXXXX";
-    REQUIRE(mkdtemp(tmpl) != nullptr);
-    dir_ = tmpl;
-    REQUIRE(mount("bpf", dir_.c_str(), "bpf", 0, nullptr) == 0);
-  }
-  ~temp_bpffs() {
-    umount2(dir_.c_str(), MNT_DETACH);
-    rmdir(dir_.c_str());
-  }
-  std::string root() const { return dir_ + "/sluice"; }
-
- private:
-  std::string dir_;
-};
-
-ip_addr v4(const char* s) {
-  ip_addr a;
-  inet_pton(AF_INET, s, a.bytes.data());
-  return a;
-}
-
-ip_addr v6(const char* s) {
-  ip_addr a;
-  a.family = ip_family::v6;
-  inet_pton(AF_INET6, s, a.bytes.data());
-  return a;
-}
+using dptest::temp_bpffs;
+using dptest::v4;
+using dptest::v6;
 
 desired_state two_services() {
   desired_frontend web{.vip = v4("10.96.0.10"), .port = 80, .proto = IPPROTO_TCP,
@@ -213,6 +185,126 @@ TEST_CASE("cleanup: unpins every map and leaves the kernel's own bpffs files alo
   REQUIRE(done);
   CHECK(done->size() >= 12);
   CHECK_FALSE(std::filesystem::exists(fs.root()));
+}
+
+}  // namespace
+}  // namespace sluice
+
+namespace sluice {
+namespace {
+
+// The control-plane budget case (10k frontends / 100k backends per family): correctness only,
+// the time is reported by datapath_writer_bench.
+TEST_CASE("map writer: 10k frontends with 100k backends per family, then restart and edits") {
+  temp_bpffs fs;
+  REQUIRE(ensure_bpffs(fs.root()));
+  const auto want = dptest::scale_state(10'000, 10);
+  map_state written;
+  {
+    auto dp = datapath::load(fs.root());
+    REQUIRE(dp);
+    map_writer w(dp->skel());
+    REQUIRE(w.restore());
+    const auto rep = w.sync(want);
+    CHECK(rep.failed_ops == 0);
+    CHECK(rep.errors.empty());
+    CHECK(rep.frontends == 20'000);
+    CHECK(rep.backends == 200'000);
+    CHECK(rep.ops == 2 * (10'000 + 100'000 + 100'000));
+    // Batched: far fewer syscalls than entries (one per run of same-map ops + counter resets).
+    CHECK(rep.syscalls < rep.ops / 5);
+    auto fill = read_map_fill(dp->skel());
+    REQUIRE(fill);
+    CHECK(fill->services4 == 110'000);
+    CHECK(fill->services6 == 110'000);
+    CHECK(fill->backends4 == 100'000);
+    CHECK(fill->backends6 == 100'000);
+    CHECK(fill->ct4 == 0);
+    CHECK(fill->affinity6 == 0);
+    written = w.mirror();
+  }
+  auto dp = datapath::load(fs.root());
+  REQUIRE(dp);
+  map_writer w(dp->skel());
+  REQUIRE(w.restore());
+  CHECK(w.mirror() == written);
+  CHECK(w.sync(want).ops == 0);
+
+  // Incremental: one frontend loses a backend, one is removed, one is added.
+  std::map<frontend_key, desired_frontend> by_key;
+  for (const auto& f : want.frontends) {
+    by_key.emplace(f.key(), f);
+  }
+  const frontend_key shrunk = want.frontends[5].key();
+  const frontend_key removed = want.frontends[10'007].key();
+  desired_frontend added = want.frontends[0];
+  added.port = 443;
+  by_key.at(shrunk).backends.pop_back();
+  by_key.erase(removed);
+  by_key.emplace(added.key(), added);
+  const auto rep = w.sync_subset(by_key, {shrunk, removed, added.key()});
+  CHECK(rep.failed_ops == 0);
+  // shrunk: master, surplus slot, backend; removed: master, 10 slots, 10 backends;
+  // added: 10 backends, 10 slots, master.
+  CHECK(rep.ops == 3 + 21 + 21);
+  auto fill = read_map_fill(dp->skel());
+  REQUIRE(fill);
+  CHECK(fill->services4 == 110'000 - 1 + 11);
+  CHECK(fill->services6 == 110'000 - 11);
+  CHECK(fill->backends4 == 100'000 - 1 + 10);
+  CHECK(fill->backends6 == 100'000 - 10);
+  CHECK(w.mirror().frontends.size() == 20'000);
+  CHECK(w.mirror().backends.size() == 200'000 - 1 - 10 + 10);
+
+  // The full sync of the same desired state agrees: nothing left to do.
+  desired_state full;
+  for (const auto& [k, f] : by_key) {
+    full.frontends.push_back(f);
+  }
+  CHECK(w.sync(full).ops == 0);
+}
+
+TEST_CASE("map writer: the DROP flag reaches the master entry") {
+  temp_bpffs fs;
+  REQUIRE(ensure_bpffs(fs.root()));
+  auto dp = datapath::load(fs.root());
+  REQUIRE(dp);
+  map_writer w(dp->skel());
+  REQUIRE(w.restore());
+  desired_frontend f{
+      .vip = v4("10.96.0.10"), .port = 80, .proto = IPPROTO_TCP, .name = "default/local:http"};
+  f.when_empty = empty_verdict::drop;
+  REQUIRE(w.sync(desired_state{{f}}).failed_ops == 0);
+  lb4_svc_key k{};
+  inet_pton(AF_INET, "10.96.0.10", &k.vip);
+  k.port = htons(80);
+  k.proto = IPPROTO_TCP;
+  lb_svc_value master{};
+  REQUIRE(bpf_map_lookup_elem(bpf_map__fd(dp->skel()->maps.lb4_services_v1), &k, &master) == 0);
+  CHECK(master.count == 0);
+  CHECK(master.flags == LB_SVC_F_DROP_EMPTY);
+}
+
+}  // namespace
+}  // namespace sluice
+
+namespace sluice {
+namespace {
+
+TEST_CASE("load: the pin of the replaced lb_stats_v1 is removed, lb_stats_v2 has headroom") {
+  temp_bpffs fs;
+  REQUIRE(ensure_bpffs(fs.root()));
+  const int fd = bpf_map_create(BPF_MAP_TYPE_PERCPU_ARRAY, "lb_stats_v1", 4, sizeof(lb_stat_value),
+                                LB_STAT_MAX, nullptr);
+  REQUIRE(fd >= 0);
+  const std::string old = fs.root() + "/lb_stats_v1";
+  REQUIRE(bpf_obj_pin(fd, old.c_str()) == 0);
+  close(fd);
+  auto dp = datapath::load(fs.root());
+  REQUIRE(dp);
+  CHECK_FALSE(std::filesystem::exists(old));
+  CHECK(std::filesystem::exists(fs.root() + "/" LB_STATS_MAP));
+  CHECK(bpf_map__max_entries(dp->skel()->maps.lb_stats_v2) == LB_STATS_SLOTS);
 }
 
 }  // namespace
