@@ -5,6 +5,7 @@
 
 #include <netinet/in.h>
 
+#include <chrono>
 #include <compare>
 #include <cstdint>
 #include <map>
@@ -18,9 +19,15 @@
 
 namespace sluice {
 
-/// Parses a textual IPv4 ("10.96.0.1") or IPv6 ("fd00::1") address with inet_pton.
-/// Returns nullopt for anything else (zones, prefixes, hostnames, leading zeros).
+/// Parses a textual IPv4 ("10.96.0.1") or IPv6 ("fd00::1") address as Kubernetes'
+/// ParseIPSloppy does: IPv4 parts with leading zeros are decimal ("010.1.2.3" is 10.1.2.3, as
+/// old objects stored in etcd may hold). Returns nullopt for anything else (zones, prefixes,
+/// hostnames, surrounding spaces).
 std::optional<ip_addr> parse_ip(std::string_view text);
+
+/// Parses an RFC 3339 time as Kubernetes writes it ("2025-03-04T10:25:41Z", optional fractional
+/// seconds up to nanoseconds, "Z" or a numeric offset such as "+02:00"). nullopt when malformed.
+std::optional<std::chrono::system_clock::time_point> parse_rfc3339(std::string_view text);
 
 /// Formats an address the way inet_ntop does ("10.96.0.1", "fd00::1").
 std::string format_ip(const ip_addr& addr);
@@ -69,6 +76,9 @@ bool prefix_contains(const ip_prefix& prefix, const ip_addr& addr);
 /// spec.externalTrafficPolicy / spec.internalTrafficPolicy.
 enum class traffic_policy : uint8_t { cluster, local };
 
+/// spec.ipFamilyPolicy (absent = single_stack, the API server's default).
+enum class ip_family_policy : uint8_t { single_stack, prefer_dual_stack, require_dual_stack };
+
 /// One status.loadBalancer.ingress[] entry with an IP (hostname-only entries are dropped).
 struct load_balancer_ingress {
   ip_addr ip;
@@ -98,12 +108,20 @@ struct service {
   /// spec.selector; empty = selector-less (endpoints come from user slices or v1 Endpoints).
   std::map<std::string, std::string> selector;
   bool publish_not_ready_addresses = false;       ///< spec.publishNotReadyAddresses
+  /// spec.ipFamilies, in order (the first is the primary family); empty when absent (files).
+  std::vector<ip_family> ip_families;
+  ip_family_policy family_policy = ip_family_policy::single_stack;  ///< spec.ipFamilyPolicy
+  /// spec.allocateLoadBalancerNodePorts (absent = true): false leaves LoadBalancer ports
+  /// without a nodePort unless one is given explicitly.
+  bool allocate_lb_node_ports = true;
   std::map<std::string, std::string> labels;
   std::map<std::string, std::string> annotations;
   std::string resource_version;  ///< metadata.resourceVersion ("" from files)
   std::string source;  ///< where it was decoded from (file name), for messages
 
   object_key key() const { return {namespace_, name}; }
+
+  bool operator==(const service&) const = default;
 };
 
 /// EndpointSlice addressType.
@@ -248,6 +266,8 @@ inline constexpr std::string_view label_service_proxy_name =
     "service.kubernetes.io/service-proxy-name";
 inline constexpr std::string_view label_headless = "service.kubernetes.io/headless";
 inline constexpr std::string_view label_zone = "topology.kubernetes.io/zone";
+inline constexpr std::string_view annotation_last_change_trigger_time =
+    "endpoints.kubernetes.io/last-change-trigger-time";
 inline constexpr std::string_view annotation_topology_mode = "service.kubernetes.io/topology-mode";
 inline constexpr std::string_view annotation_topology_hints =
     "service.kubernetes.io/topology-aware-hints";

@@ -1,3 +1,5 @@
+// The manifest file source: YAML/JSON text -> nlohmann::json documents (keeping each node's
+// line) -> decode_object(), the decoder the API source uses too.
 #include "agent/sources/manifest.h"
 
 #include <fcntl.h>
@@ -9,590 +11,355 @@
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
+#include <cstdlib>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <sstream>
+#include <unordered_map>
 #include <utility>
+
+#include "agent/sources/decode.h"
 
 namespace sluice {
 
 namespace {
 
-// Thrown by the field helpers below and caught per object in decode_object(); never leaves
-// this file. `mark` points at the offending node (or its parent when the field is missing).
-struct field_error {
-  std::string field;
-  std::string message;
-  YAML::Mark mark;
-};
+using json = nlohmann::json;
 
-[[noreturn]] void fail(const YAML::Node& at, std::string field, std::string message) {
-  throw field_error{std::move(field), std::move(message), at.Mark()};
+bool all_of_chars(std::string_view text, std::string_view allowed) {
+  return !text.empty() && text.find_first_not_of(allowed) == std::string_view::npos;
 }
 
-std::string join(std::string_view path, std::string_view key) {
-  return path.empty() ? std::string(key) : fmt::format("{}.{}", path, key);
-}
-
-std::string indexed(std::string_view path, std::size_t i) { return fmt::format("{}[{}]", path, i); }
-
-bool is_absent(const YAML::Node& node) { return !node.IsDefined() || node.IsNull(); }
-
-// Looks `key` up in `map` (which must be a map); the result may be undefined.
-YAML::Node child(const YAML::Node& map, const char* key) { return map[key]; }
-
-// Short description of a node's type, for "expected X, got Y" messages.
-std::string_view type_name(const YAML::Node& node) {
-  switch (node.Type()) {
-    case YAML::NodeType::Map:
-      return "a mapping";
-    case YAML::NodeType::Sequence:
-      return "a list";
-    case YAML::NodeType::Scalar:
-      return "a scalar";
-    default:
-      return "null";
+// [-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?, the YAML 1.2 core schema float.
+bool is_core_float(std::string_view t) {
+  std::size_t i = 0;
+  if (i < t.size() && (t[i] == '-' || t[i] == '+')) {
+    ++i;
   }
-}
-
-// A mapping field: absent/null gives an undefined node, anything else but a map fails.
-YAML::Node opt_map(const YAML::Node& parent, const char* key, std::string_view path) {
-  YAML::Node node = child(parent, key);
-  if (is_absent(node)) {
-    return YAML::Node(YAML::NodeType::Undefined);
+  std::size_t int_digits = 0;
+  while (i < t.size() && t[i] >= '0' && t[i] <= '9') {
+    ++i;
+    ++int_digits;
   }
-  if (!node.IsMap()) {
-    fail(node, join(path, key), fmt::format("expected a mapping, got {}", type_name(node)));
-  }
-  return node;
-}
-
-// A list field: absent/null gives an empty list, anything else but a sequence fails.
-std::vector<YAML::Node> opt_seq(const YAML::Node& parent, const char* key, std::string_view path) {
-  std::vector<YAML::Node> out;
-  YAML::Node node = child(parent, key);
-  if (is_absent(node)) {
-    return out;
-  }
-  if (!node.IsSequence()) {
-    fail(node, join(path, key), fmt::format("expected a list, got {}", type_name(node)));
-  }
-  for (const YAML::Node& item : node) {
-    out.push_back(item);
-  }
-  return out;
-}
-
-// A string field. Any scalar is accepted as its text; absent/null gives nullopt.
-std::optional<std::string> opt_string(const YAML::Node& node, std::string_view field) {
-  if (is_absent(node)) {
-    return std::nullopt;
-  }
-  if (!node.IsScalar()) {
-    fail(node, std::string(field), fmt::format("expected a string, got {}", type_name(node)));
-  }
-  return node.Scalar();
-}
-
-std::optional<std::string> opt_string(const YAML::Node& parent, const char* key,
-                                      std::string_view path) {
-  return opt_string(child(parent, key), join(path, key));
-}
-
-// An integer field: a plain (unquoted) decimal scalar, as a JSON number is. Absent/null gives
-// nullopt. Quoted numbers are rejected, as the API server rejects a string for an int32.
-std::optional<int64_t> opt_int(const YAML::Node& node, std::string_view field) {
-  if (is_absent(node)) {
-    return std::nullopt;
-  }
-  if (!node.IsScalar()) {
-    fail(node, std::string(field), fmt::format("expected an integer, got {}", type_name(node)));
-  }
-  const std::string& text = node.Scalar();
-  int64_t value = 0;
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  const bool quoted = node.Tag() == "!";
-  if (quoted || text.empty() || ec != std::errc{} || end != text.data() + text.size()) {
-    fail(node, std::string(field), fmt::format("expected an integer, got \"{}\"", text));
-  }
-  return value;
-}
-
-std::optional<int64_t> opt_int(const YAML::Node& parent, const char* key, std::string_view path) {
-  return opt_int(child(parent, key), join(path, key));
-}
-
-// A boolean field: a plain scalar true/false (YAML 1.1 spellings such as yes/no accepted).
-std::optional<bool> opt_bool(const YAML::Node& parent, const char* key, std::string_view path) {
-  YAML::Node node = child(parent, key);
-  if (is_absent(node)) {
-    return std::nullopt;
-  }
-  bool value = false;
-  if (!node.IsScalar() || node.Tag() == "!" || !YAML::convert<bool>::decode(node, value)) {
-    const std::string got =
-        node.IsScalar() ? fmt::format("\"{}\"", node.Scalar()) : std::string(type_name(node));
-    fail(node, join(path, key), fmt::format("expected true or false, got {}", got));
-  }
-  return value;
-}
-
-// A port number field in [min, 65535].
-std::optional<uint16_t> opt_port(const YAML::Node& parent, const char* key, std::string_view path,
-                                 int64_t min) {
-  const std::optional<int64_t> value = opt_int(parent, key, path);
-  if (!value) {
-    return std::nullopt;
-  }
-  if (*value < min || *value > 65535) {
-    fail(child(parent, key), join(path, key),
-         fmt::format("{} is out of range {}..65535", *value, min));
-  }
-  return static_cast<uint16_t>(*value);
-}
-
-std::map<std::string, std::string> opt_string_map(const YAML::Node& parent, const char* key,
-                                                  std::string_view path) {
-  std::map<std::string, std::string> out;
-  const YAML::Node node = opt_map(parent, key, path);
-  if (!node.IsDefined()) {
-    return out;
-  }
-  for (const auto& entry : node) {
-    if (!entry.first.IsScalar()) {
-      fail(entry.first, join(path, key), "keys must be strings");
+  std::size_t frac_digits = 0;
+  if (i < t.size() && t[i] == '.') {
+    ++i;
+    while (i < t.size() && t[i] >= '0' && t[i] <= '9') {
+      ++i;
+      ++frac_digits;
     }
-    const std::string field = fmt::format("{}[{}]", join(path, key), entry.first.Scalar());
-    out[entry.first.Scalar()] = opt_string(entry.second, field).value_or("");
   }
-  return out;
-}
-
-uint8_t decode_protocol(const YAML::Node& parent, std::string_view path) {
-  const std::optional<std::string> text = opt_string(parent, "protocol", path);
-  if (!text || *text == "TCP") {
-    return IPPROTO_TCP;  // the API server defaults protocol to TCP
-  }
-  if (*text == "UDP") {
-    return IPPROTO_UDP;
-  }
-  if (*text == "SCTP") {
-    return IPPROTO_SCTP;
-  }
-  fail(child(parent, "protocol"), join(path, "protocol"),
-       fmt::format("unknown protocol \"{}\" (want TCP, UDP or SCTP)", *text));
-}
-
-std::string_view protocol_name(uint8_t proto) {
-  switch (proto) {
-    case IPPROTO_TCP:
-      return "TCP";
-    case IPPROTO_UDP:
-      return "UDP";
-    default:
-      return "SCTP";
-  }
-}
-
-// A named port (IANA_SVC_NAME): 1..15 of [a-z0-9-], at least one letter.
-bool is_port_name(std::string_view name) {
-  if (name.empty() || name.size() > 15) {
+  if (int_digits == 0 && frac_digits == 0) {
     return false;
   }
-  bool letter = false;
-  for (const char c : name) {
-    if (c >= 'a' && c <= 'z') {
-      letter = true;
-    } else if (!(c >= '0' && c <= '9') && c != '-') {
+  if (i < t.size() && (t[i] == 'e' || t[i] == 'E')) {
+    ++i;
+    if (i < t.size() && (t[i] == '-' || t[i] == '+')) {
+      ++i;
+    }
+    std::size_t exp_digits = 0;
+    while (i < t.size() && t[i] >= '0' && t[i] <= '9') {
+      ++i;
+      ++exp_digits;
+    }
+    if (exp_digits == 0) {
       return false;
     }
   }
-  return letter;
+  return i == t.size();
 }
 
-ip_addr decode_ip(const YAML::Node& node, std::string_view field) {
-  const std::optional<std::string> text = opt_string(node, field);
-  if (!text) {
-    fail(node, std::string(field), "expected an IP address, got null");
+// The JSON value of a plain (unquoted) scalar: YAML 1.2 core schema (null, booleans, decimal,
+// 0o octal and 0x hex integers, floats), plus the YAML 1.1 words yes/no/on/off as booleans,
+// because kubectl (go-yaml v2 underneath) reads them so. Everything else is a string.
+json resolve_plain(const std::string& text) {
+  if (text.empty() || text == "~" || text == "null" || text == "Null" || text == "NULL") {
+    return nullptr;
   }
-  const std::optional<ip_addr> addr = parse_ip(*text);
-  if (!addr) {
-    fail(node, std::string(field), fmt::format("\"{}\" is not an IP address", *text));
+  for (const std::string_view yes :
+       {"true", "True", "TRUE", "yes", "Yes", "YES", "on", "On", "ON"}) {
+    if (text == yes) {
+      return true;
+    }
   }
-  return *addr;
+  for (const std::string_view no :
+       {"false", "False", "FALSE", "no", "No", "NO", "off", "Off", "OFF"}) {
+    if (text == no) {
+      return false;
+    }
+  }
+  const std::string_view t(text);
+  const auto integer = [&](std::string_view digits, int base,
+                           bool negative) -> std::optional<json> {
+    uint64_t value = 0;
+    const auto [end, ec] =
+        std::from_chars(digits.data(), digits.data() + digits.size(), value, base);
+    if (ec != std::errc{} || end != digits.data() + digits.size()) {
+      return std::nullopt;
+    }
+    if (!negative) {
+      return json(value);
+    }
+    if (value > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) + 1) {
+      return std::nullopt;
+    }
+    return json(static_cast<int64_t>(0 - value));
+  };
+  if (t.size() > 2 && t[0] == '0' && t[1] == 'o' && all_of_chars(t.substr(2), "01234567")) {
+    if (auto v = integer(t.substr(2), 8, false)) {
+      return *v;
+    }
+  }
+  if (t.size() > 2 && t[0] == '0' && t[1] == 'x' &&
+      all_of_chars(t.substr(2), "0123456789abcdefABCDEF")) {
+    if (auto v = integer(t.substr(2), 16, false)) {
+      return *v;
+    }
+  }
+  const bool negative = t[0] == '-';
+  const std::string_view unsigned_part = t[0] == '-' || t[0] == '+' ? t.substr(1) : t;
+  if (all_of_chars(unsigned_part, "0123456789")) {
+    if (auto v = integer(unsigned_part, 10, negative)) {
+      return *v;
+    }
+    return std::strtod(text.c_str(), nullptr);  // too large for 64 bits: a float, as in YAML
+  }
+  if (is_core_float(t)) {
+    return std::strtod(text.c_str(), nullptr);
+  }
+  for (const std::string_view inf : {".inf", ".Inf", ".INF", "+.inf", "+.Inf", "+.INF"}) {
+    if (t == inf) {
+      return std::numeric_limits<double>::infinity();
+    }
+  }
+  for (const std::string_view inf : {"-.inf", "-.Inf", "-.INF"}) {
+    if (t == inf) {
+      return -std::numeric_limits<double>::infinity();
+    }
+  }
+  if (t == ".nan" || t == ".NaN" || t == ".NAN") {
+    return std::numeric_limits<double>::quiet_NaN();
+  }
+  return text;
 }
 
-// metadata.name / namespace / labels, common to both kinds.
-void decode_metadata(const YAML::Node& obj, std::string& namespace_, std::string& name,
-                     std::map<std::string, std::string>& labels) {
-  const YAML::Node meta = opt_map(obj, "metadata", "");
-  if (!meta.IsDefined()) {
-    fail(obj, "metadata", "missing");
-  }
-  name = opt_string(meta, "name", "metadata").value_or("");
-  if (name.empty()) {
-    fail(meta, "metadata.name", "missing");
-  }
-  namespace_ = opt_string(meta, "namespace", "metadata").value_or("");
-  if (namespace_.empty()) {
-    namespace_ = "default";
-  }
-  labels = opt_string_map(meta, "labels", "metadata");
-}
+// Converts yaml-cpp documents to JSON, remembering the YAML mark of every JSON node so that
+// errors found later by decode_object() point at a file line. Aliases are expanded, with a
+// node budget so that an alias bomb fails instead of exhausting memory.
+class yaml_to_json {
+ public:
+  explicit yaml_to_json(std::size_t node_budget) : budget_(node_budget) {}
 
-std::vector<ip_addr> decode_cluster_ips(const YAML::Node& spec, bool& headless) {
-  headless = false;
-  std::vector<std::string> texts;
-  std::vector<YAML::Node> nodes;
-  const std::vector<YAML::Node> list = opt_seq(spec, "clusterIPs", "spec");
-  for (std::size_t i = 0; i < list.size(); ++i) {
-    const std::optional<std::string> text = opt_string(list[i], indexed("spec.clusterIPs", i));
-    if (!text || text->empty()) {
-      fail(list[i], indexed("spec.clusterIPs", i), "empty address");
+  // Fills `out` in place (its address, and those of all nodes below it, are what the marks are
+  // keyed on, so `out` must not move while the marks are used). Returns an error message, or
+  // nullopt on success.
+  std::optional<std::string> convert(const YAML::Node& in, json& out) {
+    if (++used_ > budget_) {
+      return std::string(
+          "document expands to far more nodes than the file has bytes (YAML "
+          "aliases nested too deeply?)");
     }
-    texts.push_back(*text);
-    nodes.push_back(list[i]);
-  }
-  const std::optional<std::string> single = opt_string(spec, "clusterIP", "spec");
-  if (texts.empty()) {
-    if (single && !single->empty()) {
-      texts.push_back(*single);
-      nodes.push_back(child(spec, "clusterIP"));
-    }
-  } else if (single && !single->empty() && *single != texts[0]) {
-    fail(child(spec, "clusterIP"), "spec.clusterIP",
-         fmt::format("\"{}\" differs from spec.clusterIPs[0] \"{}\"", *single, texts[0]));
-  }
-
-  std::vector<ip_addr> out;
-  for (std::size_t i = 0; i < texts.size(); ++i) {
-    const std::string field = list.empty() ? "spec.clusterIP" : indexed("spec.clusterIPs", i);
-    if (texts[i] == "None") {
-      if (texts.size() != 1) {
-        fail(nodes[i], field, "\"None\" cannot be combined with addresses");
-      }
-      headless = true;
-      return out;
-    }
-    const ip_addr addr = decode_ip(nodes[i], field);
-    for (const ip_addr& seen : out) {
-      if (seen.family == addr.family) {
-        fail(nodes[i], field, "at most one address per IP family");
-      }
-    }
-    out.push_back(addr);
-  }
-  return out;
-}
-
-service decode_service(const YAML::Node& obj) {
-  service svc;
-  decode_metadata(obj, svc.namespace_, svc.name, svc.labels);
-
-  const YAML::Node spec = opt_map(obj, "spec", "");
-  if (!spec.IsDefined()) {
-    fail(obj, "spec", "missing");
-  }
-
-  const std::optional<std::string> type = opt_string(spec, "type", "spec");
-  if (!type || *type == "ClusterIP") {
-    svc.type = service_type::cluster_ip;
-  } else if (*type == "NodePort") {
-    svc.type = service_type::node_port;
-  } else if (*type == "LoadBalancer") {
-    svc.type = service_type::load_balancer;
-  } else if (*type == "ExternalName") {
-    svc.type = service_type::external_name;
-  } else {
-    fail(child(spec, "type"), "spec.type",
-         fmt::format("unknown type \"{}\" (want ClusterIP, NodePort, LoadBalancer or "
-                     "ExternalName)",
-                     *type));
-  }
-
-  svc.cluster_ips = decode_cluster_ips(spec, svc.headless);
-
-  const std::vector<YAML::Node> ports = opt_seq(spec, "ports", "spec");
-  for (std::size_t i = 0; i < ports.size(); ++i) {
-    const std::string path = indexed("spec.ports", i);
-    const YAML::Node& p = ports[i];
-    if (!p.IsMap()) {
-      fail(p, path, fmt::format("expected a mapping, got {}", type_name(p)));
-    }
-    service_port port;
-    port.name = opt_string(p, "name", path).value_or("");
-    port.protocol = decode_protocol(p, path);
-    const std::optional<uint16_t> number = opt_port(p, "port", path, 1);
-    if (!number) {
-      fail(p, join(path, "port"), "missing");
-    }
-    port.port = *number;
-    port.target_port = port.port;  // the API server's default
-    const YAML::Node target = child(p, "targetPort");
-    if (!is_absent(target)) {
-      const std::string field = join(path, "targetPort");
-      const std::string text = opt_string(target, field).value_or("");
-      const bool digits = !text.empty() && std::all_of(text.begin(), text.end(),
-                                                       [](char c) { return c >= '0' && c <= '9'; });
-      if (digits) {
-        const int64_t value = text.size() > 6 ? 0 : std::stoll(text);
-        if (value < 1 || value > 65535) {
-          fail(target, field, fmt::format("{} is out of range 1..65535", text));
+    marks_[&out] = in.Mark();
+    switch (in.Type()) {
+      case YAML::NodeType::Map: {
+        out = json::object();
+        for (const auto& entry : in) {
+          if (!entry.first.IsScalar()) {
+            return fmt::format("line {}: a mapping key must be a string",
+                               entry.first.Mark().line + 1);
+          }
+          json& value = out[entry.first.Scalar()];
+          if (std::optional<std::string> e = convert(entry.second, value)) {
+            return e;
+          }
         }
-        port.target_port = static_cast<uint16_t>(value);
-      } else if (is_port_name(text)) {
-        port.target_port = text;
-      } else {
-        fail(target, field, fmt::format("\"{}\" is neither a port number nor a port name", text));
+        return std::nullopt;
       }
-    }
-    port.node_port = opt_port(p, "nodePort", path, 0).value_or(0);
-
-    for (const service_port& seen : svc.ports) {
-      if (seen.port == port.port && seen.protocol == port.protocol) {
-        fail(p, path, fmt::format("duplicate port {}/{}", port.port, protocol_name(port.protocol)));
-      }
-      if (seen.name == port.name) {
-        fail(p, join(path, "name"),
-             port.name.empty() ? std::string("required when the service has several ports")
-                               : fmt::format("duplicate port name \"{}\"", port.name));
-      }
-    }
-    svc.ports.push_back(std::move(port));
-  }
-
-  const std::optional<std::string> affinity = opt_string(spec, "sessionAffinity", "spec");
-  if (affinity && *affinity == "ClientIP") {
-    svc.session_affinity_client_ip = true;
-    svc.affinity_timeout_s = default_affinity_timeout_s;
-    const YAML::Node config = opt_map(spec, "sessionAffinityConfig", "spec");
-    const YAML::Node client_ip =
-        config.IsDefined() ? opt_map(config, "clientIP", "spec.sessionAffinityConfig") : config;
-    if (client_ip.IsDefined()) {
-      const char* path = "spec.sessionAffinityConfig.clientIP";
-      const std::optional<int64_t> timeout = opt_int(client_ip, "timeoutSeconds", path);
-      if (timeout) {
-        if (*timeout < 1 || *timeout > max_affinity_timeout_s) {
-          fail(child(client_ip, "timeoutSeconds"), join(path, "timeoutSeconds"),
-               fmt::format("{} is out of range 1..{}", *timeout, max_affinity_timeout_s));
+      case YAML::NodeType::Sequence: {
+        out = json::array();
+        // Reserved up front: elements must not move once their marks are recorded.
+        json::array_t& items = out.get_ref<json::array_t&>();
+        items.reserve(in.size());
+        for (const YAML::Node& item : in) {
+          items.emplace_back();
+          if (std::optional<std::string> e = convert(item, items.back())) {
+            return e;
+          }
         }
-        svc.affinity_timeout_s = static_cast<uint32_t>(*timeout);
+        return std::nullopt;
       }
+      case YAML::NodeType::Scalar: {
+        const std::string& tag = in.Tag();
+        // "?" = plain (resolved by content); "!" = quoted; "!!str" = explicitly a string.
+        if (tag == "?" ||
+            (tag.starts_with("tag:yaml.org,2002:") && tag != "tag:yaml.org,2002:str")) {
+          out = resolve_plain(in.Scalar());
+        } else {
+          out = in.Scalar();
+        }
+        return std::nullopt;
+      }
+      default:
+        out = nullptr;
+        return std::nullopt;
     }
-  } else if (affinity && *affinity != "None") {
-    fail(child(spec, "sessionAffinity"), "spec.sessionAffinity",
-         fmt::format("unknown value \"{}\" (want None or ClientIP)", *affinity));
   }
-  return svc;
+
+  // The mark of a converted node, or a null mark when `at` was not converted here.
+  YAML::Mark mark(const json* at) const {
+    const auto it = marks_.find(at);
+    return it == marks_.end() ? YAML::Mark::null_mark() : it->second;
+  }
+
+ private:
+  std::size_t budget_;
+  std::size_t used_ = 0;
+  std::unordered_map<const json*, YAML::Mark> marks_;
+};
+
+std::string_view json_type_name(const json& v) {
+  switch (v.type()) {
+    case json::value_t::object:
+      return "a mapping";
+    case json::value_t::array:
+      return "a list";
+    case json::value_t::string:
+      return "a string";
+    case json::value_t::boolean:
+      return "a boolean";
+    case json::value_t::null:
+      return "null";
+    default:
+      return "a number";
+  }
 }
 
-// Returns nullopt for a slice without the service-name label (ignored, like kube-proxy).
-std::optional<endpoint_slice> decode_endpoint_slice(const YAML::Node& obj) {
-  endpoint_slice slice;
-  decode_metadata(obj, slice.namespace_, slice.name, slice.labels);
-  const auto owner = slice.labels.find(std::string(label_service_name));
-  if (owner == slice.labels.end() || owner->second.empty()) {
-    return std::nullopt;
+// The element kind of a list kind ("ServiceList" -> "Service"); "" for the untyped "List";
+// nullopt when `kind` is not a list kind we read.
+std::optional<std::string_view> list_item_kind(std::string_view kind) {
+  if (kind == "List") {
+    return std::string_view();
   }
-  slice.service_name = owner->second;
-
-  const std::optional<std::string> type = opt_string(obj, "addressType", "");
-  if (!type) {
-    fail(obj, "addressType", "missing");
-  }
-  if (*type == "IPv4") {
-    slice.address_type = slice_address_type::ipv4;
-  } else if (*type == "IPv6") {
-    slice.address_type = slice_address_type::ipv6;
-  } else if (*type == "FQDN") {
-    slice.address_type = slice_address_type::fqdn;
-  } else {
-    fail(child(obj, "addressType"), "addressType",
-         fmt::format("unknown address type \"{}\" (want IPv4, IPv6 or FQDN)", *type));
-  }
-
-  const std::vector<YAML::Node> endpoints = opt_seq(obj, "endpoints", "");
-  for (std::size_t i = 0; i < endpoints.size(); ++i) {
-    const std::string path = indexed("endpoints", i);
-    const YAML::Node& e = endpoints[i];
-    if (!e.IsMap()) {
-      fail(e, path, fmt::format("expected a mapping, got {}", type_name(e)));
+  for (const std::string_view item : {"Service", "EndpointSlice", "Pod", "Node", "Endpoints"}) {
+    if (kind.size() == item.size() + 4 && kind.starts_with(item) && kind.ends_with("List")) {
+      return item;
     }
-    endpoint ep;
-    const std::vector<YAML::Node> addresses = opt_seq(e, "addresses", path);
-    for (std::size_t j = 0; j < addresses.size(); ++j) {
-      const std::string field = indexed(join(path, "addresses"), j);
-      if (slice.address_type == slice_address_type::fqdn) {
-        opt_string(addresses[j], field);  // type check only: FQDN slices carry no IPs
-        continue;
-      }
-      const ip_addr addr = decode_ip(addresses[j], field);
-      const ip_family want =
-          slice.address_type == slice_address_type::ipv4 ? ip_family::v4 : ip_family::v6;
-      if (addr.family != want) {
-        fail(addresses[j], field,
-             fmt::format("\"{}\" does not match addressType {}", format_ip(addr), *type));
-      }
-      ep.addresses.push_back(addr);
-    }
-    const YAML::Node conditions = opt_map(e, "conditions", path);
-    if (conditions.IsDefined()) {
-      const std::string cpath = join(path, "conditions");
-      ep.ready = opt_bool(conditions, "ready", cpath);
-      ep.serving = opt_bool(conditions, "serving", cpath);
-      ep.terminating = opt_bool(conditions, "terminating", cpath);
-    }
-    ep.node_name = opt_string(e, "nodeName", path).value_or("");
-    ep.zone = opt_string(e, "zone", path).value_or("");
-    slice.endpoints.push_back(std::move(ep));
   }
-
-  const std::vector<YAML::Node> ports = opt_seq(obj, "ports", "");
-  for (std::size_t i = 0; i < ports.size(); ++i) {
-    const std::string path = indexed("ports", i);
-    const YAML::Node& p = ports[i];
-    if (!p.IsMap()) {
-      fail(p, path, fmt::format("expected a mapping, got {}", type_name(p)));
-    }
-    endpoint_port port;
-    port.name = opt_string(p, "name", path);
-    port.port = opt_port(p, "port", path, 1);
-    port.protocol = decode_protocol(p, path);
-    slice.ports.push_back(std::move(port));
-  }
-  return slice;
+  return std::nullopt;
 }
 
 class decoder {
  public:
-  decoder(std::string_view source, decode_result& out) : source_(source), out_(out) {}
+  decoder(std::string_view source, decode_result& out, const yaml_to_json& marks)
+      : source_(source), out_(out), marks_(marks) {}
 
-  // Decodes one top-level document (`where` = "document N"). `kind_default` and
-  // `api_default` are inherited from a typed list (ServiceList items have no kind).
-  void decode(const YAML::Node& obj, const std::string& where, std::string_view kind_default,
-              std::string_view api_default, int depth) {
-    if (is_absent(obj)) {
+  // Decodes one document or list item (`where` = "document N" or "document N, items[i]").
+  // `default_kind` is inherited from a typed list (ServiceList items have no kind).
+  void decode(const json& obj, const std::string& where, std::string_view default_kind, int depth) {
+    if (obj.is_null()) {
       return;  // empty document, e.g. after a trailing "---"
     }
-    if (!obj.IsMap()) {
-      reject(obj.Mark(), fmt::format("{}: expected a mapping, got {}", where, type_name(obj)));
+    if (!obj.is_object()) {
+      reject(&obj, fmt::format("{}: expected a mapping, got {}", where, json_type_name(obj)));
       return;
     }
-    std::string kind;
-    std::string api_version;
-    try {
-      kind = opt_string(obj, "kind", "").value_or(std::string(kind_default));
-      api_version = opt_string(obj, "apiVersion", "").value_or(std::string(api_default));
-    } catch (const field_error& e) {
-      reject(e.mark, fmt::format("{}: {}: {}", where, e.field, e.message));
-      return;
-    }
-    if (kind.empty()) {
-      reject(obj.Mark(), fmt::format("{}: kind: missing", where));
-      return;
-    }
-
-    if (kind == "List" || kind == "ServiceList" || kind == "EndpointSliceList") {
-      decode_list(obj, where, kind, api_version, depth);
-    } else if (kind == "Service" || kind == "EndpointSlice") {
-      const std::string_view want = kind == "Service" ? "v1" : "discovery.k8s.io/v1";
-      if (api_version.empty()) {
-        reject(obj.Mark(), fmt::format("{} {}: apiVersion: missing (want {})", kind,
-                                       describe(obj, where), want));
-      } else if (api_version != want) {
-        ++out_.ignored;  // another group's kind of the same name (e.g. Knative Service)
-      } else {
-        decode_object(obj, where, kind);
+    const auto kind_it = obj.find("kind");
+    if (kind_it != obj.end() && kind_it->is_string()) {
+      const std::string& kind = kind_it->get_ref<const std::string&>();
+      if (const std::optional<std::string_view> item_kind = list_item_kind(kind)) {
+        decode_list(obj, where, kind, *item_kind, depth);
+        return;
       }
-    } else {
-      ++out_.ignored;
     }
+    if (default_kind.empty() && (kind_it == obj.end() || kind_it->is_null() ||
+                                 (kind_it->is_string() && kind_it->get<std::string>().empty()))) {
+      reject(&obj, fmt::format("{}: kind: missing", where));
+      return;
+    }
+    std::expected<kube_object, decode_error> decoded = decode_object(obj, default_kind);
+    if (!decoded) {
+      if (decoded.error().ignored) {
+        ++out_.ignored;
+      } else {
+        reject(decoded.error().at != nullptr ? decoded.error().at : &obj, decoded.error().message);
+      }
+      return;
+    }
+    std::visit([&](auto& o) { add(std::move(o), &obj); }, *decoded);
   }
 
  private:
-  void decode_list(const YAML::Node& obj, const std::string& where, const std::string& kind,
-                   const std::string& api_version, int depth) {
+  void decode_list(const json& obj, const std::string& where, std::string_view kind,
+                   std::string_view item_kind, int depth) {
     if (depth > 4) {
-      reject(obj.Mark(), fmt::format("{}: lists nested too deeply", where));
+      reject(&obj, fmt::format("{}: lists nested too deeply", where));
       return;
     }
-    std::vector<YAML::Node> items;
-    try {
-      items = opt_seq(obj, "items", "");
-    } catch (const field_error& e) {
-      reject(e.mark, fmt::format("{} {}: {}: {}", kind, where, e.field, e.message));
+    const auto items = obj.find("items");
+    if (items == obj.end() || items->is_null()) {
       return;
     }
-    std::string_view item_kind;
-    std::string_view item_api;
-    if (kind == "ServiceList") {
-      item_kind = "Service";
-      item_api = api_version.empty() ? std::string_view("v1") : std::string_view(api_version);
-    } else if (kind == "EndpointSliceList") {
-      item_kind = "EndpointSlice";
-      item_api = api_version.empty() ? std::string_view("discovery.k8s.io/v1")
-                                     : std::string_view(api_version);
+    if (!items->is_array()) {
+      reject(&*items, fmt::format("{} {}: items: expected a list, got {}", kind, where,
+                                  json_type_name(*items)));
+      return;
     }
-    for (std::size_t i = 0; i < items.size(); ++i) {
-      decode(items[i], fmt::format("{}, items[{}]", where, i), item_kind, item_api, depth + 1);
-    }
-  }
-
-  void decode_object(const YAML::Node& obj, const std::string& where, const std::string& kind) {
-    try {
-      if (kind == "Service") {
-        service svc = decode_service(obj);
-        svc.source = source_;
-        add(out_.objects.services, std::move(svc), kind, obj.Mark());
-      } else {
-        std::optional<endpoint_slice> slice = decode_endpoint_slice(obj);
-        if (!slice) {
-          ++out_.ignored;
-          return;
-        }
-        slice->source = source_;
-        add(out_.objects.endpoint_slices, std::move(*slice), kind, obj.Mark());
-      }
-    } catch (const field_error& e) {
-      reject(e.mark, fmt::format("{} {}: {}: {}", kind, describe(obj, where), e.field, e.message));
-    } catch (const YAML::Exception& e) {
-      // Not expected (the helpers check types before converting), but never let one escape.
-      reject(e.mark, fmt::format("{} {}: {}", kind, describe(obj, where), e.msg));
+    std::size_t i = 0;
+    for (const json& item : *items) {
+      decode(item, fmt::format("{}, items[{}]", where, i++), item_kind, depth + 1);
     }
   }
 
   template <typename T>
-  void add(std::map<object_key, T>& into, T&& obj, std::string_view kind, const YAML::Mark& mark) {
-    const auto [it, inserted] = into.try_emplace(obj.key(), std::move(obj));
+  static constexpr std::string_view kind_of() {
+    if constexpr (std::is_same_v<T, service>) {
+      return "Service";
+    } else if constexpr (std::is_same_v<T, endpoint_slice>) {
+      return "EndpointSlice";
+    } else if constexpr (std::is_same_v<T, node>) {
+      return "Node";
+    } else if constexpr (std::is_same_v<T, pod>) {
+      return "Pod";
+    } else {
+      return "Endpoints";
+    }
+  }
+
+  template <typename T>
+  void add(T&& obj, const json* at) {
+    obj.source = source_;
+    if constexpr (std::is_same_v<T, node>) {
+      insert(out_.nodes, obj.name, std::move(obj), at);
+    } else if constexpr (std::is_same_v<T, service>) {
+      insert(out_.objects.services, obj.key(), std::move(obj), at);
+    } else if constexpr (std::is_same_v<T, endpoint_slice>) {
+      insert(out_.objects.endpoint_slices, obj.key(), std::move(obj), at);
+    } else if constexpr (std::is_same_v<T, pod>) {
+      insert(out_.objects.pods, obj.key(), std::move(obj), at);
+    } else {
+      insert(out_.objects.legacy_endpoints, obj.key(), std::move(obj), at);
+    }
+  }
+
+  template <typename K, typename T>
+  void insert(std::map<K, T>& into, K key, T&& obj, const json* at) {
+    const auto [it, inserted] = into.try_emplace(std::move(key), std::move(obj));
     if (inserted) {
       ++out_.loaded;
-    } else {
-      reject(mark, fmt::format("{} {}: defined twice (also earlier in this file); ignoring this "
-                               "one",
-                               kind, it->first.str()));
+      return;
     }
-  }
-
-  // "namespace/name" as far as it can be read, else "<no name> (document N)".
-  static std::string describe(const YAML::Node& obj, const std::string& where) {
-    const auto scalar = [](const YAML::Node& node) {
-      return node.IsDefined() && node.IsScalar() ? node.Scalar() : std::string();
-    };
-    std::string ns = "default";
     std::string name;
-    const YAML::Node meta = child(obj, "metadata");
-    if (meta.IsDefined() && meta.IsMap()) {
-      if (const std::string text = scalar(child(meta, "namespace")); !text.empty()) {
-        ns = text;
-      }
-      name = scalar(child(meta, "name"));
+    if constexpr (std::is_same_v<K, std::string>) {
+      name = it->first;
+    } else {
+      name = it->first.str();
     }
-    if (name.empty()) {
-      return fmt::format("{}/<no name> ({})", ns, where);
-    }
-    return fmt::format("{}/{}", ns, name);
+    reject(at, fmt::format("{} {}: defined twice (also earlier in this file); ignoring this one",
+                           kind_of<T>(), name));
   }
 
-  void reject(const YAML::Mark& mark, const std::string& message) {
+  void reject(const json* at, const std::string& message) {
+    const YAML::Mark mark = marks_.mark(at);
     if (mark.is_null() || mark.line < 0) {
       out_.errors.push_back(fmt::format("{}: {}", source_, message));
     } else {
@@ -603,6 +370,7 @@ class decoder {
 
   std::string source_;
   decode_result& out_;
+  const yaml_to_json& marks_;
 };
 
 void merge(decode_result& into, decode_result&& from) {
@@ -618,14 +386,23 @@ void merge(decode_result& into, decode_result&& from) {
         dst.emplace(key, std::move(obj));
         continue;
       }
+      std::string name;
+      if constexpr (std::is_same_v<std::decay_t<decltype(key)>, std::string>) {
+        name = key;
+      } else {
+        name = key.str();
+      }
       into.errors.push_back(fmt::format("{}: {} {}: defined twice (also in {}); ignoring this one",
-                                        obj.source, kind, key.str(), found->second.source));
+                                        obj.source, kind, name, found->second.source));
       --into.loaded;
       ++into.rejected;
     }
   };
   move_all(into.objects.services, from.objects.services, "Service");
   move_all(into.objects.endpoint_slices, from.objects.endpoint_slices, "EndpointSlice");
+  move_all(into.objects.pods, from.objects.pods, "Pod");
+  move_all(into.objects.legacy_endpoints, from.objects.legacy_endpoints, "Endpoints");
+  move_all(into.nodes, from.nodes, "Node");
 }
 
 // Walks the documents with the event parser only, to catch input on which yaml-cpp 0.7's LoadAll
@@ -740,16 +517,18 @@ decode_result decode_manifest(std::string_view text, std::string_view source_nam
     ++out.rejected;
     return out;
   }
-  decoder dec(source_name, out);
+  // Without aliases a document has fewer nodes than the file has bytes.
+  yaml_to_json converter(2 * text.size() + 4096);
+  decoder dec(source_name, out, converter);
   for (std::size_t i = 0; i < documents.size(); ++i) {
     const std::string where = fmt::format("document {}", i + 1);
-    try {
-      dec.decode(documents[i], where, "", "", 0);
-    } catch (const YAML::Exception& e) {
-      // Not expected (the helpers check node types first), but never let one escape.
-      out.errors.push_back(fmt::format("{}: {}: {}", source_name, where, e.msg));
+    json doc;
+    if (std::optional<std::string> e = converter.convert(documents[i], doc)) {
+      out.errors.push_back(fmt::format("{}: {}: {}", source_name, where, *e));
       ++out.rejected;
+      continue;
     }
+    dec.decode(doc, where, "", 0);
   }
   return out;
 }

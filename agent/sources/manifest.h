@@ -1,12 +1,17 @@
-// Decoder for Kubernetes manifests (YAML or JSON) holding Services and EndpointSlices: the
-// file source of standalone mode (`sluice-agent --manifests DIR`) and of the tests.
+// Decoder for Kubernetes manifests (YAML or JSON): the file source of standalone mode
+// (`sluice-agent --manifests DIR`) and of the tests. Objects are decoded by decode_object()
+// (agent/sources/decode.h), the same decoder the API source uses; this file only reads files,
+// turns YAML into JSON and reports errors with file and line.
 //
 // What is accepted:
-// - YAML or JSON (JSON is read as YAML), several documents separated by `---`;
-// - kind Service (apiVersion v1) and EndpointSlice (apiVersion discovery.k8s.io/v1);
-// - kind List / ServiceList / EndpointSliceList with `items` (items of a typed list may omit
-//   kind and apiVersion, as the API server's list responses do).
-// Other kinds (and Service/EndpointSlice of other API groups, e.g. Knative's Service) are
+// - YAML or JSON (JSON is read as YAML), several documents separated by `---`. Plain scalars
+//   follow the YAML 1.2 core schema (null, true/false, integers, floats), plus yes/no/on/off as
+//   booleans as kubectl reads them; quoted scalars are always strings;
+// - kinds Service, Endpoints, Pod, Node (apiVersion v1) and EndpointSlice (discovery.k8s.io/v1);
+// - kind List and the typed lists ServiceList / EndpointSliceList / EndpointsList / PodList /
+//   NodeList with `items` (items of a typed list may omit kind and apiVersion, as the API
+//   server's list responses do).
+// Other kinds (and kinds of the same name in other API groups, e.g. Knative's Service) are
 // ignored and counted. EndpointSlices without the kubernetes.io/service-name label are ignored
 // and counted, as kube-proxy ignores them. Unset namespaces become "default".
 //
@@ -15,11 +20,15 @@
 // the other objects of the same file still load. A file that is not valid YAML yields one error
 // and contributes nothing. An object defined twice (same kind and namespace/name) keeps its
 // first definition (files are read in name order) and the later one is an error.
+//
+// What controllers would add in a cluster (slices for selectors and legacy Endpoints, cluster
+// IPs, node ports) is not done here: see derive.h.
 #pragma once
 
 #include <cstddef>
 #include <expected>
 #include <filesystem>
+#include <map>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -31,11 +40,14 @@ namespace sluice {
 
 /// Objects decoded from one manifest file or a directory of them, plus what went wrong.
 struct decode_result {
-  cluster objects;                  ///< Services and EndpointSlices that decoded cleanly
-  std::vector<std::string> errors;  ///< one human-readable line per rejected object or file
-  std::size_t loaded = 0;           ///< objects now in `objects`
-  std::size_t ignored = 0;          ///< objects of other kinds, slices without a service name
-  std::size_t rejected = 0;         ///< malformed or duplicate objects (each has an error)
+  /// Services, EndpointSlices, Pods and legacy Endpoints that decoded cleanly (self_node is
+  /// left unset: the caller picks its own Node from `nodes`).
+  cluster objects;
+  std::map<std::string, node> nodes;  ///< every Node that decoded cleanly, by name
+  std::vector<std::string> errors;    ///< one human-readable line per rejected object or file
+  std::size_t loaded = 0;             ///< objects now in `objects`
+  std::size_t ignored = 0;            ///< objects of other kinds, slices without a service name
+  std::size_t rejected = 0;           ///< malformed or duplicate objects (each has an error)
 };
 
 /// Decodes one manifest text. `source_name` (usually the file path) prefixes every error.

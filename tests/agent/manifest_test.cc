@@ -226,17 +226,22 @@ spec:
   - {name: c, port: 82, targetPort: "8082"}
   - {name: d, port: 83}
   - {name: e, port: 84, protocol: SCTP}
+  - {name: f, port: 85, targetPort: 0}
+  - {name: g, port: 86, targetPort: ""}
 )",
                                           "tp.yaml");
   CHECK(all_errors(r) == "");
   const service& svc = get_service(r, "apps", "tp");
-  REQUIRE(svc.ports.size() == 5);
+  REQUIRE(svc.ports.size() == 7);
   CHECK(svc.ports[0].target_port == int_or_string{uint16_t{8080}});
   CHECK(svc.ports[1].target_port == int_or_string{std::string("http-alt")});
   CHECK(svc.ports[2].target_port == int_or_string{uint16_t{8082}});
   CHECK(svc.ports[3].target_port == int_or_string{uint16_t{83}});
   CHECK(svc.ports[3].protocol == IPPROTO_TCP);  // defaulted
   CHECK(svc.ports[4].protocol == IPPROTO_SCTP);
+  // 0 and "" are what the API server defaults to the port, like an absent targetPort.
+  CHECK(svc.ports[5].target_port == int_or_string{uint16_t{85}});
+  CHECK(svc.ports[6].target_port == int_or_string{uint16_t{86}});
 }
 
 TEST_CASE("decode: session affinity timeout, namespace default, YAML booleans") {
@@ -349,15 +354,23 @@ TEST_CASE("decode: each malformed object gives one precise error and the others 
       {"port not an integer",
        "apiVersion: v1\nkind: Service\nmetadata: {name: x}\n"
        "spec: {clusterIP: 10.96.9.1, ports: [{port: 80.5}]}\n",
-       {"spec.ports[0].port: expected an integer, got \"80.5\""}},
+       {"spec.ports[0].port: expected an integer, got 80.5"}},
       {"nodePort out of range",
        "apiVersion: v1\nkind: Service\nmetadata: {name: x}\n"
        "spec: {type: NodePort, clusterIP: 10.96.9.1, ports: [{port: 80, nodePort: 65536}]}\n",
        {"spec.ports[0].nodePort: 65536 is out of range 0..65535"}},
       {"targetPort out of range",
        "apiVersion: v1\nkind: Service\nmetadata: {name: x}\n"
-       "spec: {clusterIP: 10.96.9.1, ports: [{port: 80, targetPort: 0}]}\n",
+       "spec: {clusterIP: 10.96.9.1, ports: [{port: 80, targetPort: 65536}]}\n",
+       {"spec.ports[0].targetPort: 65536 is out of range 0..65535"}},
+      {"targetPort quoted out of range",
+       "apiVersion: v1\nkind: Service\nmetadata: {name: x}\n"
+       "spec: {clusterIP: 10.96.9.1, ports: [{port: 80, targetPort: \"0\"}]}\n",
        {"spec.ports[0].targetPort: 0 is out of range 1..65535"}},
+      {"targetPort a list",
+       "apiVersion: v1\nkind: Service\nmetadata: {name: x}\n"
+       "spec: {clusterIP: 10.96.9.1, ports: [{port: 80, targetPort: [80]}]}\n",
+       {"spec.ports[0].targetPort: expected a port number or name, got a list"}},
       {"targetPort bad name",
        "apiVersion: v1\nkind: Service\nmetadata: {name: x}\n"
        "spec: {clusterIP: 10.96.9.1, ports: [{port: 80, targetPort: Web_Port}]}\n",
@@ -423,10 +436,10 @@ TEST_CASE("decode: each malformed object gives one precise error and the others 
       {"missing name",
        "apiVersion: v1\nkind: Service\nmetadata: {namespace: shop}\n"
        "spec: {clusterIP: 10.96.9.1}\n",
-       {"Service shop/<no name> (document 2): metadata.name: missing"}},
+       {"case.yaml:8: Service shop/<no name>: metadata.name: missing"}},
       {"missing metadata",
        "apiVersion: v1\nkind: Service\nspec: {clusterIP: 10.96.9.1}\n",
-       {"Service default/<no name> (document 2): metadata: missing"}},
+       {"case.yaml:6: Service default/<no name>: metadata: missing"}},
       {"missing spec",
        "apiVersion: v1\nkind: Service\nmetadata: {name: x}\n",
        {"Service default/x: spec: missing"}},
@@ -488,7 +501,7 @@ TEST_CASE("decode: each malformed object gives one precise error and the others 
        "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n"
        "metadata: {name: s, labels: {kubernetes.io/service-name: good}}\n"
        "addressType: IPv4\nendpoints: 10.0.0.1\n",
-       {"endpoints: expected a list, got a scalar"}},
+       {"endpoints: expected a list, got a string"}},
       {"list items not a list",
        "apiVersion: v1\nkind: List\nitems: {a: b}\n",
        {"List document 2: items: expected a list, got a mapping"}},
@@ -529,7 +542,7 @@ TEST_CASE("decode: errors carry the line of the offending field") {
                     "70000 is out of range 1..65535\n") != std::string::npos);
   CHECK(contains_all(
       errors, {"Service shop/bad-ip: spec.clusterIP: \"10.96.1.300\"",
-               "Service shop/<no name> (document 4): metadata.name: missing",
+               "mixed.yaml:36: Service shop/<no name>: metadata.name: missing",
                "Service default/bad-proto: spec.ports[0].protocol",
                "Service default/ports-not-a-list: spec.ports: expected a list",
                "EndpointSlice default/good-v6-in-v4: endpoints[0].addresses[0]",
@@ -591,6 +604,160 @@ TEST_CASE("decode: empty input and comment-only documents are fine") {
     CHECK(r.ignored == 0);
     CHECK(r.rejected == 0);
   }
+}
+
+TEST_CASE("load_manifest_dir: Pods, Nodes and legacy Endpoints from typed lists and documents") {
+  const auto r = load_manifest_dir(fixture("standalone"));
+  REQUIRE(r);
+  CHECK(all_errors(*r) == "");
+  CHECK(r->loaded == 14);
+  CHECK(r->ignored == 1);  // the Deployment
+  CHECK(r->rejected == 0);
+  CHECK(r->objects.services.size() == 3);
+  CHECK(r->objects.legacy_endpoints.size() == 2);
+  CHECK(r->objects.pods.size() == 7);
+  CHECK(r->objects.endpoint_slices.empty());
+  CHECK_FALSE(r->objects.self_node.has_value());
+  REQUIRE(r->nodes.size() == 2);
+  CHECK(r->nodes.at("node-1").zone() == "zone-a");
+  CHECK(r->nodes.at("node-1").pod_cidrs.size() == 1);
+  CHECK(r->nodes.at("node-2").internal_ips == std::vector<ip_addr>{ip("172.18.0.3")});
+  CHECK(r->nodes.at("node-2").source == fixture("standalone/nodes.yaml").string());
+
+  const pod& a = r->objects.pods.at(object_key{"shop", "web-a"});
+  CHECK(a.ready);
+  CHECK(a.ports == std::vector<pod_port>{{"http", 8080, IPPROTO_TCP, 0, std::nullopt}});
+  CHECK(a.source == fixture("standalone/pods.json").string());
+  CHECK(r->objects.pods.at(object_key{"shop", "web-c"}).terminating);
+  CHECK(r->objects.pods.at(object_key{"shop", "web-d"}).finished);
+  CHECK(r->objects.pods.at(object_key{"shop", "web-g"}).host_network);
+
+  const endpoints& db = r->objects.legacy_endpoints.at(object_key{"shop", "db"});
+  REQUIRE(db.subsets.size() == 1);
+  CHECK(db.subsets[0].addresses.size() == 2);
+  CHECK(db.subsets[0].not_ready_addresses.size() == 1);
+  CHECK(get_service(*r, "shop", "db").selector.empty());
+  CHECK(get_service(*r, "shop", "db").cluster_ips.empty());
+}
+
+TEST_CASE("decode: every list kind; errors inside list items keep their line") {
+  const decode_result r = decode_manifest(R"(apiVersion: v1
+kind: EndpointsList
+items:
+- metadata: {name: a}
+  subsets: [{addresses: [{ip: 192.0.2.1}], ports: [{port: 80}]}]
+---
+apiVersion: v1
+kind: PodList
+items:
+- metadata: {name: ok}
+- metadata: {name: bad}
+  spec:
+    containers:
+    - ports:
+      - containerPort: 70000
+---
+kind: List
+apiVersion: v1
+items:
+- {apiVersion: v1, kind: Node, metadata: {name: n1}}
+- {apiVersion: v1, kind: Node, metadata: {name: n1}}
+- {apiVersion: v1, kind: Pod, metadata: {name: ok}}
+- {metadata: {name: kindless}}
+---
+apiVersion: v1
+kind: ServiceList
+items: null
+)",
+                                          "lists.yaml");
+  CHECK(r.loaded == 3);
+  CHECK(r.rejected == 4);
+  CHECK(r.errors == std::vector<std::string>{
+                        "lists.yaml:15: Pod default/bad: spec.containers[0].ports[0]."
+                        "containerPort: 70000 is out of range 1..65535",
+                        "lists.yaml:21: Node n1: defined twice (also earlier in this file); "
+                        "ignoring this one",
+                        "lists.yaml:22: Pod default/ok: defined twice (also earlier in this "
+                        "file); ignoring this one",
+                        "lists.yaml:23: document 3, items[3]: kind: missing"});
+  CHECK(r.objects.legacy_endpoints.contains(object_key{"default", "a"}));
+  CHECK(r.objects.pods.contains(object_key{"default", "ok"}));
+  CHECK(r.nodes.contains("n1"));
+}
+
+TEST_CASE("decode: YAML plain scalars follow the core schema; quoted scalars stay strings") {
+  const decode_result r = decode_manifest(R"(
+apiVersion: v1
+kind: Service
+metadata:
+  name: scalars
+  labels: {version: "1.10", empty: ~, plain-text: hello world}
+  annotations: {note: null, count: "3"}
+spec:
+  clusterIP: 10.96.7.7
+  publishNotReadyAddresses: on
+  allocateLoadBalancerNodePorts: NO
+  ports:
+  - {name: hex, port: 0x50}
+  - {name: octal, port: 0o121}
+  - {name: plus, port: +82}
+  - {name: zeros, port: 0083}
+)",
+                                          "scalars.yaml");
+  CHECK(all_errors(r) == "");
+  const service& svc = get_service(r, "default", "scalars");
+  CHECK(svc.labels == std::map<std::string, std::string>{
+                          {"empty", ""}, {"plain-text", "hello world"}, {"version", "1.10"}});
+  CHECK(svc.annotations == std::map<std::string, std::string>{{"count", "3"}, {"note", ""}});
+  CHECK(svc.publish_not_ready_addresses);
+  CHECK_FALSE(svc.allocate_lb_node_ports);
+  REQUIRE(svc.ports.size() == 4);
+  CHECK(svc.ports[0].port == 80);
+  CHECK(svc.ports[1].port == 81);
+  CHECK(svc.ports[2].port == 82);
+  CHECK(svc.ports[3].port == 83);  // decimal, as YAML 1.2 reads it
+
+  const decode_result unquoted = decode_manifest(
+      "apiVersion: v1\nkind: Service\nmetadata: {name: v, labels: {version: 1.10}}\nspec: {}\n",
+      "v.yaml");
+  CHECK(unquoted.errors ==
+        std::vector<std::string>{"v.yaml:3: Service default/v: metadata.labels: value of "
+                                 "\"version\": expected a string, got a number"});
+  const decode_result quoted_bool = decode_manifest(
+      "apiVersion: v1\nkind: Service\nmetadata: {name: q}\nspec: {publishNotReadyAddresses: "
+      "'true'}\n",
+      "q.yaml");
+  CHECK(quoted_bool.errors ==
+        std::vector<std::string>{"q.yaml:4: Service default/q: spec.publishNotReadyAddresses: "
+                                 "expected true or false, got \"true\""});
+}
+
+TEST_CASE("decode: aliases are expanded, but an alias bomb is an error") {
+  const decode_result ok = decode_manifest(R"(
+apiVersion: v1
+kind: ServiceList
+items:
+- metadata: {name: a, labels: &l {app: web}}
+  spec: {clusterIP: 10.96.8.1, selector: *l, ports: &p [{port: 80}]}
+- metadata: {name: b, labels: *l}
+  spec: {clusterIP: 10.96.8.2, ports: *p}
+)",
+                                           "alias.yaml");
+  CHECK(all_errors(ok) == "");
+  CHECK(get_service(ok, "default", "a").selector.at("app") == "web");
+  CHECK(get_service(ok, "default", "b").ports.at(0).port == 80);
+
+  std::string bomb = "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n";
+  for (int i = 1; i < 8; ++i) {
+    bomb += fmt::format(
+        "a{0}: &a{0} [*a{1}, *a{1}, *a{1}, *a{1}, *a{1}, *a{1}, *a{1}, *a{1}, "
+        "*a{1}, *a{1}]\n",
+        i, i - 1);
+  }
+  const decode_result r = decode_manifest(bomb, "bomb.yaml");
+  REQUIRE(r.errors.size() == 1);
+  CHECK(r.errors[0].starts_with("bomb.yaml: document 1: document expands to far more nodes"));
+  CHECK(r.rejected == 1);
 }
 
 TEST_CASE("is_manifest_file_name") {
