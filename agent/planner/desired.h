@@ -79,7 +79,8 @@ struct desired_frontend {
   bool external_local = false;
   std::vector<desired_backend> external_backends;  // meaningful only when external_local
   /// LoadBalancer kind: allowed client prefixes (loadBalancerSourceRanges of the VIP's family,
-  /// plus the VIP itself when a range contains a node address); empty = everyone.
+  /// plus every LB ingress IP of that family when a range contains the node's primary address,
+  /// as kube-proxy does); empty = everyone.
   std::vector<ip_prefix> source_ranges;
 
   frontend_key key() const { return {vip, port, proto}; }

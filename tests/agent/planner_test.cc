@@ -218,6 +218,32 @@ TEST_CASE("plan: slices carrying the proxy-name or headless label are ignored") 
   CHECK(plan_text(state) == "10.96.0.1:80/TCP default/web:http affinity=0 -> 10.244.1.1:8080\n");
 }
 
+TEST_CASE("plan: with --service-proxy-name only services and slices carrying that name count") {
+  cluster state;
+  for (const char* name : {"ours", "theirs", "unlabelled"}) {
+    service svc = make_service("default", name, {}, {svc_port("http", 80)});
+    endpoint_slice slice = make_slice("default", std::string(name) + "-1", name, v4,
+                                      {make_endpoint("10.244.1.1")}, {slice_port("http", 8080)});
+    if (std::string_view(name) != "unlabelled") {
+      const std::string proxy = std::string_view(name) == "ours" ? "sluice" : "kube-proxy";
+      svc.labels[std::string(label_service_proxy_name)] = proxy;
+      slice.labels[std::string(label_service_proxy_name)] = proxy;
+    }
+    add(state, std::move(svc));
+    add(state, std::move(slice));
+  }
+  state.services.at({"default", "ours"}).cluster_ips = {test::ip("10.96.0.1")};
+  state.services.at({"default", "theirs"}).cluster_ips = {test::ip("10.96.0.2")};
+  state.services.at({"default", "unlabelled"}).cluster_ips = {test::ip("10.96.0.3")};
+
+  // Named: exactly the services labelled with our name, with their labelled slices.
+  CHECK(describe(plan(state, {.node_name = "node-a", .service_proxy_name = "sluice"})) ==
+        "10.96.0.1:80/TCP default/ours:http affinity=0 -> 10.244.1.1:8080\n");
+  // Unnamed: kube-proxy's rule, every labelled service is someone else's.
+  CHECK(describe(plan(state, {.node_name = "node-a"})) ==
+        "10.96.0.3:80/TCP default/unlabelled:http affinity=0 -> 10.244.1.1:8080\n");
+}
+
 TEST_CASE("plan: slices of another namespace, service or address type are not used") {
   cluster state = web_with({web_slice("web-1", {make_endpoint("10.244.1.1")})});
   add(state, make_slice("other", "web-2", "web", v4, {make_endpoint("10.244.2.1")},
@@ -381,12 +407,459 @@ TEST_CASE("plan: realistic fixture directory end to end") {
         "10.96.100.1:8080/TCP default/echo: affinity=0 -> 10.244.3.3:8080\n"
         "10.96.234.211:80/TCP default/web:http affinity=0 -> 10.244.1.7:10080\n"
         "10.96.234.211:443/TCP default/web:https affinity=0 -> 10.244.1.7:8443\n"
+        // The LoadBalancer ingress IP (no NodePorts: the directory has no Node object).
+        "172.18.255.205:80/TCP default/web:http affinity=0 -> 10.244.1.7:10080\n"
+        "172.18.255.205:443/TCP default/web:https affinity=0 -> 10.244.1.7:8443\n"
         "[fd00:10:96::a]:53/TCP kube-system/kube-dns:dns-tcp affinity=10800 -> "
         "[fd00:10:244::5]:53\n"
         "[fd00:10:96::a]:53/UDP kube-system/kube-dns:dns affinity=10800 -> "
         "[fd00:10:244::5]:53\n"
         "[fd00:10:96::a]:9153/TCP kube-system/kube-dns:metrics affinity=10800 -> "
         "[fd00:10:244::5]:9153\n");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Every frontend kind (kube-semantics.md §1.2 rows 1-4, 6, 8, 11; §1.5; §1.7-§1.9; hostPorts).
+
+namespace {
+
+constexpr const char* here = "node-a";
+
+// Our node, as kube-proxy's fixture: 192.168.0.2 and 192.168.1.2, 2001:db8::1.
+node fixture_node() {
+  node self;
+  self.name = here;
+  self.labels[std::string(label_zone)] = "zone-a";
+  self.internal_ips = {test::ip("192.168.0.2"), test::ip("192.168.1.2"), test::ip("2001:db8::1")};
+  self.external_ips = {test::ip("203.0.113.9")};
+  return self;
+}
+
+endpoint on_node(std::string_view addr, std::string node_name,
+                 std::optional<bool> ready = std::nullopt,
+                 std::optional<bool> serving = std::nullopt,
+                 std::optional<bool> terminating = std::nullopt) {
+  endpoint ep = make_endpoint(addr, ready, serving, terminating);
+  ep.node_name = std::move(node_name);
+  return ep;
+}
+
+std::string backends_text(const std::vector<desired_backend>& backends) {
+  std::string out;
+  for (const desired_backend& b : backends) {
+    out += (out.empty() ? "" : ",") + test::describe(b);
+  }
+  return out;
+}
+
+std::string_view kind_name(frontend_kind kind) {
+  switch (kind) {
+    case frontend_kind::cluster_ip:
+      return "cluster_ip";
+    case frontend_kind::external_ip:
+      return "external_ip";
+    case frontend_kind::load_balancer:
+      return "load_balancer";
+    case frontend_kind::node_port:
+      return "node_port";
+    case frontend_kind::host_port:
+      return "host_port";
+  }
+  return "?";
+}
+
+// "1.2.3.4:80/TCP load_balancer ns/svc:p -> a,b | local -> c | ranges 10.0.0.0/8"; an empty
+// set prints its verdict.
+std::string full_text(const desired_state& state) {
+  std::string out;
+  for (const desired_frontend& f : state.frontends) {
+    const std::string vip =
+        f.vip.family == ip_family::v6 ? "[" + format_ip(f.vip) + "]" : format_ip(f.vip);
+    std::string line =
+        fmt::format("{}:{}/{} {} {} -> {}", vip, f.port, f.proto == IPPROTO_UDP ? "UDP" : "TCP",
+                    kind_name(f.kind), f.name,
+                    f.backends.empty() ? (f.when_empty == empty_verdict::drop ? "drop" : "reject")
+                                       : backends_text(f.backends));
+    if (f.external_local) {
+      line += " | local -> " + (f.external_backends.empty() ? std::string("drop")
+                                                            : backends_text(f.external_backends));
+    }
+    if (!f.source_ranges.empty()) {
+      std::string ranges;
+      for (const ip_prefix& range : f.source_ranges) {
+        ranges += (ranges.empty() ? "" : ",") + format_ip(range.addr) + "/" +
+                  std::to_string(range.length);
+      }
+      line += " | ranges " + ranges;
+    }
+    if (f.affinity_timeout_s != 0) {
+      line += fmt::format(" | affinity {}", f.affinity_timeout_s);
+    }
+    out += line + "\n";
+  }
+  return out;
+}
+
+// default/lb: LoadBalancer 172.30.0.41, port p80 80 -> 8080, nodePort 3001, externalIP
+// 192.168.99.11, LB ingress 1.2.3.4; endpoints 10.180.0.1 (here) and 10.180.1.1 (elsewhere).
+cluster lb_cluster() {
+  cluster state;
+  state.self_node = fixture_node();
+  service svc = make_service("default", "lb", {"172.30.0.41"}, {svc_port("p80", 80)});
+  svc.type = service_type::load_balancer;
+  svc.ports[0].node_port = 3001;
+  svc.external_ips = {test::ip("192.168.99.11"), test::ip("2001:db8:99::11")};
+  svc.lb_ingress = {{test::ip("1.2.3.4"), false}};
+  add(state, svc);
+  add(state, make_slice("default", "lb-1", "lb", v4,
+                        {on_node("10.180.0.1", here), on_node("10.180.1.1", "node-b")},
+                        {slice_port("p80", 8080)}));
+  return state;
+}
+
+service& only_service(cluster& state) { return state.services.begin()->second; }
+
+pod make_pod(std::string name, std::vector<std::string> ips, std::vector<pod_port> ports,
+             std::string node_name = here) {
+  pod p;
+  p.namespace_ = "default";
+  p.name = std::move(name);
+  p.node_name = std::move(node_name);
+  for (const std::string& text : ips) {
+    p.pod_ips.push_back(test::ip(text));
+  }
+  p.ports = std::move(ports);
+  p.ready = true;
+  return p;
+}
+
+}  // namespace
+
+TEST_CASE("plan: a LoadBalancer service gets every kind of frontend, in key order") {
+  const cluster state = lb_cluster();
+  CHECK(full_text(plan(state, {here, {}})) ==
+        "1.2.3.4:80/TCP load_balancer default/lb:p80 -> 10.180.0.1:8080,10.180.1.1:8080\n"
+        "172.30.0.41:80/TCP cluster_ip default/lb:p80 -> 10.180.0.1:8080,10.180.1.1:8080\n"
+        "192.168.0.2:3001/TCP node_port default/lb:p80 -> 10.180.0.1:8080,10.180.1.1:8080\n"
+        "192.168.99.11:80/TCP external_ip default/lb:p80 -> 10.180.0.1:8080,10.180.1.1:8080\n");
+}
+
+TEST_CASE("plan: externalTrafficPolicy Local splits external sources off to local endpoints") {
+  cluster state = lb_cluster();
+  only_service(state).external_policy = traffic_policy::local;
+  only_service(state).session_affinity_client_ip = true;
+  only_service(state).affinity_timeout_s = 600;
+  CHECK(full_text(plan(state, {here, {}})) ==
+        "1.2.3.4:80/TCP load_balancer default/lb:p80 -> 10.180.0.1:8080,10.180.1.1:8080 | "
+        "local -> 10.180.0.1:8080 | affinity 600\n"
+        "172.30.0.41:80/TCP cluster_ip default/lb:p80 -> 10.180.0.1:8080,10.180.1.1:8080 | "
+        "affinity 600\n"
+        "192.168.0.2:3001/TCP node_port default/lb:p80 -> 10.180.0.1:8080,10.180.1.1:8080 | "
+        "local -> 10.180.0.1:8080 | affinity 600\n"
+        "192.168.99.11:80/TCP external_ip default/lb:p80 -> 10.180.0.1:8080,10.180.1.1:8080 | "
+        "local -> 10.180.0.1:8080 | affinity 600\n");
+
+  SUBCASE("no local endpoint: external sources are dropped, others still served") {
+    const desired_state planned = plan(state, {"node-c", {}});
+    for (const desired_frontend& f : planned.frontends) {
+      CAPTURE(kind_name(f.kind));
+      CHECK(f.backends.size() == 2);
+      CHECK(f.external_local == (f.kind != frontend_kind::cluster_ip));
+      CHECK(f.external_backends.empty());
+    }
+  }
+  SUBCASE("no endpoint at all: every frontend rejects, external_local is off") {
+    state.endpoint_slices.clear();
+    const desired_state planned = plan(state, {here, {}});
+    REQUIRE(planned.frontends.size() == 4);
+    for (const desired_frontend& f : planned.frontends) {
+      CHECK(f.backends.empty());
+      CHECK(f.when_empty == empty_verdict::reject);
+      CHECK_FALSE(f.external_local);
+    }
+  }
+}
+
+TEST_CASE("plan: internalTrafficPolicy Local: local endpoints, drop when only remote ones") {
+  cluster state = lb_cluster();
+  only_service(state).internal_policy = traffic_policy::local;
+  const auto cluster_ip_line = [&](const plan_options& options) {
+    for (const desired_frontend& f : plan(state, options).frontends) {
+      if (f.kind == frontend_kind::cluster_ip) {
+        return full_text(desired_state{{f}, {}, {}});
+      }
+    }
+    return std::string();
+  };
+  CHECK(cluster_ip_line({here, {}}) ==
+        "172.30.0.41:80/TCP cluster_ip default/lb:p80 -> 10.180.0.1:8080\n");
+  CHECK(cluster_ip_line({"node-c", {}}) ==
+        "172.30.0.41:80/TCP cluster_ip default/lb:p80 -> drop\n");
+  // External kinds ignore internalTrafficPolicy.
+  for (const desired_frontend& f : plan(state, {"node-c", {}}).frontends) {
+    CHECK(f.backends.size() == (f.kind == frontend_kind::cluster_ip ? 0u : 2u));
+  }
+  state.endpoint_slices.clear();
+  CHECK(cluster_ip_line({here, {}}) == "172.30.0.41:80/TCP cluster_ip default/lb:p80 -> reject\n");
+}
+
+TEST_CASE("plan: ipMode Proxy ingress IPs get no frontend") {
+  cluster state = lb_cluster();
+  only_service(state).lb_ingress = {{test::ip("1.2.3.4"), true}, {test::ip("5.6.7.8"), false}};
+  const std::string text = full_text(plan(state, {here, {}}));
+  CHECK(text.find("1.2.3.4") == std::string::npos);
+  CHECK(text.find("5.6.7.8:80/TCP load_balancer default/lb:p80") == 0);
+}
+
+TEST_CASE("plan: allocateLoadBalancerNodePorts=false (nodePort 0) gives no NodePort frontend") {
+  cluster state = lb_cluster();
+  only_service(state).ports[0].node_port = 0;
+  for (const desired_frontend& f : plan(state, {here, {}}).frontends) {
+    CHECK(f.kind != frontend_kind::node_port);
+  }
+  CHECK(plan(state, {here, {}}).frontends.size() == 3);
+}
+
+TEST_CASE("plan: NodePort addresses: primary per family by default, or the configured CIDRs") {
+  cluster state = lb_cluster();
+  only_service(state).external_ips.clear();
+  only_service(state).lb_ingress.clear();
+  const auto node_ports = [&](const plan_options& options) {
+    std::vector<std::string> out;
+    for (const desired_frontend& f : plan(state, options).frontends) {
+      if (f.kind == frontend_kind::node_port) {
+        out.push_back(format_ip(f.vip) + ":" + std::to_string(f.port));
+      }
+    }
+    return out;
+  };
+  using strings = std::vector<std::string>;
+  CHECK(node_ports({here, {}}) == strings{"192.168.0.2:3001"});
+  const ip_prefix v4_all{test::ip("0.0.0.0"), 0};
+  const ip_prefix v6_all{test::ip("::"), 0};
+  const ip_prefix secondary{test::ip("192.168.1.0"), 24};
+  CHECK(node_ports({here, {secondary}}) == strings{"192.168.1.2:3001"});
+  CHECK(node_ports({here, {v4_all}}) ==
+        strings{"192.168.0.2:3001", "192.168.1.2:3001", "203.0.113.9:3001"});
+
+  SUBCASE("a v4-only service has no v6 NodePort; a dual-stack one has both") {
+    CHECK(node_ports({here, {v4_all, v6_all}}) ==
+          strings{"192.168.0.2:3001", "192.168.1.2:3001", "203.0.113.9:3001"});
+    only_service(state).cluster_ips.push_back(test::ip("fd00:10:96::41"));
+    add(state, make_slice("default", "lb-v6", "lb", v6, {on_node("fd00:10::1", here)},
+                          {slice_port("p80", 8080)}));
+    CHECK(node_ports({here, {}}) == strings{"192.168.0.2:3001", "2001:db8::1:3001"});
+    for (const desired_frontend& f : plan(state, {here, {}}).frontends) {
+      if (f.vip == test::ip("2001:db8::1")) {
+        CHECK(backends_text(f.backends) == "[fd00:10::1]:8080");
+      }
+    }
+  }
+  SUBCASE("no Node known: no NodePort frontend") {
+    state.self_node.reset();
+    CHECK(node_ports({here, {}}).empty());
+  }
+}
+
+TEST_CASE("plan: externalIPs, LB IPs and source ranges are filtered per family") {
+  cluster state = lb_cluster();
+  service& svc = only_service(state);
+  svc.cluster_ips.push_back(test::ip("fd00:10:96::41"));
+  svc.lb_ingress.push_back({test::ip("2001:db8:1b::1"), false});
+  svc.lb_source_ranges = {{test::ip("2001:db8::"), 32}};
+  const desired_state planned = plan(state, {here, {}});
+  std::vector<std::string> lines;
+  for (const desired_frontend& f : planned.frontends) {
+    if (f.kind == frontend_kind::external_ip || f.kind == frontend_kind::load_balancer) {
+      lines.push_back(full_text(desired_state{{f}, {}, {}}));
+    }
+  }
+  // The v6 range holds the node's primary v6 address, so the v6 LB IP joins the allowed
+  // sources; the v4 family has no range of its own and is not filtered. The v6 family has no
+  // slice, hence reject.
+  CHECK(lines == std::vector<std::string>{
+                     "1.2.3.4:80/TCP load_balancer default/lb:p80 -> "
+                     "10.180.0.1:8080,10.180.1.1:8080\n",
+                     "192.168.99.11:80/TCP external_ip default/lb:p80 -> "
+                     "10.180.0.1:8080,10.180.1.1:8080\n",
+                     "[2001:db8:1b::1]:80/TCP load_balancer default/lb:p80 -> reject | ranges "
+                     "2001:db8::/32,2001:db8:1b::1/128\n",
+                     "[2001:db8:99::11]:80/TCP external_ip default/lb:p80 -> reject\n",
+                 });
+}
+
+TEST_CASE("plan: source ranges add every LB IP of the family when a range holds the node IP") {
+  cluster state = lb_cluster();
+  service& svc = only_service(state);
+  svc.lb_ingress = {
+      {test::ip("1.2.3.4"), false}, {test::ip("5.6.7.8"), false}, {test::ip("9.10.11.12"), true}};
+  svc.lb_source_ranges = {{test::ip("203.0.113.0"), 25}, {test::ip("192.168.0.0"), 24}};
+  for (const desired_frontend& f : plan(state, {here, {}}).frontends) {
+    if (f.kind == frontend_kind::load_balancer) {
+      CHECK(f.source_ranges == std::vector<ip_prefix>{{test::ip("1.2.3.4"), 32},
+                                                      {test::ip("5.6.7.8"), 32},
+                                                      {test::ip("192.168.0.0"), 24},
+                                                      {test::ip("203.0.113.0"), 25}});
+    } else {
+      CHECK(f.source_ranges.empty());
+    }
+  }
+  svc.lb_source_ranges = {{test::ip("203.0.113.0"), 25}};
+  for (const desired_frontend& f : plan(state, {here, {}}).frontends) {
+    if (f.kind == frontend_kind::load_balancer) {
+      CHECK(f.source_ranges == std::vector<ip_prefix>{{test::ip("203.0.113.0"), 25}});
+    }
+  }
+}
+
+TEST_CASE("plan: hostPorts of this node's pods") {
+  cluster state;
+  state.self_node = fixture_node();
+  const auto port = [](uint16_t container, uint16_t host, uint8_t proto = IPPROTO_TCP,
+                       std::optional<std::string> host_ip = std::nullopt) {
+    pod_port p;
+    p.container_port = container;
+    p.host_port = host;
+    p.protocol = proto;
+    if (host_ip) {
+      p.host_ip = test::ip(*host_ip);
+    }
+    return p;
+  };
+  pod web = make_pod("web", {"10.180.0.7", "fd00:10::7"},
+                     {port(80, 8080), port(53, 5353, IPPROTO_UDP, "192.168.1.2"), port(9090, 0),
+                      port(3868, 3868, IPPROTO_SCTP)});
+  web.ready = false;  // portmap forwards regardless of readiness
+  state.pods[web.key()] = web;
+  pod any_v4 = make_pod("any-v4", {"10.180.0.8"}, {port(81, 8081, IPPROTO_TCP, "0.0.0.0")});
+  state.pods[any_v4.key()] = any_v4;
+  pod elsewhere = make_pod("elsewhere", {"10.180.5.5"}, {port(80, 9999)}, "node-b");
+  state.pods[elsewhere.key()] = elsewhere;
+  pod finished = make_pod("finished", {"10.180.0.9"}, {port(80, 9998)});
+  finished.finished = true;
+  state.pods[finished.key()] = finished;
+  pod host_net = make_pod("host-net", {"192.168.0.2"}, {port(80, 9997)});
+  host_net.host_network = true;
+  state.pods[host_net.key()] = host_net;
+
+  CHECK(full_text(plan(state, {here, {}})) ==
+        "192.168.0.2:8080/TCP host_port default/web:8080 -> 10.180.0.7:80\n"
+        "192.168.0.2:8081/TCP host_port default/any-v4:8081 -> 10.180.0.8:81\n"
+        "192.168.1.2:5353/UDP host_port default/web:5353 -> 10.180.0.7:53\n"
+        "192.168.1.2:8080/TCP host_port default/web:8080 -> 10.180.0.7:80\n"
+        "192.168.1.2:8081/TCP host_port default/any-v4:8081 -> 10.180.0.8:81\n"
+        "203.0.113.9:8080/TCP host_port default/web:8080 -> 10.180.0.7:80\n"
+        "203.0.113.9:8081/TCP host_port default/any-v4:8081 -> 10.180.0.8:81\n"
+        "[2001:db8::1]:8080/TCP host_port default/web:8080 -> [fd00:10::7]:80\n");
+}
+
+TEST_CASE("plan: conflicts across kinds: first claimant by (namespace, name) wins") {
+  cluster state = lb_cluster();  // default/lb claims 192.168.0.2:3001/TCP
+  pod_port clash;
+  clash.container_port = 80;
+  clash.host_port = 3001;
+  clash.host_ip = test::ip("192.168.0.2");
+  pod a_pod = make_pod("a-pod", {"10.180.0.7"}, {clash});
+  state.pods[a_pod.key()] = a_pod;
+  pod z_pod = make_pod("z-pod", {"10.180.0.8"}, {clash});
+  state.pods[z_pod.key()] = z_pod;
+  const desired_state planned = plan(state, {here, {}});
+  for (const desired_frontend& f : planned.frontends) {
+    if (f.vip == test::ip("192.168.0.2") && f.port == 3001) {
+      CHECK(f.name == "default/a-pod:3001");
+    }
+  }
+  CHECK(planned.conflicts ==
+        std::vector<std::string>{
+            "default/lb:p80 left out: default/a-pod:3001 already uses 192.168.0.2 port 3001/TCP",
+            "default/z-pod:3001 left out: default/a-pod:3001 already uses 192.168.0.2 port "
+            "3001/TCP"});
+
+  SUBCASE("a Service sorts before a Pod of the same namespace/name") {
+    pod same = make_pod("lb", {"10.180.0.9"}, {clash});
+    state.pods.clear();
+    state.pods[same.key()] = same;
+    CHECK(plan(state, {here, {}}).conflicts ==
+          std::vector<std::string>{
+              "default/lb:3001 left out: default/lb:p80 already uses 192.168.0.2 port 3001/TCP"});
+  }
+  SUBCASE("a service listing one externalIP twice is not a conflict") {
+    state.pods.clear();
+    only_service(state).external_ips.push_back(test::ip("192.168.99.11"));
+    const desired_state again = plan(state, {here, {}});
+    CHECK(again.conflicts.empty());
+    CHECK(again.frontends.size() == 4);
+  }
+}
+
+TEST_CASE("plan: health checks count this node's ready endpoints (distinct addresses)") {
+  cluster state = lb_cluster();
+  service& svc = only_service(state);
+  svc.external_policy = traffic_policy::local;
+  svc.health_check_node_port = 30000;
+  svc.ports.push_back(svc_port("p443", 443));
+  state.endpoint_slices.clear();
+  add(state, make_slice("default", "lb-1", "lb", v4,
+                        {on_node("10.180.0.1", here), on_node("10.180.0.2", here),
+                         on_node("10.180.0.3", here, false, true, true),
+                         on_node("10.180.0.4", here, false, false, false),
+                         on_node("10.180.1.1", "node-b")},
+                        {slice_port("p80", 8080), slice_port("p443", 8443)}));
+  CHECK(plan(state, {here, {}}).health_checks ==
+        std::vector<desired_health_check>{{"default", "lb", 30000, 2}});
+  CHECK(plan(state, {"node-b", {}}).health_checks ==
+        std::vector<desired_health_check>{{"default", "lb", 30000, 1}});
+  CHECK(plan(state, {"node-c", {}}).health_checks ==
+        std::vector<desired_health_check>{{"default", "lb", 30000, 0}});
+
+  SUBCASE("terminating-only local endpoints count 0 although they serve") {
+    state.endpoint_slices.clear();
+    add(state,
+        make_slice("default", "lb-1", "lb", v4, {on_node("10.180.0.3", here, false, true, true)},
+                   {slice_port("p80", 8080)}));
+    const desired_state planned = plan(state, {here, {}});
+    CHECK(planned.health_checks == std::vector<desired_health_check>{{"default", "lb", 30000, 0}});
+    for (const desired_frontend& f : planned.frontends) {
+      if (f.external_local) {
+        CHECK(backends_text(f.external_backends) == "10.180.0.3:8080 (terminating)");
+      }
+    }
+  }
+  SUBCASE("no health check for eTP Cluster, for type NodePort, or without a port") {
+    svc.external_policy = traffic_policy::cluster;
+    CHECK(plan(state, {here, {}}).health_checks.empty());
+    svc.external_policy = traffic_policy::local;
+    svc.type = service_type::node_port;
+    CHECK(plan(state, {here, {}}).health_checks.empty());
+    svc.type = service_type::load_balancer;
+    svc.health_check_node_port = 0;
+    CHECK(plan(state, {here, {}}).health_checks.empty());
+  }
+  SUBCASE("sorted by port") {
+    service other = make_service("a", "other", {"172.30.0.99"}, {svc_port("p", 80)});
+    other.type = service_type::load_balancer;
+    other.external_policy = traffic_policy::local;
+    other.health_check_node_port = 29999;
+    add(state, other);
+    CHECK(plan(state, {here, {}}).health_checks ==
+          std::vector<desired_health_check>{{"a", "other", 29999, 0}, {"default", "lb", 30000, 2}});
+  }
+}
+
+TEST_CASE("plan: zone hints filter the cluster set with the Node's zone label") {
+  cluster state;
+  state.self_node = fixture_node();  // zone-a
+  add(state, make_service("default", "web", {"172.30.0.41"}, {svc_port("http", 80)}));
+  endpoint a = on_node("10.180.0.1", "node-x");
+  a.hints_for_zones = {"zone-a"};
+  endpoint b = on_node("10.180.0.2", "node-y");
+  b.hints_for_zones = {"zone-b"};
+  add(state, make_slice("default", "web-1", "web", v4, {a, b}, {slice_port("http", 80)}));
+  CHECK(full_text(plan(state, {here, {}})) ==
+        "172.30.0.41:80/TCP cluster_ip default/web:http -> 10.180.0.1:80\n");
+  state.self_node->labels.clear();
+  CHECK(full_text(plan(state, {here, {}})) ==
+        "172.30.0.41:80/TCP cluster_ip default/web:http -> 10.180.0.1:80,10.180.0.2:80\n");
 }
 
 }  // namespace sluice
