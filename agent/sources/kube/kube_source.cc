@@ -1,0 +1,174 @@
+#include "agent/sources/kube/kube_source.h"
+
+#include <spdlog/spdlog.h>
+
+namespace sluice::kube {
+
+namespace {
+
+constexpr std::string_view res_services = "services";
+constexpr std::string_view res_slices = "endpointslices";
+constexpr std::string_view res_node = "nodes";
+constexpr std::string_view res_pods = "pods";
+
+object_kind kind_for(std::string_view resource) {
+  if (resource == res_services) {
+    return object_kind::service;
+  }
+  if (resource == res_slices) {
+    return object_kind::endpoint_slice;
+  }
+  if (resource == res_node) {
+    return object_kind::node;
+  }
+  return object_kind::pod;
+}
+
+// metadata.{namespace,name,resourceVersion} without decoding the object. Nodes have no
+// namespace; everything else defaults to "default" as the decoder does.
+struct meta {
+  object_key key;
+  std::string_view resource_version;
+};
+
+std::string_view string_at(const nlohmann::json& obj, const char* field) {
+  const auto it = obj.find(field);
+  if (it == obj.end() || !it->is_string()) {
+    return {};
+  }
+  return it->get_ref<const std::string&>();
+}
+
+std::optional<meta> meta_of(object_kind kind, const nlohmann::json& object) {
+  if (!object.is_object()) {
+    return std::nullopt;
+  }
+  const auto m = object.find("metadata");
+  if (m == object.end() || !m->is_object()) {
+    return std::nullopt;
+  }
+  meta out;
+  out.key.name = std::string(string_at(*m, "name"));
+  if (out.key.name.empty()) {
+    return std::nullopt;
+  }
+  if (kind != object_kind::node) {
+    const std::string_view ns = string_at(*m, "namespace");
+    out.key.namespace_ = ns.empty() ? "default" : std::string(ns);
+  }
+  out.resource_version = string_at(*m, "resourceVersion");
+  return out;
+}
+
+}  // namespace
+
+std::string proxy_label_selector(std::string_view service_proxy_name) {
+  if (service_proxy_name.empty()) {
+    return std::string(kube_proxy_label_selector);
+  }
+  return fmt::format("!service.kubernetes.io/headless,service.kubernetes.io/service-proxy-name={}",
+                     service_proxy_name);
+}
+
+kube_source::kube_source(const api_config& cfg, cluster_store& store, kube_source_options opts)
+    : store_(store), opts_(std::move(opts)) {
+  const std::string selector = proxy_label_selector(opts_.service_proxy_name);
+  reflector_options pods;
+  pods.resource = std::string(res_pods);
+  pods.path = "/api/v1/pods";
+  pods.field_selector = "spec.nodeName=" + opts_.node_name;
+  pods.item_kind = "Pod";
+  pods.item_api_version = "v1";
+  std::vector<reflector_options> all{services_reflector(selector),
+                                     endpointslices_reflector(selector),
+                                     node_reflector(opts_.node_name), pods};
+  // One token source for all reflectors: the file is re-read once, not four times.
+  auto tokens = std::make_shared<token_source>(cfg.token, cfg.token_file);
+  for (reflector_options& o : all) {
+    o.watch_timeout_min = opts_.watch_timeout_min;
+    o.watch_timeout_max = opts_.watch_timeout_max;
+    reflectors_.push_back(std::make_unique<reflector>(cfg, std::move(o), *this, tokens));
+  }
+}
+
+kube_source::~kube_source() { stop(); }
+
+void kube_source::start() {
+  for (auto& r : reflectors_) {
+    r->start();
+  }
+}
+
+void kube_source::stop() {
+  for (auto& r : reflectors_) {
+    r->stop();
+  }
+}
+
+bool kube_source::synced() const {
+  return store_.synced(
+      {object_kind::service, object_kind::endpoint_slice, object_kind::node, object_kind::pod});
+}
+
+void kube_source::list_begin(std::string_view resource) {
+  store_.list_begin(kind_for(resource));
+}
+
+void kube_source::list_item(std::string_view resource, const nlohmann::json& object) {
+  put(kind_for(resource), object, true);
+}
+
+void kube_source::list_end(std::string_view resource, std::string_view resource_version) {
+  const object_kind kind = kind_for(resource);
+  store_.list_end(kind);
+  spdlog::debug("{}: listed at resourceVersion {}", resource, resource_version);
+}
+
+void kube_source::list_abort(std::string_view resource) { store_.list_abort(kind_for(resource)); }
+
+void kube_source::event(std::string_view resource, watch_event_type type,
+                        const nlohmann::json& object) {
+  const object_kind kind = kind_for(resource);
+  if (type != watch_event_type::deleted) {
+    put(kind, object, false);
+    return;
+  }
+  const std::optional<meta> m = meta_of(kind, object);
+  if (!m) {
+    decode_[static_cast<size_t>(kind)].rejected.fetch_add(1, std::memory_order_relaxed);
+    spdlog::error("{} DELETED event without metadata.name: ignored", kind_name(kind));
+    return;
+  }
+  store_.erase(kind, m->key);
+}
+
+void kube_source::synced(std::string_view resource, bool ok) {
+  if (!ok) {
+    spdlog::warn("{}: list failed; serving the last known state", resource);
+  }
+}
+
+void kube_source::put(object_kind kind, const nlohmann::json& object, bool from_list) {
+  const std::optional<meta> m = meta_of(kind, object);
+  if (from_list && m && store_.holds_version(kind, m->key, m->resource_version)) {
+    return;  // a relist of an unchanged object: nothing to decode or plan
+  }
+  auto decoded = decode_object(object, kind_name(kind));
+  if (!decoded) {
+    auto& counters = decode_[static_cast<size_t>(kind)];
+    if (decoded.error().ignored) {
+      counters.ignored.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    counters.rejected.fetch_add(1, std::memory_order_relaxed);
+    // The previous good version (if any) stays: a bad update must not take a service down.
+    spdlog::error("rejected: {}", decoded.error().message);
+    if (from_list && m) {
+      store_.holds_version(kind, m->key, {});  // no-op: keeps the key out of the deletion set
+    }
+    return;
+  }
+  store_.put(std::move(*decoded));
+}
+
+}  // namespace sluice::kube

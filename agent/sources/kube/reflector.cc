@@ -1,0 +1,481 @@
+// The list/watch loop of one resource (see reflector.h). Modelled on client-go's
+// tools/cache/reflector.go (ListAndWatch, watchHandler) and tools/pager/pager.go.
+#include "agent/sources/kube/reflector.h"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "agent/sources/kube/line_reader.h"
+
+namespace sluice::kube {
+namespace {
+
+// Percent-encodes everything but RFC 3986 unreserved characters (selectors hold '!', ',',
+// '=', '/'; continue tokens are base64 with '=' padding).
+std::string url_encode(std::string_view s) {
+  std::string out;
+  out.reserve(s.size() * 3);
+  for (const char c : s) {
+    const auto u = static_cast<unsigned char>(c);
+    if (std::isalnum(u) != 0 || c == '-' || c == '.' || c == '_' || c == '~') {
+      out.push_back(c);
+    } else {
+      out += fmt::format("%{:02X}", u);
+    }
+  }
+  return out;
+}
+
+std::string object_rv(const nlohmann::json& obj) {
+  if (!obj.is_object()) {
+    return {};
+  }
+  const auto md = obj.find("metadata");
+  if (md == obj.end() || !md->is_object()) {
+    return {};
+  }
+  const auto rv = md->find("resourceVersion");
+  if (rv == md->end() || !rv->is_string()) {
+    return {};
+  }
+  return rv->get<std::string>();
+}
+
+std::int64_t now_unix_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// A watch that ends sooner than this without delivering anything is treated as a failure for
+// backoff purposes, so a server (or proxy) that closes every watch at once is not hammered.
+constexpr auto min_healthy_watch = std::chrono::seconds(1);
+
+}  // namespace
+
+std::string_view to_string(watch_event_type t) {
+  switch (t) {
+    case watch_event_type::added:
+      return "ADDED";
+    case watch_event_type::modified:
+      return "MODIFIED";
+    case watch_event_type::deleted:
+      return "DELETED";
+  }
+  return "?";
+}
+
+reflector_options services_reflector(std::string label_selector) {
+  reflector_options o;
+  o.resource = "services";
+  o.path = "/api/v1/services";
+  o.label_selector = std::move(label_selector);
+  o.item_kind = "Service";
+  o.item_api_version = "v1";
+  return o;
+}
+
+reflector_options endpointslices_reflector(std::string label_selector) {
+  reflector_options o;
+  o.resource = "endpointslices";
+  o.path = "/apis/discovery.k8s.io/v1/endpointslices";
+  o.label_selector = std::move(label_selector);
+  o.item_kind = "EndpointSlice";
+  o.item_api_version = "discovery.k8s.io/v1";
+  return o;
+}
+
+reflector_options node_reflector(std::string_view node_name) {
+  reflector_options o;
+  o.resource = "nodes";
+  o.path = "/api/v1/nodes";
+  o.field_selector = fmt::format("metadata.name={}", node_name);
+  o.item_kind = "Node";
+  o.item_api_version = "v1";
+  return o;
+}
+
+reflector::reflector(const api_config& cfg, reflector_options opts, reflector_sink& sink,
+                     std::shared_ptr<token_source> tokens)
+    : opts_(std::move(opts)),
+      sink_(sink),
+      client_(cfg, std::move(tokens)),
+      rng_(std::random_device{}()) {}
+
+reflector::~reflector() { stop(); }
+
+void reflector::start() {
+  if (!thread_.joinable()) {
+    thread_ = std::thread([this] { run(); });
+  }
+}
+
+void reflector::stop() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  client_.abort();
+  if (thread_.joinable()) {
+    thread_.join();
+  }
+}
+
+std::string reflector::last_resource_version() const {
+  std::lock_guard lock(mu_);
+  return rv_;
+}
+
+void reflector::set_rv(std::string rv) {
+  std::lock_guard lock(mu_);
+  rv_ = std::move(rv);
+}
+
+void reflector::mark_synced() { stats_.last_sync_unix_ms.store(now_unix_ms()); }
+
+bool reflector::sleep_for(std::chrono::milliseconds d) {
+  std::unique_lock lock(mu_);
+  return !cv_.wait_for(lock, d, [this] { return stopping_; });
+}
+
+void reflector::backoff(std::optional<std::chrono::seconds> retry_after) {
+  const auto now = std::chrono::steady_clock::now();
+  if (now - last_failure_ > opts_.backoff_reset_after) {
+    backoff_step_ = 0;
+  }
+  last_failure_ = now;
+  // Full jitter (uniform in [0, cap]) spreads the reconnects of many agents after an API
+  // server restart; the cap doubles per consecutive failure.
+  const auto shift = std::min(backoff_step_, 20u);
+  const auto cap =
+      std::min<std::int64_t>(opts_.backoff_max.count(), opts_.backoff_initial.count() << shift);
+  ++backoff_step_;
+  std::uniform_int_distribution<std::int64_t> dist(0, std::max<std::int64_t>(cap, 0));
+  std::chrono::milliseconds delay(dist(rng_));
+  if (retry_after) {
+    delay = std::max<std::chrono::milliseconds>(delay, *retry_after);
+  }
+  spdlog::debug("kube {}: retrying in {} ms", opts_.resource, delay.count());
+  sleep_for(delay);
+}
+
+std::string reflector::query(bool for_watch, std::string_view continue_token,
+                             unsigned timeout_seconds) const {
+  std::string q = opts_.path;
+  char sep = '?';
+  const auto add = [&](std::string_view key, std::string_view value) {
+    q += sep;
+    sep = '&';
+    q += key;
+    q += '=';
+    q += url_encode(value);
+  };
+  if (for_watch) {
+    add("watch", "1");
+    add("allowWatchBookmarks", "true");
+    add("resourceVersion", last_resource_version());
+    add("timeoutSeconds", std::to_string(timeout_seconds));
+  } else {
+    if (opts_.page_size > 0) {
+      add("limit", std::to_string(opts_.page_size));
+    }
+    if (!continue_token.empty()) {
+      add("continue", continue_token);
+    }
+  }
+  if (!opts_.label_selector.empty()) {
+    add("labelSelector", opts_.label_selector);
+  }
+  if (!opts_.field_selector.empty()) {
+    add("fieldSelector", opts_.field_selector);
+  }
+  return q;
+}
+
+reflector::failure reflector::classify(const http_error& err, const char* what) {
+  if (err.aborted) {
+    return {outcome::stopped, {}};
+  }
+  if (err.transport()) {
+    stats_.errors_transport.fetch_add(1);
+  } else if (err.status >= 500) {
+    stats_.errors_5xx.fetch_add(1);
+  } else {
+    stats_.errors_4xx.fetch_add(1);
+  }
+  if (err.status == 410) {
+    spdlog::info("kube {}: {} expired ({}); relisting", opts_.resource, what, err.message);
+    return {outcome::relist, {}};
+  }
+  spdlog::warn("kube {}: {} failed: {}", opts_.resource, what, err.message);
+  return {outcome::retry, err.retry_after};
+}
+
+reflector::failure reflector::list() {
+  // Items are handed over page by page, so at most one page is in memory. All pages belong to
+  // the snapshot at the first page's RV. An expired continue token (410) means the snapshot is
+  // gone: start the list over without it, as client-go's pager does (it falls back to one
+  // unpaged list; we stay paged so memory stays bounded and retry from the first page, at
+  // most a few times before backing off).
+  constexpr int max_restarts = 3;
+  for (int restart = 0; restart <= max_restarts; ++restart) {
+    sink_.list_begin(opts_.resource);
+    std::string continue_token;
+    std::string rv;
+    bool expired = false;
+    for (;;) {
+      auto resp = client_.get(query(false, continue_token, 0));
+      if (!resp) {
+        if (resp.error().status == 410 && !continue_token.empty() && !resp.error().aborted) {
+          stats_.errors_4xx.fetch_add(1);
+          stats_.relists.fetch_add(1);
+          spdlog::info("kube {}: list continue token expired; listing again from the start",
+                       opts_.resource);
+          expired = true;
+          break;
+        }
+        sink_.list_abort(opts_.resource);
+        auto f = classify(resp.error(), "list");
+        if (f.what == outcome::relist) {
+          f.what = outcome::retry;  // a 410 on a fresh list: nothing better than to retry
+        }
+        if (f.what != outcome::stopped) {
+          sink_.synced(opts_.resource, false);
+        }
+        return f;
+      }
+      stats_.list_pages.fetch_add(1);
+      nlohmann::json page = nlohmann::json::parse(resp->body, nullptr, false);
+      resp->body.clear();
+      resp->body.shrink_to_fit();
+      if (!page.is_object() || !page.contains("items") ||
+          !(page["items"].is_array() || page["items"].is_null())) {
+        stats_.decode_errors.fetch_add(1);
+        spdlog::warn("kube {}: list page is not a List object", opts_.resource);
+        sink_.list_abort(opts_.resource);
+        sink_.synced(opts_.resource, false);
+        return {outcome::retry, {}};
+      }
+      if (page["items"].is_array()) {
+        for (nlohmann::json& item : page["items"]) {
+          if (!item.is_object()) {
+            stats_.decode_errors.fetch_add(1);
+            continue;
+          }
+          if (!opts_.item_kind.empty() && !item.contains("kind")) {
+            item["kind"] = opts_.item_kind;
+          }
+          if (!opts_.item_api_version.empty() && !item.contains("apiVersion")) {
+            item["apiVersion"] = opts_.item_api_version;
+          }
+          sink_.list_item(opts_.resource, item);
+        }
+      }
+      const nlohmann::json& md = page.value("metadata", nlohmann::json::object());
+      if (md.is_object()) {
+        rv = md.value("resourceVersion", rv);
+        continue_token = md.value("continue", std::string());
+      } else {
+        continue_token.clear();
+      }
+      if (continue_token.empty()) {
+        break;
+      }
+      if (client_.aborted()) {
+        sink_.list_abort(opts_.resource);
+        return {outcome::stopped, {}};
+      }
+    }
+    if (expired) {
+      sink_.list_abort(opts_.resource);
+      continue;
+    }
+    set_rv(rv);
+    sink_.list_end(opts_.resource, rv);
+    stats_.lists.fetch_add(1);
+    mark_synced();
+    sink_.synced(opts_.resource, true);
+    spdlog::info("kube {}: listed at resourceVersion {}", opts_.resource, rv);
+    return {outcome::ok, {}};
+  }
+  sink_.synced(opts_.resource, false);
+  return {outcome::retry, {}};
+}
+
+reflector::failure reflector::watch() {
+  // client-go: timeoutSeconds uniform in [min, max) so that watches of many clients do not
+  // all end, and reconnect, at the same moment.
+  const auto lo = static_cast<unsigned>(opts_.watch_timeout_min.count());
+  const auto hi = std::max(static_cast<unsigned>(opts_.watch_timeout_max.count()), lo + 1);
+  const unsigned timeout = std::uniform_int_distribution<unsigned>(lo, hi - 1)(rng_);
+
+  line_reader reader(opts_.max_line_bytes);
+  std::optional<failure> verdict;  // set by an ERROR event or a malformed line
+  std::uint64_t delivered = 0;
+
+  const auto on_line = [&](std::string_view line) -> bool {
+    nlohmann::json ev = nlohmann::json::parse(line, nullptr, false);
+    const auto bad = [&](std::string_view why) {
+      const auto n = stats_.decode_errors.fetch_add(1);
+      if (opts_.decode_error_log_every == 0 || n % opts_.decode_error_log_every == 0) {
+        spdlog::warn("kube {}: malformed watch event ({}, {} bytes); restarting the watch",
+                     opts_.resource, why, line.size());
+      }
+      verdict = failure{outcome::retry, {}};
+      return false;
+    };
+    if (!ev.is_object()) {
+      return bad("not JSON");
+    }
+    const auto type_it = ev.find("type");
+    const auto obj_it = ev.find("object");
+    if (type_it == ev.end() || !type_it->is_string() || obj_it == ev.end() ||
+        !obj_it->is_object()) {
+      return bad("no type/object");
+    }
+    const std::string& type = type_it->get_ref<const std::string&>();
+    const nlohmann::json& obj = *obj_it;
+    watch_event_type t;
+    if (type == "ADDED") {
+      t = watch_event_type::added;
+    } else if (type == "MODIFIED") {
+      t = watch_event_type::modified;
+    } else if (type == "DELETED") {
+      t = watch_event_type::deleted;
+    } else if (type == "BOOKMARK") {
+      if (std::string rv = object_rv(obj); !rv.empty()) {
+        set_rv(std::move(rv));
+      }
+      stats_.bookmarks.fetch_add(1);
+      ++delivered;
+      mark_synced();
+      return true;
+    } else if (type == "ERROR") {
+      const int code = obj.value("code", 0);
+      const std::string message = obj.value("message", std::string());
+      if (code >= 500) {
+        stats_.errors_5xx.fetch_add(1);
+      } else {
+        stats_.errors_4xx.fetch_add(1);
+      }
+      if (code == 410) {
+        spdlog::info("kube {}: watch expired ({}); relisting", opts_.resource, message);
+        verdict = failure{outcome::relist, {}};
+      } else {
+        spdlog::warn("kube {}: watch ERROR event {}: {}", opts_.resource, code, message);
+        verdict = failure{outcome::retry, {}};
+      }
+      return false;
+    } else {
+      return bad("unknown event type");
+    }
+    const std::string rv = object_rv(obj);
+    if (rv.empty()) {
+      return bad("object without metadata.resourceVersion");
+    }
+    sink_.event(opts_.resource, t, obj);
+    set_rv(rv);
+    stats_.events.fetch_add(1);
+    ++delivered;
+    mark_synced();
+    return true;
+  };
+
+  bool got_body = false;
+  const http_client::data_fn on_data = [&](std::string_view bytes) -> bool {
+    got_body = true;
+    switch (reader.feed(bytes, on_line)) {
+      case line_reader::feed_result::ok:
+        return true;
+      case line_reader::feed_result::stopped:
+        return false;
+      case line_reader::feed_result::line_too_long:
+        stats_.decode_errors.fetch_add(1);
+        spdlog::warn("kube {}: watch event longer than {} bytes; restarting the watch",
+                     opts_.resource, opts_.max_line_bytes);
+        verdict = failure{outcome::retry, {}};
+        return false;
+    }
+    return false;
+  };
+
+  request_options ro;
+  ro.max_duration = std::chrono::seconds(timeout) + std::chrono::seconds(30);
+  ro.low_speed_time = std::chrono::seconds(0);
+  const std::string q = query(true, {}, timeout);
+  stats_.watches.fetch_add(1);
+  spdlog::debug("kube {}: watching from resourceVersion {}", opts_.resource,
+                last_resource_version());
+  const auto started = std::chrono::steady_clock::now();
+  watch_started_ = started;
+  auto r = client_.stream(q, on_data, ro);
+  if (verdict) {
+    return client_.aborted() ? failure{outcome::stopped, {}} : *verdict;
+  }
+  const bool healthy =
+      delivered > 0 || std::chrono::steady_clock::now() - started >= min_healthy_watch;
+  if (!r) {
+    if (r.error().transport() && got_body && healthy) {
+      // The stream broke after it had worked (API server restart, proxy idle cut, load
+      // balancer failover): like client-go on a probable EOF, watch again at once from the
+      // last RV; the next attempt backs off if it fails.
+      stats_.errors_transport.fetch_add(1);
+      spdlog::info("kube {}: watch stream broke ({}); watching again", opts_.resource,
+                   r.error().message);
+      return {outcome::ok, {}};
+    }
+    return classify(r.error(), "watch");
+  }
+  // Clean end (timeoutSeconds reached): a trailing unterminated line is a truncated event.
+  if (!reader.pending().empty()) {
+    stats_.decode_errors.fetch_add(1);
+  }
+  mark_synced();
+  return healthy ? failure{outcome::ok, {}} : failure{outcome::retry, {}};
+}
+
+void reflector::run() {
+  bool need_list = true;
+  while (true) {
+    {
+      std::lock_guard lock(mu_);
+      if (stopping_) {
+        return;
+      }
+    }
+    if (need_list) {
+      const failure f = list();
+      if (f.what == outcome::stopped) {
+        return;
+      }
+      if (f.what != outcome::ok) {
+        backoff(f.retry_after);
+        continue;
+      }
+      need_list = false;
+    }
+    const failure f = watch();
+    switch (f.what) {
+      case outcome::stopped:
+        return;
+      case outcome::ok:
+        break;  // the server ended the stream: watch again from the last RV, no relist
+      case outcome::relist:
+        stats_.relists.fetch_add(1);
+        need_list = true;
+        // A server answering every fresh watch with 410 must not turn into a list loop.
+        if (std::chrono::steady_clock::now() - watch_started_ < min_healthy_watch) {
+          backoff({});
+        }
+        break;
+      case outcome::retry:
+        backoff(f.retry_after);
+        break;
+    }
+  }
+}
+
+}  // namespace sluice::kube
