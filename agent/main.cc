@@ -1,6 +1,7 @@
 // sluice-agent: loads the datapath, attaches it to pod-facing devices, and keeps the service maps
-// in step with the manifests directory. Data flows one way: manifests -> model -> planner ->
-// map writer.
+// in step with the cluster: the Kubernetes API (list/watch) or a manifests directory
+// (standalone). Data flows one way: source -> cluster_store -> planner -> map writer; the HTTP
+// thread serves health, metrics and healthCheckNodePorts.
 #include <poll.h>
 #include <signal.h>
 #include <sys/signalfd.h>
@@ -14,28 +15,59 @@
 #include <array>
 #include <chrono>
 #include <cstdarg>
+#include <memory>
 #include <optional>
 
+#include "agent/datapath/ct_gc.h"
 #include "agent/datapath/datapath.h"
 #include "agent/datapath/links.h"
 #include "agent/datapath/map_writer.h"
-#include "agent/planner/planner.h"
+#include "agent/http/http_endpoints.h"
+#include "agent/metrics/agent_metrics.h"
+#include "agent/sources/derive.h"
 #include "agent/sources/dir_watch.h"
+#include "agent/sources/kube/api_config.h"
+#include "agent/sources/kube/kube_source.h"
 #include "agent/sources/manifest.h"
+#include "agent/store/cluster_store.h"
+#include "agent/sync/collectors.h"
+#include "agent/sync/sync_loop.h"
 #include "maps/sluice_abi.h"
 
 namespace {
 
 using clock_type = std::chrono::steady_clock;
+using namespace std::chrono_literals;
 
 struct options {
+  // source
   std::string manifests;
+  std::string kubeconfig;
+  std::string kube_context;
+  std::string api_server;
+  std::string service_proxy_name;
+  std::vector<std::string> service_cidrs;
+  std::string node_port_range = "30000-32767";
+  // node and datapath
   std::string node_name;
+  std::vector<std::string> nodeport_addresses;
   std::string bpffs_root = "/sys/fs/bpf/sluice";
   std::vector<std::string> pod_devices;
   bool cleanup = false;
+  // endpoints
+  std::string healthz_bind_address = "0.0.0.0:10256";
+  std::string metrics_bind_address = "127.0.0.1:10249";
+  // timing
   std::string log_level = "info";
   int debounce_ms = 100;
+  int sync_period_s = 30;
+  int full_sync_period_s = 900;
+  int ct_gc_interval_s = 10;
+
+  // parsed
+  std::vector<sluice::ip_prefix> service_cidr_prefixes;
+  std::vector<sluice::ip_prefix> nodeport_prefixes;
+  uint16_t node_port_min = 30000, node_port_max = 32767;
 };
 
 int libbpf_log(libbpf_print_level level, const char* fmt, va_list args) {
@@ -61,22 +93,50 @@ std::string host_name() {
   return buf.data();
 }
 
+// Milliseconds until `due` (0 if past), merged into a poll timeout (-1 = none yet).
+void merge_timeout(int& timeout, const std::optional<clock_type::time_point>& due) {
+  if (!due) {
+    return;
+  }
+  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(*due - clock_type::now());
+  const int ms = static_cast<int>(std::max<int64_t>(0, left.count()));
+  timeout = timeout < 0 ? ms : std::min(timeout, ms);
+}
+
+bool due_now(const std::optional<clock_type::time_point>& due) {
+  return due && clock_type::now() >= *due;
+}
+
 class agent {
  public:
-  agent(const options& o, sluice::datapath dp)
-      : opts_(o), dp_(std::move(dp)), writer_(dp_.skel()) {}
+  agent(const options& o, sluice::datapath dp, sluice::metrics::agent_metrics& metrics)
+      : opts_(o),
+        dp_(std::move(dp)),
+        writer_(dp_.skel()),
+        sweeper_(dp_.skel()),
+        store_(o.node_name),
+        metrics_(metrics) {}
 
   int run();
 
  private:
   void attach_matching(const std::vector<sluice::link_info>& links);
-  void sync();
+  void load_manifests();
+  bool source_synced() const;
+  void gc_step();
 
   const options& opts_;
   sluice::datapath dp_;
   sluice::map_writer writer_;
-  uint64_t generation_ = 0;
-  uint64_t rejected_objects_ = 0;
+  sluice::ct_sweeper sweeper_;
+  sluice::cluster_store store_;
+  sluice::metrics::agent_metrics& metrics_;
+  std::unique_ptr<sluice::http::http_endpoints> http_;
+  std::unique_ptr<sluice::kube::kube_source> kube_;
+  std::optional<sluice::sync_loop> loop_;
+  sluice::allocator allocator_;
+  bool attached_ = false;
+  std::optional<clock_type::time_point> gc_due_;
 };
 
 void agent::attach_matching(const std::vector<sluice::link_info>& links) {
@@ -93,8 +153,7 @@ void agent::attach_matching(const std::vector<sluice::link_info>& links) {
   }
 }
 
-void agent::sync() {
-  const auto start = clock_type::now();
+void agent::load_manifests() {
   auto loaded = sluice::load_manifest_dir(opts_.manifests);
   if (!loaded) {
     // Keep serving the last state rather than emptying the maps on a transient error.
@@ -105,25 +164,49 @@ void agent::sync() {
   for (const auto& e : loaded->errors) {
     spdlog::error("rejected: {}", e);
   }
-  rejected_objects_ += loaded->rejected;
-  const auto desired = sluice::plan(loaded->objects, {.node_name = opts_.node_name});
-  for (const auto& c : desired.conflicts) {
-    spdlog::error("conflict: {}", c);
+  sluice::cluster objects = std::move(loaded->objects);
+  if (const auto self = loaded->nodes.find(opts_.node_name); self != loaded->nodes.end()) {
+    objects.self_node = self->second;
   }
-  const auto rep = writer_.sync(desired);
-  const auto us =
-      std::chrono::duration_cast<std::chrono::microseconds>(clock_type::now() - start).count();
-  if (rep.failed_ops > 0) {
-    spdlog::error("sync incomplete: {} of {} map operations failed; will retry on next change",
-                  rep.failed_ops, rep.ops);
+  const sluice::derive_options derive_opts{.service_cidrs = opts_.service_cidr_prefixes,
+                                           .node_port_min = opts_.node_port_min,
+                                           .node_port_max = opts_.node_port_max,
+                                           .nodes = &loaded->nodes};
+  const sluice::derive_result derived = sluice::derive(objects, derive_opts, allocator_);
+  for (const auto& line : derived.lines) {
+    spdlog::info("{}", line);
+  }
+  const size_t rejected = loaded->rejected + derived.rejected;
+  metrics_.objects_rejected_total.with({"manifest"}).inc(static_cast<double>(rejected));
+  loop_->set_source_note(fmt::format("objects={} rejected={}", loaded->loaded, rejected));
+  store_.replace_all(std::move(objects));
+}
+
+bool agent::source_synced() const { return kube_ == nullptr || kube_->synced(); }
+
+void agent::gc_step() {
+  // Bounded work per step, so a big conntrack table never holds up a sync for long; the next
+  // step follows at once until the pass is complete, then the next pass after the interval.
+  auto swept = sweeper_.sweep(writer_.mirror(), {.budget = 16384});
+  if (!swept) {
+    spdlog::error("conntrack GC: {}", swept.error().message());
+    gc_due_ = clock_type::now() + std::chrono::seconds(opts_.ct_gc_interval_s);
     return;
   }
-  ++generation_;
-  spdlog::info(
-      "synced generation={} frontends={} backends={} ops={} objects={} rejected={} "
-      "conflicts={} took_us={}",
-      generation_, rep.frontends, rep.backends, rep.ops, loaded->loaded, loaded->rejected,
-      desired.conflicts.size(), us);
+  metrics_.conntrack_gc_deleted_total.with({"expired"}).inc(static_cast<double>(swept->expired));
+  metrics_.conntrack_gc_deleted_total.with({"udp_stale"}).inc(
+      static_cast<double>(swept->udp_stale));
+  metrics_.conntrack_gc_deleted_total.with({"affinity_stale"})
+      .inc(static_cast<double>(swept->affinity_stale));
+  metrics_.conntrack_gc_deleted_total.with({"affinity_expired"})
+      .inc(static_cast<double>(swept->affinity_expired));
+  if (swept->udp_stale > 0 || swept->affinity_stale > 0) {
+    spdlog::info("conntrack GC: removed {} UDP entries and {} affinity entries of backends that "
+                 "left their service",
+                 swept->udp_stale, swept->affinity_stale);
+  }
+  gc_due_ = swept->complete ? clock_type::now() + std::chrono::seconds(opts_.ct_gc_interval_s)
+                            : clock_type::now() + 1ms;
 }
 
 int agent::run() {
@@ -143,39 +226,80 @@ int agent::run() {
     spdlog::critical("{}", links.error().message());
     return 1;
   }
-  std::optional<sluice::dir_watch> watch;
-  if (auto w = sluice::dir_watch::open(opts_.manifests); w) {
-    watch.emplace(std::move(*w));
-  } else {
-    spdlog::critical("watch {}: {}", opts_.manifests, w.error().message());
-    return 1;
-  }
   if (auto r = writer_.restore(); !r) {
     spdlog::critical("restoring state from pinned maps: {}", r.error().message());
     return 1;
   }
+  if (!writer_.mirror().frontends.empty() || !writer_.mirror().backends.empty()) {
+    metrics_.agent_restarts_total.inc();
+  }
   spdlog::info("restored {} frontends and {} backends from {}", writer_.mirror().frontends.size(),
                writer_.mirror().backends.size(), opts_.bpffs_root);
 
-  // Program the maps before attaching, so the first translated packet sees the full state.
-  sync();
-  attach_matching(sluice::list_links());
+  sluice::http::http_options hopts;
+  hopts.health_address = opts_.healthz_bind_address;
+  hopts.metrics_address = opts_.metrics_bind_address;
+  hopts.health_timeout = std::chrono::seconds(2 * opts_.sync_period_s);
+  auto http = sluice::http::http_endpoints::start(hopts, metrics_);
+  if (!http) {
+    spdlog::critical("http endpoints: {}", http.error().message());
+    return 1;
+  }
+  http_ = std::move(*http);
+  sluice::add_datapath_collectors(metrics_, dp_.skel());
 
-  std::optional<clock_type::time_point> sync_due;
+  sluice::sync_loop_options sopts;
+  sopts.plan = {.node_name = opts_.node_name,
+                .nodeport_addresses = opts_.nodeport_prefixes,
+                .service_proxy_name = opts_.service_proxy_name};
+  sopts.full_sync_period = std::chrono::seconds(opts_.full_sync_period_s);
+  loop_.emplace(sopts, writer_, store_, metrics_, http_.get());
+
+  std::optional<sluice::dir_watch> watch;
+  std::optional<clock_type::time_point> load_due;
   std::optional<clock_type::time_point> rewatch_due;
+  if (!opts_.manifests.empty()) {
+    if (auto w = sluice::dir_watch::open(opts_.manifests); w) {
+      watch.emplace(std::move(*w));
+    } else {
+      spdlog::critical("watch {}: {}", opts_.manifests, w.error().message());
+      return 1;
+    }
+    load_manifests();
+  } else {
+    sluice::kube::api_config cfg;
+    try {
+      cfg = sluice::kube::resolve_api_config(
+          {.api_server = opts_.api_server,
+           .kubeconfig = opts_.kubeconfig,
+           .kube_context = opts_.kube_context},
+          sluice::kube::config_env::from_process());
+    } catch (const std::exception& e) {
+      spdlog::critical("Kubernetes API configuration: {}", e.what());
+      return 2;
+    }
+    spdlog::info("Kubernetes API at {}{}", cfg.server,
+                 cfg.unix_socket.empty() ? "" : " via " + cfg.unix_socket);
+    kube_ = std::make_unique<sluice::kube::kube_source>(
+        cfg, store_,
+        sluice::kube::kube_source_options{.node_name = opts_.node_name,
+                                          .service_proxy_name = opts_.service_proxy_name});
+    sluice::add_kube_collectors(metrics_, *kube_);
+    kube_->start();
+  }
+  gc_due_ = clock_type::now() + std::chrono::seconds(opts_.ct_gc_interval_s);
+
+  bool waiting_logged = false;
   for (;;) {
     const int watch_fd = watch ? watch->fd() : -1;
-    std::array<pollfd, 3> fds{
-        {{sfd, POLLIN, 0}, {links->fd(), POLLIN, 0}, {watch_fd, POLLIN, 0}}};
+    std::array<pollfd, 4> fds{{{sfd, POLLIN, 0},
+                               {links->fd(), POLLIN, 0},
+                               {store_.notify_fd(), POLLIN, 0},
+                               {watch_fd, POLLIN, 0}}};
     int timeout = -1;
-    for (const auto& due : {sync_due, rewatch_due}) {
-      if (due) {
-        const auto left =
-            std::chrono::duration_cast<std::chrono::milliseconds>(*due - clock_type::now());
-        const int ms = static_cast<int>(std::max<int64_t>(0, left.count()));
-        timeout = timeout < 0 ? ms : std::min(timeout, ms);
-      }
-    }
+    merge_timeout(timeout, load_due);
+    merge_timeout(timeout, rewatch_due);
+    merge_timeout(timeout, gc_due_);
     if (poll(fds.data(), fds.size(), timeout) < 0 && errno != EINTR) {
       spdlog::critical("poll: {}", strerror(errno));
       return 1;
@@ -185,43 +309,105 @@ int agent::run() {
       if (read(sfd, &si, sizeof(si)) == sizeof(si)) {
         spdlog::info("signal {}: stopping; the datapath stays attached and keeps serving "
                      "(sluice-agent --cleanup removes it)", si.ssi_signo);
+        if (kube_) {
+          kube_->stop();
+        }
+        http_->stop();
         close(sfd);
         return 0;
       }
     }
     if (fds[1].revents & POLLIN) {
-      if (auto changed = links->drain(); changed) {
-        attach_matching(*changed);
-      } else {
+      if (auto changed = links->drain(); !changed) {
         spdlog::error("{}", changed.error().message());
+      } else if (attached_) {
+        attach_matching(*changed);
       }
     }
-    if (watch && (fds[2].revents & POLLIN) && watch->drain() && !sync_due) {
-      // Editors and `kubectl`-style tools write in bursts: coalesce them into one sync.
-      sync_due = clock_type::now() + std::chrono::milliseconds(opts_.debounce_ms);
+    if (fds[2].revents & POLLIN) {
+      http_->queued_update();
+      if (!source_synced()) {
+        // Planning before every kind is listed would program services without endpoints.
+        store_.drain_wakeups();
+        if (!waiting_logged) {
+          spdlog::info("waiting for the first complete list of Services, EndpointSlices, "
+                       "Node and Pods");
+          waiting_logged = true;
+        }
+      } else if (const auto round = loop_->run_once(); round) {
+        if (!attached_ && round->report.failed_ops == 0) {
+          // Program the maps before attaching, so the first translated packet sees the full
+          // state.
+          attach_matching(sluice::list_links());
+          attached_ = true;
+        }
+        if (round->report.ops > 0) {
+          gc_due_ = clock_type::now();  // backends may have left: sweep their UDP flows soon
+        }
+      }
+    }
+    if (watch && (fds[3].revents & POLLIN) && watch->drain() && !load_due) {
+      // Editors and `kubectl`-style tools write in bursts: coalesce them into one load.
+      load_due = clock_type::now() + std::chrono::milliseconds(opts_.debounce_ms);
     }
     if (watch && watch->dir_gone()) {
       // Deleted, moved or unmounted: keep serving the last state, look again every second.
       spdlog::error("manifest directory {} is gone; keeping the programmed state",
                     opts_.manifests);
       watch.reset();
-      rewatch_due = clock_type::now() + std::chrono::seconds(1);
+      rewatch_due = clock_type::now() + 1s;
     }
-    if (!watch && rewatch_due && clock_type::now() >= *rewatch_due) {
+    if (!watch && due_now(rewatch_due)) {
       if (auto w = sluice::dir_watch::open(opts_.manifests); w) {
         watch.emplace(std::move(*w));
         rewatch_due.reset();
         spdlog::info("manifest directory {} is back", opts_.manifests);
-        sync_due = clock_type::now();
+        load_due = clock_type::now();
       } else {
-        rewatch_due = clock_type::now() + std::chrono::seconds(1);
+        rewatch_due = clock_type::now() + 1s;
       }
     }
-    if (sync_due && clock_type::now() >= *sync_due) {
-      sync_due.reset();
-      sync();
+    if (due_now(load_due)) {
+      load_due.reset();
+      load_manifests();
+    }
+    if (due_now(gc_due_)) {
+      gc_step();
     }
   }
+}
+
+// Start-up parsing of flag values that CLI11 validators cannot express.
+bool parse_flags(options& o) {
+  for (const std::string& text : o.service_cidrs) {
+    const auto p = sluice::parse_prefix(text);
+    if (!p) {
+      spdlog::error("--service-cidr: {} is not a CIDR", text);
+      return false;
+    }
+    o.service_cidr_prefixes.push_back(*p);
+  }
+  for (const std::string& text : o.nodeport_addresses) {
+    if (text == "primary") {
+      continue;  // the default: the Node's primary address per family
+    }
+    const auto p = sluice::parse_prefix(text, true);
+    if (!p) {
+      spdlog::error("--nodeport-addresses: {} is not a CIDR or \"primary\"", text);
+      return false;
+    }
+    o.nodeport_prefixes.push_back(*p);
+  }
+  unsigned lo = 0, hi = 0;
+  char dash = 0;
+  std::istringstream in(o.node_port_range);
+  if (!(in >> lo >> dash >> hi) || dash != '-' || !in.eof() || lo < 1 || hi > 65535 || lo > hi) {
+    spdlog::error("--node-port-range: {} is not LOW-HIGH within 1-65535", o.node_port_range);
+    return false;
+  }
+  o.node_port_min = static_cast<uint16_t>(lo);
+  o.node_port_max = static_cast<uint16_t>(hi);
+  return true;
 }
 
 }  // namespace
@@ -230,18 +416,58 @@ int main(int argc, char** argv) {
   options o;
   CLI::App app{
       "sluice-agent: programs the sluice eBPF service load balancer from Kubernetes objects.\n"
-      "Standalone mode reads Service and EndpointSlice manifests from --manifests and follows "
-      "edits to them."};
+      "With --manifests it runs standalone from a directory of manifests; otherwise it lists and "
+      "watches the Kubernetes API (--k8s-api-server, --kubeconfig, $KUBECONFIG, or the "
+      "in-cluster service account, in that order)."};
   app.add_option("--manifests", o.manifests,
-                 "directory of Service/EndpointSlice manifests (YAML or JSON), followed with "
-                 "inotify")
+                 "standalone: directory of manifests (Service, EndpointSlice, Endpoints, Pod, "
+                 "Node; YAML or JSON), followed with inotify")
       ->check(CLI::ExistingDirectory);
+  app.add_option("--kubeconfig", o.kubeconfig, "kubeconfig file to reach the API server");
+  app.add_option("--kube-context", o.kube_context,
+                 "kubeconfig context to use (default: its current-context)");
+  app.add_option("--k8s-api-server", o.api_server,
+                 "API server URL (https://HOST:PORT, or unix:///PATH for `kubectl proxy -u`); "
+                 "overrides the kubeconfig's server, so the agent never depends on the "
+                 "`kubernetes` ClusterIP it implements");
+  app.add_option("--service-proxy-name", o.service_proxy_name,
+                 "serve only Services labelled service.kubernetes.io/service-proxy-name=NAME "
+                 "(default: those without the label, as kube-proxy)");
+  app.add_option("--service-cidr", o.service_cidrs,
+                 "standalone: CIDRs (one per family) to allocate empty clusterIPs from")
+      ->delimiter(',');
+  app.add_option("--node-port-range", o.node_port_range,
+                 "standalone: range to allocate unset nodePorts from")
+      ->capture_default_str();
+  app.add_option("--nodeport-addresses", o.nodeport_addresses,
+                 "CIDRs selecting the Node addresses NodePorts are served on, or \"primary\" "
+                 "(default: the Node's first InternalIP per family, as kube-proxy's nftables "
+                 "mode)")
+      ->delimiter(',');
   app.add_option("--pod-devices", o.pod_devices,
                  "globs of pod-facing devices (host side of pod veths) to attach to; "
                  "comma-separated, links created later are attached too")
       ->delimiter(',');
   app.add_option("--node-name", o.node_name, "this node's name (default: the host name)");
   app.add_option("--bpffs-root", o.bpffs_root, "directory on bpffs where maps are pinned")
+      ->capture_default_str();
+  app.add_option("--healthz-bind-address", o.healthz_bind_address,
+                 "HOST:PORT of /healthz and /livez (kube-proxy compatible); empty disables")
+      ->capture_default_str();
+  app.add_option("--metrics-bind-address", o.metrics_bind_address,
+                 "HOST:PORT of /metrics and /proxyMode; empty disables")
+      ->capture_default_str();
+  app.add_option("--sync-period", o.sync_period_s,
+                 "seconds; /healthz fails when an update waits longer than twice this")
+      ->check(CLI::Range(1, 86400))
+      ->capture_default_str();
+  app.add_option("--full-sync-period", o.full_sync_period_s,
+                 "seconds between full diffs of every frontend against the maps")
+      ->check(CLI::Range(1, 86400))
+      ->capture_default_str();
+  app.add_option("--ct-gc-interval", o.ct_gc_interval_s,
+                 "seconds between conntrack/affinity garbage-collection passes")
+      ->check(CLI::Range(1, 3600))
       ->capture_default_str();
   app.add_flag("--cleanup", o.cleanup,
                "detach from every device of this network namespace, unpin everything under "
@@ -250,7 +476,7 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
       ->capture_default_str();
   app.add_option("--debounce-ms", o.debounce_ms,
-                 "wait this long after a manifest change for more before syncing")
+                 "standalone: wait this long after a manifest change for more before loading")
       ->check(CLI::Range(0, 10000))
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
@@ -273,8 +499,13 @@ int main(int argc, char** argv) {
     spdlog::info("cleanup done");
     return 0;
   }
-  if (o.manifests.empty()) {
-    spdlog::error("--manifests DIR is required (the Kubernetes API source is not built yet)");
+  if (!parse_flags(o)) {
+    return 2;
+  }
+  if (!o.manifests.empty() &&
+      (!o.kubeconfig.empty() || !o.api_server.empty() || !o.kube_context.empty())) {
+    spdlog::error("--manifests runs standalone; it cannot be combined with --kubeconfig, "
+                  "--kube-context or --k8s-api-server");
     return 2;
   }
   if (o.node_name.empty()) {
@@ -294,6 +525,10 @@ int main(int argc, char** argv) {
     return 1;
   }
   spdlog::info("datapath loaded, maps pinned under {}, node {}", o.bpffs_root, o.node_name);
-  agent a(o, std::move(*dp));
+  sluice::metrics::registry registry;
+  sluice::metrics::agent_metrics metrics(registry);
+  metrics.agent_start_time_seconds.set(
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count());
+  agent a(o, std::move(*dp), metrics);
   return a.run();
 }

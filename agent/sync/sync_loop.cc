@@ -1,0 +1,192 @@
+#include "agent/sync/sync_loop.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+namespace sluice {
+
+namespace {
+
+using steady = std::chrono::steady_clock;
+
+int64_t micros_since(steady::time_point start) {
+  return std::chrono::duration_cast<std::chrono::microseconds>(steady::now() - start).count();
+}
+
+}  // namespace
+
+sync_loop::sync_loop(sync_loop_options options, map_writer& writer, cluster_store& store,
+                     metrics::agent_metrics& metrics, http::http_endpoints* http)
+    : opts_(std::move(options)), writer_(writer), store_(store), metrics_(metrics), http_(http) {}
+
+void sync_loop::observe_programming(const cluster& state, const std::set<object_key>& slices,
+                                    std::optional<int64_t>& max_latency_us) {
+  // kube-proxy's network programming latency: from the EndpointSlice controller's trigger time
+  // to "programmed". Trigger times from before this agent started describe changes an earlier
+  // run (or nobody) programmed, as kube-proxy's endpoints change tracker also ignores them.
+  const auto now = std::chrono::system_clock::now();
+  for (const object_key& key : slices) {
+    const auto it = state.endpoint_slices.find(key);
+    if (it == state.endpoint_slices.end()) {
+      continue;
+    }
+    const auto a = it->second.annotations.find(std::string(annotation_last_change_trigger_time));
+    if (a == it->second.annotations.end()) {
+      continue;
+    }
+    const auto trigger = parse_rfc3339(a->second);
+    if (!trigger || *trigger < started_ || *trigger > now) {
+      continue;
+    }
+    const auto us = std::chrono::duration_cast<std::chrono::microseconds>(now - *trigger).count();
+    metrics_.network_programming_duration_seconds.observe(static_cast<double>(us) / 1e6);
+    max_latency_us = std::max(max_latency_us.value_or(0), us);
+  }
+}
+
+void sync_loop::update_gauges(const cluster& state) {
+  size_t endpoints = 0;
+  for (const auto& [key, slice] : state.endpoint_slices) {
+    endpoints += slice.endpoints.size();
+  }
+  metrics_.services.set(static_cast<double>(state.services.size()));
+  metrics_.endpoints.set(static_cast<double>(endpoints));
+  metrics_.frontends.set(static_cast<double>(cache_.frontends().size()));
+
+  // Services with a Local policy, some endpoints, and none on this node (kube-proxy's
+  // sync_proxy_rules_no_local_endpoints_total, a gauge despite its name).
+  std::set<std::string> internal, external;
+  for (const auto& [key, f] : cache_.frontends()) {
+    const std::string service = f.name.substr(0, f.name.rfind(':'));
+    if (f.kind == frontend_kind::cluster_ip && f.backends.empty() &&
+        f.when_empty == empty_verdict::drop) {
+      internal.insert(service);
+    }
+    if (f.external_local && f.external_backends.empty() && !f.backends.empty()) {
+      external.insert(service);
+    }
+  }
+  metrics_.sync_proxy_rules_no_local_endpoints_total.with({"internal"}).set(
+      static_cast<double>(internal.size()));
+  metrics_.sync_proxy_rules_no_local_endpoints_total.with({"external"}).set(
+      static_cast<double>(external.size()));
+}
+
+void sync_loop::publish_health_checks() {
+  std::vector<desired_health_check> checks = cache_.health_checks();
+  if (checks_published_ && checks == published_checks_) {
+    return;
+  }
+  metrics_.health_check_ports.set(static_cast<double>(checks.size()));
+  if (http_ != nullptr) {
+    http_->set_health_checks(checks);
+  }
+  published_checks_ = std::move(checks);
+  checks_published_ = true;
+}
+
+void sync_loop::log_conflicts() {
+  std::set<std::string> now;
+  for (std::string& line : cache_.conflicts()) {
+    if (!known_conflicts_.contains(line)) {
+      spdlog::error("conflict: {}", line);
+      metrics_.frontend_conflicts_total.inc();
+    }
+    now.insert(std::move(line));
+  }
+  known_conflicts_ = std::move(now);
+}
+
+std::optional<sync_round> sync_loop::run_once() {
+  const auto start = steady::now();
+  sync_round round;
+  std::set<frontend_key> touched;
+  bool node_eligible = true;
+  const bool took = store_.take([&](const cluster& state, const plan_changes& changes) {
+    plan_changes effective = changes;
+    if (generation_ == 0) {
+      effective.all = true;  // the first plan after start-up covers everything
+    }
+    touched = cache_.update(state, opts_.plan, effective);
+    metrics_.sync_proxy_rules_service_changes_total.inc(
+        static_cast<double>(changes.services.size()));
+    metrics_.sync_proxy_rules_endpoint_changes_total.inc(
+        static_cast<double>(changes.slices.size()));
+    if (state.self_node) {
+      node_eligible = http::node_eligible(*state.self_node);
+    }
+    // Cheap enough per round at 10k services, but not free: at most once a second.
+    if (generation_ == 0 || steady::now() - last_gauges_ >= std::chrono::seconds(1)) {
+      update_gauges(state);
+      last_gauges_ = steady::now();
+    }
+    pending_slices_ = changes.slices;
+  });
+  if (!took) {
+    return std::nullopt;
+  }
+  if (http_ != nullptr) {
+    http_->set_node_eligible(node_eligible);
+  }
+
+  round.full = need_full_ || steady::now() - last_full_ >= opts_.full_sync_period;
+  round.touched = touched.size();
+  if (round.full) {
+    round.report = writer_.sync(cache_.state());
+    last_full_ = steady::now();
+  } else {
+    round.report = writer_.sync_subset(cache_.frontends(), touched);
+  }
+  for (const reconcile_error& e : round.report.errors) {
+    spdlog::error("not programmed: {}: {}", e.name, e.what);
+  }
+  log_conflicts();
+  publish_health_checks();
+  round.took_us = micros_since(start);
+  metrics_.sync_proxy_rules_duration_seconds.observe(static_cast<double>(round.took_us) / 1e6);
+
+  if (round.report.failed_ops > 0) {
+    // The writer re-read the maps; a full diff next time retries exactly what is missing.
+    need_full_ = true;
+    metrics_.sync_failures_total.inc();
+    spdlog::error("sync incomplete: {} of {} map operations failed; retrying with a full sync",
+                  round.report.failed_ops, round.report.ops);
+    store_.touch_all();
+    return round;
+  }
+  need_full_ = false;
+  ++generation_;
+  round.generation = generation_;
+  {
+    // Trigger times are read after programming, so the latency covers the whole path.
+    std::optional<int64_t> latency;
+    store_.with_state([&](const cluster& state) {
+      observe_programming(state, pending_slices_, latency);
+    });
+    round.programming_latency_us = latency;
+  }
+  pending_slices_.clear();
+  const auto now_s = std::chrono::duration<double>(
+                         std::chrono::system_clock::now().time_since_epoch())
+                         .count();
+  metrics_.sync_proxy_rules_last_timestamp_seconds.set(now_s);
+  if (http_ != nullptr) {
+    http_->updated();
+  }
+  std::string extra;
+  if (!source_note_.empty()) {
+    extra += " " + source_note_;
+  }
+  if (round.programming_latency_us) {
+    extra += fmt::format(" latency_us={}", *round.programming_latency_us);
+  }
+  spdlog::info(
+      "synced generation={} frontends={} backends={} ops={} touched={} full={} conflicts={}{} "
+      "took_us={}",
+      generation_, round.report.frontends, round.report.backends, round.report.ops,
+      round.touched, round.full ? 1 : 0, known_conflicts_.size(), extra, round.took_us);
+  return round;
+}
+
+}  // namespace sluice
