@@ -156,7 +156,10 @@ std::string format_prefix(const ip_prefix& prefix) {
 }
 
 bool prefix_contains(const ip_prefix& prefix, const ip_addr& addr) {
-  if (prefix.addr.family != addr.family) {
+  // A length beyond the family's bits never comes from parse_prefix; refuse it rather than read
+  // past the address.
+  if (prefix.addr.family != addr.family ||
+      prefix.length > (addr.family == ip_family::v4 ? 32 : 128)) {
     return false;
   }
   const unsigned full = prefix.length / 8u;

@@ -24,26 +24,6 @@ bool has_label(const std::map<std::string, std::string>& labels, std::string_vie
 
 uint8_t max_prefix_length(ip_family family) { return family == ip_family::v4 ? 32 : 128; }
 
-// model.h declares prefix_contains; this private copy keeps the planner independent of when
-// model.cc grows it.
-bool in_prefix(const ip_prefix& prefix, const ip_addr& addr) {
-  if (prefix.addr.family != addr.family || prefix.length > max_prefix_length(addr.family)) {
-    return false;
-  }
-  const unsigned full_bytes = prefix.length / 8;
-  for (unsigned i = 0; i < full_bytes; ++i) {
-    if (prefix.addr.bytes[i] != addr.bytes[i]) {
-      return false;
-    }
-  }
-  const unsigned rest = prefix.length % 8;
-  if (rest == 0) {
-    return true;
-  }
-  const auto mask = static_cast<uint8_t>(0xff << (8 - rest));
-  return (prefix.addr.bytes[full_bytes] & mask) == (addr.bytes[full_bytes] & mask);
-}
-
 bool is_loopback(const ip_addr& addr) {
   if (addr.family == ip_family::v4) {
     return addr.bytes[0] == 127;
@@ -223,7 +203,7 @@ node_context make_node_context(const cluster& state, const plan_options& options
     for (const ip_addr& addr : out.addresses) {
       const bool selected =
           std::any_of(options.nodeport_addresses.begin(), options.nodeport_addresses.end(),
-                      [&](const ip_prefix& prefix) { return in_prefix(prefix, addr); });
+                      [&](const ip_prefix& prefix) { return prefix_contains(prefix, addr); });
       if (selected && !is_loopback(addr)) {
         out.nodeport_addresses.push_back(addr);
       }
@@ -291,7 +271,7 @@ service_plan plan_service(const service& svc, std::span<const endpoint_slice* co
     const std::optional<ip_addr>& primary = node.primary(family);
     const bool allow_from_node =
         primary && std::any_of(source_ranges.begin(), source_ranges.end(),
-                               [&](const ip_prefix& range) { return in_prefix(range, *primary); });
+                               [&](const ip_prefix& range) { return prefix_contains(range, *primary); });
     if (allow_from_node) {
       // A VIP-like LB IP is often routed locally, so a request from this node to it comes
       // back with the LB IP as its source; kube-proxy then allows every LB IP of the family.

@@ -63,7 +63,9 @@ std::unexpected<failure> fail(const path& p, const json* at, std::string message
   return std::unexpected(failure{p.str(), std::move(message), at});
 }
 
-std::string_view type_name(const json& v) {
+}  // namespace
+
+std::string_view json_type_name(const nlohmann::json& v) {
   switch (v.type()) {
     case json::value_t::object:
       return "a mapping";
@@ -82,6 +84,8 @@ std::string_view type_name(const json& v) {
   }
 }
 
+namespace {
+
 // A value for "got ..." messages: strings quoted, numbers and booleans as written, else the type.
 std::string show(const json& v) {
   if (v.is_string()) {
@@ -90,7 +94,7 @@ std::string show(const json& v) {
   if (v.is_number() || v.is_boolean()) {
     return v.dump();
   }
-  return std::string(type_name(v));
+  return std::string(json_type_name(v));
 }
 
 // Member `key` of `obj`; nullptr when absent or null (the API's nil).
@@ -105,7 +109,7 @@ const json* member(const json& obj, std::string_view key) {
 result<const json*> get_object(const json& parent, std::string_view key, const path& at) {
   const json* v = member(parent, key);
   if (v != nullptr && !v->is_object()) {
-    return fail(at.field(key), v, fmt::format("expected a mapping, got {}", type_name(*v)));
+    return fail(at.field(key), v, fmt::format("expected a mapping, got {}", json_type_name(*v)));
   }
   return v;
 }
@@ -113,7 +117,7 @@ result<const json*> get_object(const json& parent, std::string_view key, const p
 result<const json*> get_array(const json& parent, std::string_view key, const path& at) {
   const json* v = member(parent, key);
   if (v != nullptr && !v->is_array()) {
-    return fail(at.field(key), v, fmt::format("expected a list, got {}", type_name(*v)));
+    return fail(at.field(key), v, fmt::format("expected a list, got {}", json_type_name(*v)));
   }
   return v;
 }
@@ -124,7 +128,7 @@ result<const std::string*> as_string(const json* v, const path& at) {
     return nullptr;
   }
   if (!v->is_string()) {
-    return fail(at, v, fmt::format("expected a string, got {}", type_name(*v)));
+    return fail(at, v, fmt::format("expected a string, got {}", json_type_name(*v)));
   }
   return &v->get_ref<const std::string&>();
 }
@@ -196,7 +200,7 @@ result<std::map<std::string, std::string>> get_string_map(const json& parent, st
     }
     if (!v.is_string()) {
       return fail(here, &v,
-                  fmt::format("value of \"{}\": expected a string, got {}", k, type_name(v)));
+                  fmt::format("value of \"{}\": expected a string, got {}", k, json_type_name(v)));
     }
     // Object members come sorted, so every insertion goes to the end of the map.
     out.emplace_hint(out.end(), k, v.get_ref<const std::string&>());
@@ -289,7 +293,7 @@ template <typename F>
 result<void> for_each_object(const json& parent, std::string_view key, const path& at, F&& each) {
   return for_each_item(parent, key, at, [&](const json& item, const path& p) -> result<void> {
     if (!item.is_object()) {
-      return fail(p, &item, fmt::format("expected a mapping, got {}", type_name(item)));
+      return fail(p, &item, fmt::format("expected a mapping, got {}", json_type_name(item)));
     }
     return each(item, p);
   });
@@ -464,7 +468,7 @@ result<service_port> decode_service_port(const json& p, const path& pp) {
       }
     } else {
       return fail(field, target,
-                  fmt::format("expected a port number or name, got {}", type_name(*target)));
+                  fmt::format("expected a port number or name, got {}", json_type_name(*target)));
     }
   }
   const result<std::optional<int64_t>> node_port = get_int(p, "nodePort", pp, 0, 65535);
@@ -1354,14 +1358,14 @@ std::expected<kube_object, decode_error> decode_object(const nlohmann::json& obj
   try {
     if (!obj.is_object()) {
       return std::unexpected(
-          decode_error{false, fmt::format("expected a mapping, got {}", type_name(obj)), &obj});
+          decode_error{false, fmt::format("expected a mapping, got {}", json_type_name(obj)), &obj});
     }
     std::string_view kind = default_kind;
     const json* kind_value = member(obj, "kind");
     if (kind_value != nullptr) {
       if (!kind_value->is_string()) {
         return std::unexpected(decode_error{
-            false, fmt::format("kind: expected a string, got {}", type_name(*kind_value)),
+            false, fmt::format("kind: expected a string, got {}", json_type_name(*kind_value)),
             kind_value});
       }
       if (!kind_value->get_ref<const std::string&>().empty()) {
@@ -1392,7 +1396,7 @@ std::expected<kube_object, decode_error> decode_object(const nlohmann::json& obj
         return std::unexpected(
             decode_error{false,
                          fmt::format("{} {}: apiVersion: expected a string, got {}", kind,
-                                     describe(obj, info->namespaced), type_name(*v)),
+                                     describe(obj, info->namespaced), json_type_name(*v)),
                          v});
       }
       api_version = v->get_ref<const std::string&>();

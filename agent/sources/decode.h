@@ -46,6 +46,9 @@ struct decode_error {
 std::expected<kube_object, decode_error> decode_object(const nlohmann::json& obj,
                                                        std::string_view default_kind);
 
+/// "a mapping", "a list", "a string", "a boolean", "a number" or "null", for messages.
+std::string_view json_type_name(const nlohmann::json& v);
+
 /// "TCP", "UDP" or "SCTP".
 std::string_view protocol_name(uint8_t protocol);
 

@@ -217,23 +217,6 @@ class yaml_to_json {
   std::unordered_map<const json*, YAML::Mark> marks_;
 };
 
-std::string_view json_type_name(const json& v) {
-  switch (v.type()) {
-    case json::value_t::object:
-      return "a mapping";
-    case json::value_t::array:
-      return "a list";
-    case json::value_t::string:
-      return "a string";
-    case json::value_t::boolean:
-      return "a boolean";
-    case json::value_t::null:
-      return "null";
-    default:
-      return "a number";
-  }
-}
-
 // The element kind of a list kind ("ServiceList" -> "Service"); "" for the untyped "List";
 // nullopt when `kind` is not a list kind we read.
 std::optional<std::string_view> list_item_kind(std::string_view kind) {

@@ -41,25 +41,6 @@ inline ip_prefix prefix(std::string_view text) {
   return ip_prefix{*addr, static_cast<uint8_t>(std::stoi(std::string(text.substr(slash + 1))))};
 }
 
-/// True if `addr` is inside `prefix` (own copy: the tracer must not depend on planner code).
-inline bool tracer_in_prefix(const ip_prefix& prefix, const ip_addr& addr) {
-  if (prefix.addr.family != addr.family) {
-    return false;
-  }
-  const unsigned full_bytes = prefix.length / 8;
-  for (unsigned i = 0; i < full_bytes; ++i) {
-    if (prefix.addr.bytes[i] != addr.bytes[i]) {
-      return false;
-    }
-  }
-  const unsigned rest = prefix.length % 8;
-  if (rest == 0) {
-    return true;
-  }
-  const auto mask = static_cast<uint8_t>(0xff << (8 - rest));
-  return (prefix.addr.bytes[full_bytes] & mask) == (addr.bytes[full_bytes] & mask);
-}
-
 /// "10.180.0.1:80, 10.180.0.2:80" ("[fd00::1]:80" for IPv6), in the backends' order.
 inline std::string tracer_join(const std::vector<desired_backend>& backends) {
   std::string out;
@@ -89,7 +70,7 @@ inline std::string trace_flow(const desired_state& state, source_class from, con
   if (frontend->kind == frontend_kind::load_balancer && !frontend->source_ranges.empty()) {
     bool allowed = false;
     for (const ip_prefix& range : frontend->source_ranges) {
-      allowed = allowed || tracer_in_prefix(range, src);
+      allowed = allowed || prefix_contains(range, src);
     }
     if (!allowed) {
       return "DROP";
