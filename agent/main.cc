@@ -300,6 +300,7 @@ int agent::run() {
     merge_timeout(timeout, load_due);
     merge_timeout(timeout, rewatch_due);
     merge_timeout(timeout, gc_due_);
+    merge_timeout(timeout, loop_->next_due());
     if (poll(fds.data(), fds.size(), timeout) < 0 && errno != EINTR) {
       spdlog::critical("poll: {}", strerror(errno));
       return 1;
@@ -324,17 +325,22 @@ int agent::run() {
         attach_matching(*changed);
       }
     }
-    if (fds[2].revents & POLLIN) {
-      http_->queued_update();
+    const bool forced = due_now(loop_->next_due());
+    if ((fds[2].revents & POLLIN) || forced) {
+      if (fds[2].revents & POLLIN) {
+        http_->queued_update();
+      }
+      // Drain first, then check: the last kind's first complete list marks it synced and wakes
+      // under one lock, so checking after the drain can never lose that wake-up.
+      store_.drain_wakeups();
       if (!source_synced()) {
         // Planning before every kind is listed would program services without endpoints.
-        store_.drain_wakeups();
         if (!waiting_logged) {
           spdlog::info("waiting for the first complete list of Services, EndpointSlices, "
                        "Node and Pods");
           waiting_logged = true;
         }
-      } else if (const auto round = loop_->run_once(); round) {
+      } else if (const auto round = loop_->run_once(forced); round) {
         if (!attached_ && round->report.failed_ops == 0) {
           // Program the maps before attaching, so the first translated packet sees the full
           // state.

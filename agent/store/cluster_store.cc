@@ -59,6 +59,22 @@ void cluster_store::wake() {
 void cluster_store::drain_eventfd() {
   uint64_t value = 0;
   [[maybe_unused]] const ssize_t n = read(event_fd_, &value, sizeof value);
+  signalled_ = false;
+}
+
+void cluster_store::signal() {
+  dirty_ = true;
+  if (!signalled_) {
+    signalled_ = true;
+    wake();
+  }
+}
+
+void cluster_store::keep_listed(object_kind kind, const object_key& key) {
+  std::lock_guard lock(mu_);
+  if (const auto it = listing_.find(kind); it != listing_.end()) {
+    it->second.insert(key);
+  }
 }
 
 void cluster_store::mark(object_kind kind, const object_key& key) {
@@ -80,10 +96,7 @@ void cluster_store::mark(object_kind kind, const object_key& key) {
       changes_.all = true;
       break;
   }
-  if (!dirty_) {
-    dirty_ = true;
-    wake();
-  }
+  signal();
 }
 
 void cluster_store::list_begin(object_kind kind) {
@@ -138,8 +151,31 @@ void cluster_store::list_end(object_kind kind) {
     // The first complete list of a kind may be what the sync loop is waiting for, even when
     // changes are already pending (the loop drains wake-ups while it waits).
     dirty_ = true;
+    signalled_ = true;
     wake();
   }
+}
+
+bool cluster_store::holds_locked(object_kind kind, const object_key& key,
+                                 std::string_view resource_version) const {
+  const auto held = [&](const auto& objects) {
+    const auto it = objects.find(key);
+    return it != objects.end() && version_of(it->second) == resource_version;
+  };
+  switch (kind) {
+    case object_kind::service:
+      return held(cluster_.services);
+    case object_kind::endpoint_slice:
+      return held(cluster_.endpoint_slices);
+    case object_kind::pod:
+      return held(cluster_.pods);
+    case object_kind::endpoints:
+      return false;
+    case object_kind::node:
+      return cluster_.self_node && cluster_.self_node->name == key.name &&
+             cluster_.self_node->resource_version == resource_version;
+  }
+  return false;
 }
 
 bool cluster_store::holds_version(object_kind kind, const object_key& key,
@@ -148,36 +184,14 @@ bool cluster_store::holds_version(object_kind kind, const object_key& key,
     return false;
   }
   std::lock_guard lock(mu_);
-  const auto held = [&](const auto& objects) {
-    const auto it = objects.find(key);
-    return it != objects.end() && version_of(it->second) == resource_version;
-  };
-  bool same = false;
-  switch (kind) {
-    case object_kind::service:
-      same = held(cluster_.services);
-      break;
-    case object_kind::endpoint_slice:
-      same = held(cluster_.endpoint_slices);
-      break;
-    case object_kind::pod:
-      same = held(cluster_.pods);
-      break;
-    case object_kind::endpoints:
-      same = false;  // legacy Endpoints carry no version in the model
-      break;
-    case object_kind::node:
-      same = cluster_.self_node && cluster_.self_node->name == key.name &&
-             cluster_.self_node->resource_version == resource_version;
-      break;
+  if (!holds_locked(kind, key, resource_version)) {
+    return false;
   }
-  if (same) {
-    ++counters_.unchanged;
-    if (const auto it = listing_.find(kind); it != listing_.end()) {
-      it->second.insert(key);
-    }
+  ++counters_.unchanged;
+  if (const auto it = listing_.find(kind); it != listing_.end()) {
+    it->second.insert(key);
   }
-  return same;
+  return true;
 }
 
 void cluster_store::put(kube_object&& object) {
@@ -196,6 +210,20 @@ void cluster_store::put(kube_object&& object) {
       object);
   if (const auto it = listing_.find(kind); it != listing_.end()) {
     it->second.insert(key);
+  }
+  const bool same = std::visit(
+      [&](const auto& o) {
+        using T = std::decay_t<decltype(o)>;
+        if constexpr (std::is_same_v<T, endpoints>) {
+          return false;
+        } else {
+          return !o.resource_version.empty() && holds_locked(kind, key, o.resource_version);
+        }
+      },
+      object);
+  if (same) {
+    ++counters_.unchanged;
+    return;
   }
   ++counters_.upserts;
   std::visit(
@@ -262,19 +290,13 @@ void cluster_store::replace_all(cluster&& next) {
   synced_ = {object_kind::service, object_kind::endpoint_slice, object_kind::node,
              object_kind::pod, object_kind::endpoints};
   changes_.all = true;
-  if (!dirty_) {
-    dirty_ = true;
-    wake();
-  }
+  signal();
 }
 
 void cluster_store::touch_all() {
   std::lock_guard lock(mu_);
   changes_.all = true;
-  if (!dirty_) {
-    dirty_ = true;
-    wake();
-  }
+  signal();
 }
 
 bool cluster_store::synced(std::initializer_list<object_kind> kinds) const {

@@ -62,6 +62,9 @@ class cluster_store {
   bool holds_version(object_kind kind, const object_key& key, std::string_view resource_version);
   /// Removes an object (DELETED).
   void erase(object_kind kind, const object_key& key);
+  /// For a LIST item the source could not use (rejected): the key counts as listed, so the
+  /// previous good version survives list_end().
+  void keep_listed(object_kind kind, const object_key& key);
 
   /// Replaces everything (the manifest directory source) and marks every kind synced.
   void replace_all(cluster&& next);
@@ -71,12 +74,12 @@ class cluster_store {
 
   /// Runs `fn(const cluster&, const plan_changes&)` under the store's lock with the changes
   /// accumulated since the last call, then clears them. Returns false (fn not called) when
-  /// nothing changed.
+  /// nothing changed, unless `force` (a retry or a periodic full sync).
   template <typename Fn>
-  bool take(Fn&& fn) {
+  bool take(Fn&& fn, bool force = false) {
     std::lock_guard lock(mu_);
     drain_eventfd();
-    if (!dirty_) {
+    if (!dirty_ && !force) {
       return false;
     }
     plan_changes changes = std::move(changes_);
@@ -110,6 +113,8 @@ class cluster_store {
   void erase_locked(object_kind kind, const object_key& key);
   void wake();
   void drain_eventfd();
+  void signal();
+  bool holds_locked(object_kind kind, const object_key& key, std::string_view rv) const;
 
   const std::string node_name_;
   int event_fd_ = -1;
@@ -117,6 +122,7 @@ class cluster_store {
   cluster cluster_;
   plan_changes changes_;
   bool dirty_ = false;
+  bool signalled_ = false;  ///< eventfd written and not drained since
   std::set<object_kind> synced_;
   std::map<object_kind, std::set<object_key>> listing_;  ///< keys seen by a running LIST
   store_counters counters_;

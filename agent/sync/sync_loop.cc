@@ -98,7 +98,17 @@ void sync_loop::log_conflicts() {
   known_conflicts_ = std::move(now);
 }
 
-std::optional<sync_round> sync_loop::run_once() {
+std::optional<std::chrono::steady_clock::time_point> sync_loop::next_due() const {
+  if (retry_at_) {
+    return retry_at_;
+  }
+  if (generation_ == 0) {
+    return std::nullopt;
+  }
+  return last_full_ + opts_.full_sync_period;
+}
+
+std::optional<sync_round> sync_loop::run_once(bool force) {
   const auto start = steady::now();
   sync_round round;
   std::set<frontend_key> touched;
@@ -121,8 +131,8 @@ std::optional<sync_round> sync_loop::run_once() {
       update_gauges(state);
       last_gauges_ = steady::now();
     }
-    pending_slices_ = changes.slices;
-  });
+    pending_slices_.insert(changes.slices.begin(), changes.slices.end());
+  }, force);
   if (!took) {
     return std::nullopt;
   }
@@ -147,14 +157,18 @@ std::optional<sync_round> sync_loop::run_once() {
   metrics_.sync_proxy_rules_duration_seconds.observe(static_cast<double>(round.took_us) / 1e6);
 
   if (round.report.failed_ops > 0) {
-    // The writer re-read the maps; a full diff next time retries exactly what is missing.
+    // The writer re-read the maps; a full diff retries exactly what is missing. Back off so a
+    // persistent failure (a full map) neither spins nor floods the log.
     need_full_ = true;
+    retry_at_ = steady::now() + retry_backoff_;
     metrics_.sync_failures_total.inc();
-    spdlog::error("sync incomplete: {} of {} map operations failed; retrying with a full sync",
-                  round.report.failed_ops, round.report.ops);
-    store_.touch_all();
+    spdlog::error("sync incomplete: {} of {} map operations failed; full sync again in {} s",
+                  round.report.failed_ops, round.report.ops, retry_backoff_.count());
+    retry_backoff_ = std::min(retry_backoff_ * 2, std::chrono::seconds(30));
     return round;
   }
+  retry_at_.reset();
+  retry_backoff_ = std::chrono::seconds(1);
   need_full_ = false;
   ++generation_;
   round.generation = generation_;

@@ -43,8 +43,12 @@ class sync_loop {
 
   /// Plans and programs whatever changed since the last call (a full sync on the first call,
   /// when full_sync_period has passed, or after a failed round). Returns nullopt when nothing
-  /// was pending.
-  std::optional<sync_round> run_once();
+  /// was pending and `force` is false.
+  std::optional<sync_round> run_once(bool force = false);
+
+  /// When run_once(true) is due without any change: the retry of a failed round (backing off
+  /// from 1 s to 30 s) or the periodic full sync. nullopt before the first round.
+  std::optional<std::chrono::steady_clock::time_point> next_due() const;
 
   /// Text appended to the next `synced` log line (the manifest source's object counts).
   void set_source_note(std::string note) { source_note_ = std::move(note); }
@@ -66,6 +70,8 @@ class sync_loop {
   plan_cache cache_;
   uint64_t generation_ = 0;
   bool need_full_ = true;
+  std::optional<std::chrono::steady_clock::time_point> retry_at_;  ///< after a failed round
+  std::chrono::seconds retry_backoff_{1};
   std::set<object_key> pending_slices_;  ///< changed slices of the round in progress
   std::chrono::steady_clock::time_point last_full_{};
   std::chrono::steady_clock::time_point last_gauges_{};

@@ -158,13 +158,16 @@ void kube_source::put(object_kind kind, const nlohmann::json& object, bool from_
     auto& counters = decode_[static_cast<size_t>(kind)];
     if (decoded.error().ignored) {
       counters.ignored.fetch_add(1, std::memory_order_relaxed);
+      if (!from_list && m) {
+        store_.erase(kind, m->key);  // no longer ours: as a relist would drop it
+      }
       return;
     }
     counters.rejected.fetch_add(1, std::memory_order_relaxed);
     // The previous good version (if any) stays: a bad update must not take a service down.
     spdlog::error("rejected: {}", decoded.error().message);
     if (from_list && m) {
-      store_.holds_version(kind, m->key, {});  // no-op: keeps the key out of the deletion set
+      store_.keep_listed(kind, m->key);
     }
     return;
   }
