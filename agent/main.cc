@@ -109,13 +109,16 @@ bool due_now(const std::optional<clock_type::time_point>& due) {
 
 class agent {
  public:
-  agent(const options& o, sluice::datapath dp, sluice::metrics::agent_metrics& metrics)
+  /// `kube` is null in standalone mode; otherwise it is already listing into `store`.
+  agent(const options& o, sluice::datapath dp, sluice::metrics::agent_metrics& metrics,
+        sluice::cluster_store& store, std::unique_ptr<sluice::kube::kube_source> kube)
       : opts_(o),
         dp_(std::move(dp)),
         writer_(dp_.skel()),
         sweeper_(dp_.skel()),
-        store_(o.node_name),
-        metrics_(metrics) {}
+        store_(store),
+        metrics_(metrics),
+        kube_(std::move(kube)) {}
 
   int run();
 
@@ -129,7 +132,7 @@ class agent {
   sluice::datapath dp_;
   sluice::map_writer writer_;
   sluice::ct_sweeper sweeper_;
-  sluice::cluster_store store_;
+  sluice::cluster_store& store_;
   sluice::metrics::agent_metrics& metrics_;
   std::unique_ptr<sluice::http::http_endpoints> http_;
   std::unique_ptr<sluice::kube::kube_source> kube_;
@@ -267,25 +270,7 @@ int agent::run() {
     }
     load_manifests();
   } else {
-    sluice::kube::api_config cfg;
-    try {
-      cfg = sluice::kube::resolve_api_config(
-          {.api_server = opts_.api_server,
-           .kubeconfig = opts_.kubeconfig,
-           .kube_context = opts_.kube_context},
-          sluice::kube::config_env::from_process());
-    } catch (const std::exception& e) {
-      spdlog::critical("Kubernetes API configuration: {}", e.what());
-      return 2;
-    }
-    spdlog::info("Kubernetes API at {}{}", cfg.server,
-                 cfg.unix_socket.empty() ? "" : " via " + cfg.unix_socket);
-    kube_ = std::make_unique<sluice::kube::kube_source>(
-        cfg, store_,
-        sluice::kube::kube_source_options{.node_name = opts_.node_name,
-                                          .service_proxy_name = opts_.service_proxy_name});
     sluice::add_kube_collectors(metrics_, *kube_);
-    kube_->start();
   }
   gc_due_ = clock_type::now() + std::chrono::seconds(opts_.ct_gc_interval_s);
 
@@ -521,6 +506,29 @@ int main(int argc, char** argv) {
     spdlog::warn("no --pod-devices: the datapath is loaded but attached nowhere");
   }
 
+  // The Kubernetes source starts listing before the datapath loads: creating the BPF maps
+  // takes most of a second, and the first plan waits for complete lists anyway.
+  sluice::cluster_store store(o.node_name);
+  std::unique_ptr<sluice::kube::kube_source> kube;
+  if (o.manifests.empty()) {
+    sluice::kube::api_config cfg;
+    try {
+      cfg = sluice::kube::resolve_api_config(
+          {.api_server = o.api_server, .kubeconfig = o.kubeconfig, .kube_context = o.kube_context},
+          sluice::kube::config_env::from_process());
+    } catch (const std::exception& e) {
+      spdlog::critical("Kubernetes API configuration: {}", e.what());
+      return 2;
+    }
+    spdlog::info("Kubernetes API at {}{}", cfg.server,
+                 cfg.unix_socket.empty() ? "" : " via " + cfg.unix_socket);
+    kube = std::make_unique<sluice::kube::kube_source>(
+        cfg, store,
+        sluice::kube::kube_source_options{.node_name = o.node_name,
+                                          .service_proxy_name = o.service_proxy_name});
+    kube->start();
+  }
+
   if (auto r = sluice::ensure_bpffs(o.bpffs_root); !r) {
     spdlog::critical("{}", r.error().message());
     return 1;
@@ -535,6 +543,6 @@ int main(int argc, char** argv) {
   sluice::metrics::agent_metrics metrics(registry);
   metrics.agent_start_time_seconds.set(
       std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count());
-  agent a(o, std::move(*dp), metrics);
+  agent a(o, std::move(*dp), metrics, store, std::move(kube));
   return a.run();
 }
