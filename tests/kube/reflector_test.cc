@@ -6,11 +6,13 @@
 #include <doctest/doctest.h>
 #include <fmt/format.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "tests/kube/harness.h"
 
@@ -148,6 +150,8 @@ TEST_CASE("reflector: wrong token gets 401, then the rotated token file is picke
   CHECK(saw_401);
   env.dir.write("client-token", "good-token\n");  // the kubelet rotates the projected token
   REQUIRE(converged(sink, env.m));
+  // The view is complete after the last item; list_end (and the stats) follow it.
+  REQUIRE(wait_until([&] { return r.stats().lists.load() >= 1; }));
   CHECK(r.stats().lists.load() == 1);
 }
 
@@ -291,6 +295,8 @@ TEST_CASE("reflector: paging with max_page 3 over 50 objects") {
   reflector r(server.config(), service_options(), sink);
   r.start();
   REQUIRE(converged(sink, m));
+  // The view is complete after the last item; list_end (and the stats) follow it.
+  REQUIRE(wait_until([&] { return r.stats().lists.load() >= 1; }));
   CHECK(r.stats().list_pages.load() == 17);
   CHECK(r.stats().lists.load() == 1);
   const auto lists = requests_where(server, false);
@@ -315,26 +321,103 @@ TEST_CASE("reflector: expired continue token mid-list restarts the list and conv
   recording_sink sink;
   bool compacted = false;
   sink.on_list_item = [&](int n) {
-    // After the first page, compact: the continue token of page 2 is now too old.
+    // Page 2 is fetched while page 1 is delivered: once the server has answered it, compact,
+    // so the continue token for page 3 (taken from page 2) is now too old.
     if (n == 3 && !compacted) {
-      compacted = true;
+      compacted = wait_until([&] { return requests_where(server, false).size() >= 2; },
+                             std::chrono::seconds(10));
       server.faults({{"compact", true}});
     }
   };
   reflector r(server.config(), service_options(), sink);
   r.start();
   REQUIRE(converged(sink, m));
+  // The view is complete after the last item; list_end (and the stats) follow it.
+  REQUIRE(wait_until([&] { return r.stats().lists.load() >= 1; }));
   CHECK(compacted);
   CHECK(sink.list_aborts() == 1);
   CHECK(sink.list_ends() == 1);
   CHECK(r.stats().relists.load() == 1);
   CHECK(r.stats().lists.load() == 1);
   const auto lists = requests_where(server, false);
-  REQUIRE(lists.size() == 2 + 17);
-  CHECK(lists[1]["status"] == 410);
-  CHECK(lists[1]["query"].contains("continue"));
-  CHECK_FALSE(lists[2]["query"].contains("continue"));  // from scratch
-  CHECK(lists[2]["status"] == 200);
+  REQUIRE(lists.size() == 3 + 17);
+  CHECK(lists[1]["status"] == 200);
+  CHECK(lists[2]["status"] == 410);
+  CHECK(lists[2]["query"].contains("continue"));
+  CHECK_FALSE(lists[3]["query"].contains("continue"));  // from scratch
+  CHECK(lists[3]["status"] == 200);
+}
+
+TEST_CASE("reflector: the next list page is requested while the current page is delivered") {
+  temp_dir dir;
+  fake_apiserver server(dir, {.tls = true});
+  model m{{}, &server};
+  for (int i = 0; i < 10; ++i) {
+    m.add("default", fmt::format("svc-{:02}", i));
+  }
+  server.faults({{"max_page", 3}});
+  recording_sink sink;
+  int first_item_calls = 0;
+  bool page2_seen_during_page1 = false;
+  sink.on_list_item = [&](int n) {
+    // The first item of page 1 is held until the server has received the page-2 request,
+    // which only happens if that request does not wait for page 1's delivery.
+    if (n == 1 && first_item_calls++ == 0) {
+      page2_seen_during_page1 =
+          wait_until([&] { return requests_where(server, false).size() >= 2; },
+                     std::chrono::seconds(10));
+    }
+  };
+  reflector r(server.config(), service_options(), sink);
+  r.start();
+  REQUIRE(converged(sink, m));
+  // The view is complete after the last item; list_end (and the stats) follow it.
+  REQUIRE(wait_until([&] { return r.stats().lists.load() >= 1; }));
+  CHECK(page2_seen_during_page1);
+  CHECK(r.stats().list_pages.load() == 4);
+  CHECK(r.stats().lists.load() == 1);
+  CHECK(sink.list_begins() == 1);
+  CHECK(sink.list_ends() == 1);
+  CHECK(sink.list_aborts() == 0);
+  const auto lists = requests_where(server, false);
+  REQUIRE(lists.size() == 4);
+  for (std::size_t i = 1; i < lists.size(); ++i) {
+    CHECK(lists[i]["query"].contains("continue"));
+    CHECK(lists[i]["status"] == 200);
+  }
+}
+
+TEST_CASE("reflector: stop() during a paged list ends promptly") {
+  temp_dir dir;
+  fake_apiserver server(dir, {.tls = false});
+  model m{{}, &server};
+  for (int i = 0; i < 10; ++i) {
+    m.add("default", fmt::format("svc-{:02}", i));
+  }
+  server.faults({{"max_page", 3}});
+  recording_sink sink;
+  std::atomic<bool> in_list{false};
+  std::atomic<bool> release{false};
+  sink.on_list_item = [&](int n) {
+    if (n == 1) {
+      in_list = true;
+      wait_until([&] { return release.load(); }, std::chrono::seconds(10));
+    }
+  };
+  reflector r(server.config(), service_options(), sink);
+  r.start();
+  REQUIRE(wait_until([&] { return in_list.load(); }));
+  std::thread releaser([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    release = true;
+  });
+  const auto t0 = std::chrono::steady_clock::now();
+  r.stop();
+  const auto took = std::chrono::steady_clock::now() - t0;
+  releaser.join();
+  CHECK(took < std::chrono::milliseconds(1000));
+  CHECK(sink.list_ends() == 0);
+  CHECK(sink.list_aborts() == 1);
 }
 
 TEST_CASE("reflector: watch streams split at random, byte by byte and mid-line") {
@@ -567,6 +650,8 @@ TEST_CASE("reflector: watches ending at timeoutSeconds are renewed from the last
   REQUIRE(wait_until([&] { return r.stats().watches.load() >= 3; }));
   REQUIRE(converged(sink, m));
   CHECK(r.stats().lists.load() == 1);
+  // stats().watches counts a watch just before its request is sent.
+  REQUIRE(wait_until([&] { return requests_where(server, true).size() >= 3; }));
   const auto watches = requests_where(server, true);
   REQUIRE(watches.size() >= 3);
   for (const json& w : watches) {

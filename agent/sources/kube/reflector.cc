@@ -99,7 +99,8 @@ reflector_options node_reflector(std::string_view node_name) {
 
 reflector::reflector(const api_config& cfg, reflector_options opts, reflector_sink& sink,
                      std::shared_ptr<token_source> tokens)
-    : opts_(std::move(opts)),
+    : cfg_(cfg),
+      opts_(std::move(opts)),
       sink_(sink),
       client_(cfg, std::move(tokens)),
       rng_(std::random_device{}()) {}
@@ -116,6 +117,9 @@ void reflector::stop() {
   {
     std::lock_guard lock(mu_);
     stopping_ = true;
+    if (pager_) {
+      pager_->abort();
+    }
   }
   cv_.notify_all();
   client_.abort();
@@ -214,20 +218,42 @@ reflector::failure reflector::classify(const http_error& err, const char* what) 
   return {outcome::retry, err.retry_after};
 }
 
+std::future<reflector::get_result> reflector::fetch_page_async(std::string continue_token) {
+  std::string q = query(false, continue_token, 0);
+  http_client* pager = nullptr;
+  try {
+    std::lock_guard lock(mu_);
+    if (!pager_) {
+      pager_ = std::make_unique<http_client>(cfg_, client_.tokens());
+      if (stopping_) {
+        pager_->abort();  // stop() ran before pager_ existed
+      }
+    }
+    pager = pager_.get();
+  } catch (const std::exception& e) {
+    spdlog::warn("kube {}: no second HTTP client ({}); list pages are fetched one by one",
+                 opts_.resource, e.what());
+    return std::async(std::launch::deferred,
+                      [this, q = std::move(q)] { return client_.get(q); });
+  }
+  return std::async(std::launch::async, [pager, q = std::move(q)] { return pager->get(q); });
+}
+
 reflector::failure reflector::list() {
-  // Items are handed over page by page, so at most one page is in memory. All pages belong to
-  // the snapshot at the first page's RV. An expired continue token (410) means the snapshot is
-  // gone: start the list over without it, as client-go's pager does (it falls back to one
-  // unpaged list; we stay paged so memory stays bounded and retry from the first page, at
-  // most a few times before backing off).
+  // Items are handed over page by page. While page n's items go to the sink, page n+1 is
+  // already being fetched on a second client (pager_), so server time and decode time overlap;
+  // at most two pages are in memory. All pages belong to the snapshot at the first page's RV.
+  // An expired continue token (410) means the snapshot is gone: start the list over without
+  // it, as client-go's pager does (it falls back to one unpaged list; we stay paged so memory
+  // stays bounded and retry from the first page, at most a few times before backing off).
   constexpr int max_restarts = 3;
   for (int restart = 0; restart <= max_restarts; ++restart) {
     sink_.list_begin(opts_.resource);
-    std::string continue_token;
+    std::string continue_token;  // the token `resp` was requested with
     std::string rv;
     bool expired = false;
+    get_result resp = client_.get(query(false, continue_token, 0));
     for (;;) {
-      auto resp = client_.get(query(false, continue_token, 0));
       if (!resp) {
         if (resp.error().status == 410 && !continue_token.empty() && !resp.error().aborted) {
           stats_.errors_4xx.fetch_add(1);
@@ -259,6 +285,18 @@ reflector::failure reflector::list() {
         sink_.synced(opts_.resource, false);
         return {outcome::retry, {}};
       }
+      const nlohmann::json& md = page.value("metadata", nlohmann::json::object());
+      if (md.is_object()) {
+        rv = md.value("resourceVersion", rv);
+        continue_token = md.value("continue", std::string());
+      } else {
+        continue_token.clear();
+      }
+      // Joined by its destructor on every path out of this iteration.
+      std::future<get_result> next;
+      if (!continue_token.empty() && !client_.aborted()) {
+        next = fetch_page_async(continue_token);
+      }
       if (page["items"].is_array()) {
         for (nlohmann::json& item : page["items"]) {
           if (!item.is_object()) {
@@ -274,20 +312,14 @@ reflector::failure reflector::list() {
           sink_.list_item(opts_.resource, item);
         }
       }
-      const nlohmann::json& md = page.value("metadata", nlohmann::json::object());
-      if (md.is_object()) {
-        rv = md.value("resourceVersion", rv);
-        continue_token = md.value("continue", std::string());
-      } else {
-        continue_token.clear();
-      }
       if (continue_token.empty()) {
         break;
       }
-      if (client_.aborted()) {
+      if (client_.aborted() || !next.valid()) {  // stop() aborts client_ and pager_
         sink_.list_abort(opts_.resource);
         return {outcome::stopped, {}};
       }
+      resp = next.get();
     }
     if (expired) {
       sink_.list_abort(opts_.resource);

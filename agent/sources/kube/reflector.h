@@ -9,6 +9,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <future>
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -138,13 +139,21 @@ class reflector {
   void mark_synced();
   std::string query(bool for_watch, std::string_view continue_token,
                     unsigned timeout_seconds) const;
+  using get_result = std::expected<http_response, http_error>;
+  // Starts fetching the list page for `continue_token` on pager_ (created on first use) in
+  // another thread; the future's destructor joins it.
+  std::future<get_result> fetch_page_async(std::string continue_token);
 
+  const api_config cfg_;
   const reflector_options opts_;
   reflector_sink& sink_;
   http_client client_;
+  // Second client for list pages 2.., fetched while the previous page is delivered. Created
+  // lazily under mu_; stop() aborts it too.
+  std::unique_ptr<http_client> pager_;
   reflector_stats stats_;
 
-  mutable std::mutex mu_;  // guards rv_, stopping_ (with cv_)
+  mutable std::mutex mu_;  // guards rv_, stopping_ (with cv_), pager_ creation
   std::condition_variable cv_;
   std::string rv_;
   bool stopping_ = false;
