@@ -453,6 +453,24 @@ e2e_client() {
         ip netns exec "$(e2e_pod_ns "$i")" "$E2E_PY" "$E2E_DIR/podclient.py" "$@"
 }
 
+# e2e_pod_names 2 3 4 -> pod2,pod3,pod4 (the backend names podclient's --expect takes).
+e2e_pod_names() {
+    local out="" i
+    for i in "$@"; do out+="${out:+,}pod$i"; done
+    echo "$out"
+}
+
+# e2e_reach_direct NPODS: pod1 pings pod2..podNPODS over IPv4 and IPv6, straight to their
+# addresses (the topology works before any agent runs).
+e2e_reach_direct() {
+    local i rc=0
+    for ((i = 2; i <= $1; i++)); do
+        e2e_client 1 ping "$(e2e_pod_ip4 "$i")" --deadline 5 | grep -v '^{' || rc=1
+        e2e_client 1 ping "$(e2e_pod_ip6 "$i")" --deadline 5 | grep -v '^{' || rc=1
+    done
+    return "$rc"
+}
+
 # e2e_client_bg LOGNAME POD_INDEX SUBCOMMAND ARGS...: podclient.py in the
 # background (E2E_BG_PID = the outer `timeout`, which forwards signals to it);
 # output in logs/LOGNAME.log.

@@ -55,12 +55,6 @@ e2e_watchdog 270
 
 echo "=== sluice e2e ClusterIP, layout=$LAYOUT, pid $$ ==="
 
-names() { # names 2 3 4 -> pod2,pod3,pod4
-    local out="" i
-    for i in "$@"; do out+="${out:+,}pod$i"; done
-    echo "$out"
-}
-
 # a fair spread floor: each backend gets at least a quarter of its fair share
 # (uniform random choice makes anything lower astronomically unlikely)
 spread_floor() { echo $(($1 / ($2 * 4) > 0 ? $1 / ($2 * 4) : 1)); }
@@ -77,16 +71,8 @@ fatal() {
 e2e_topology "$LAYOUT" "$NPODS" || fatal "could not build the $LAYOUT topology"
 e2e_start_servers || fatal "pod servers did not start"
 
-reach_direct() {
-    local i rc=0
-    for ((i = 2; i <= NPODS; i++)); do
-        e2e_client 1 ping "$(e2e_pod_ip4 "$i")" --deadline 5 | grep -v '^{' || rc=1
-        e2e_client 1 ping "$(e2e_pod_ip6 "$i")" --deadline 5 | grep -v '^{' || rc=1
-    done
-    return "$rc"
-}
 e2e_check "topology: pod1 pings pod2..pod$NPODS (IPv4+IPv6) before the agent runs" \
-    reach_direct || fatal "topology broken before the agent started"
+    e2e_reach_direct "$NPODS" || fatal "topology broken before the agent started"
 
 # ---------------------------------------------------------------- agent
 e2e_write_manifests "$E2E_MANIFESTS" || fatal "could not write manifests"
@@ -143,7 +129,7 @@ check_remove_backend() {
 
     e2e_check "IPv$fam 3b $((HTTP_COUNT / 2)) new connections never reach removed pod$REMOVED" \
         e2e_client 1 http "$url" --count $((HTTP_COUNT / 2)) --timeout 2 --deadline 60 \
-        --expect "$(names "${kept[@]}")" --only --forbid "pod$REMOVED" || rc=1
+        --expect "$(e2e_pod_names "${kept[@]}")" --only --forbid "pod$REMOVED" || rc=1
 
     touch "$stop"
     if e2e_wait_pid_exit "$pid" 20; then
@@ -187,12 +173,12 @@ run_family() {
 
     e2e_check "IPv$fam 1 $HTTP_COUNT new HTTP connections to $web:80 reach every backend, no errors" \
         e2e_client 1 http "$(e2e_url "$web" 80)" --count "$HTTP_COUNT" --timeout 2 --deadline 90 \
-        --expect "$(names "${BACKENDS[@]}")" --only \
+        --expect "$(e2e_pod_names "${BACKENDS[@]}")" --only \
         --min-each "$(spread_floor "$HTTP_COUNT" "$nb")"
 
     e2e_check "IPv$fam 2 $UDP_COUNT UDP datagrams to $web:53 answered by every backend" \
         e2e_client 1 udp "$web" 53 --count "$UDP_COUNT" --timeout 1 --deadline 60 \
-        --expect "$(names "${BACKENDS[@]}")" --only \
+        --expect "$(e2e_pod_names "${BACKENDS[@]}")" --only \
         --min-each "$(spread_floor "$UDP_COUNT" "$nb")"
 
     check_remove_backend "$fam" "$web"
@@ -246,9 +232,9 @@ if ((late_rc == 0)); then
     e2e_check "late pod: tc ingress filter lb_pod_ingress on $LATE_DEV" \
         e2e_tc_ingress_has "$LATE_DEV" lb_pod_ingress
     for vip in "$E2E_WEB_V4" "$E2E_WEB_V6"; do
-        e2e_check "late pod: pod$LATE -> web $vip:80, 20 new connections answered by $(names "${KEPT[@]}"), no errors" \
+        e2e_check "late pod: pod$LATE -> web $vip:80, 20 new connections answered by $(e2e_pod_names "${KEPT[@]}"), no errors" \
             e2e_client "$LATE" http "$(e2e_url "$vip" 80)" --count 20 --timeout 2 --deadline 30 \
-            --expect "$(names "${KEPT[@]}")" --only
+            --expect "$(e2e_pod_names "${KEPT[@]}")" --only
     done
 fi
 
@@ -357,9 +343,9 @@ for fam in 4 6; do
 done
 
 for vip in "$E2E_WEB_V4" "$E2E_WEB_V6"; do
-    e2e_check "restart: 50 new connections to $vip:80 right after spread over $(names "${KEPT[@]}"), no errors" \
+    e2e_check "restart: 50 new connections to $vip:80 right after spread over $(e2e_pod_names "${KEPT[@]}"), no errors" \
         e2e_client 1 http "$(e2e_url "$vip" 80)" --count 50 --timeout 2 --deadline 60 \
-        --expect "$(names "${KEPT[@]}")" --only --min-each "$(spread_floor 50 "${#KEPT[@]}")"
+        --expect "$(e2e_pod_names "${KEPT[@]}")" --only --min-each "$(spread_floor 50 "${#KEPT[@]}")"
 done
 
 # ---------------------------------------------------------------- lifecycle
@@ -374,7 +360,7 @@ e2e_result "agent stops on SIGTERM within 10 s (status 0 or 143)" \
 for vip in "$E2E_WEB_V4" "$E2E_WEB_V6"; do
     e2e_check "datapath keeps serving $vip after the agent stopped" \
         e2e_client 1 http "$(e2e_url "$vip" 80)" --count 20 --timeout 2 --deadline 30 \
-        --expect "$(names "${KEPT[@]}")" --only
+        --expect "$(e2e_pod_names "${KEPT[@]}")" --only
 done
 
 cleanup_agent() {

@@ -65,12 +65,6 @@ e2e_watchdog 420
 
 echo "=== sluice e2e Kubernetes API mode, layout=$LAYOUT, pid $$ ==="
 
-names() { # names 2 3 4 -> pod2,pod3,pod4
-    local out="" i
-    for i in "$@"; do out+="${out:+,}pod$i"; done
-    echo "$out"
-}
-
 fatal() {
     echo "FAIL: $*"
     e2e_diag
@@ -84,16 +78,8 @@ fatal() {
 # ---------------------------------------------------------------- topology
 e2e_topology "$LAYOUT" "$NPODS" || fatal "could not build the $LAYOUT topology"
 e2e_start_servers || fatal "pod servers did not start"
-reach_direct() {
-    local i rc=0
-    for ((i = 2; i <= NPODS; i++)); do
-        e2e_client 1 ping "$(e2e_pod_ip4 "$i")" --deadline 5 | grep -v '^{' || rc=1
-        e2e_client 1 ping "$(e2e_pod_ip6 "$i")" --deadline 5 | grep -v '^{' || rc=1
-    done
-    return "$rc"
-}
 e2e_check "topology: pod1 pings pod2..pod$NPODS (IPv4+IPv6) before the agent runs" \
-    reach_direct || fatal "topology broken before the agent started"
+    e2e_reach_direct "$NPODS" || fatal "topology broken before the agent started"
 
 # ---------------------------------------------------------------- cluster objects
 if [[ $LAYOUT == routed ]]; then
@@ -528,7 +514,7 @@ e2e_result "kill -9: 2 x 8 persistent connections to web open" "$ready"
 # new connections back to back from pod1, one stream per family, until the stop file
 for fam in 4 6; do
     if [[ $fam == 4 ]]; then vip=$WEB4; else vip=$WEB6; fi
-    kube_stream_bg "stream$fam" 1 "$(e2e_url "$vip" 80)" "$(names "${KEPT[@]}")" "$E2E_RUN/stream.stop"
+    kube_stream_bg "stream$fam" 1 "$(e2e_url "$vip" 80)" "$(e2e_pod_names "${KEPT[@]}")" "$E2E_RUN/stream.stop"
     STREAM_PID[$fam]=$E2E_BG_PID
 done
 e2e_check "kill -9: both new-connection streams running (> 100 connections each)" \

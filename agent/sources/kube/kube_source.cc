@@ -73,15 +73,10 @@ std::string proxy_label_selector(std::string_view service_proxy_name) {
 kube_source::kube_source(const api_config& cfg, cluster_store& store, kube_source_options opts)
     : store_(store), opts_(std::move(opts)) {
   const std::string selector = proxy_label_selector(opts_.service_proxy_name);
-  reflector_options pods;
-  pods.resource = std::string(res_pods);
-  pods.path = "/api/v1/pods";
-  pods.field_selector = "spec.nodeName=" + opts_.node_name;
-  pods.item_kind = "Pod";
-  pods.item_api_version = "v1";
   std::vector<reflector_options> all{services_reflector(selector),
                                      endpointslices_reflector(selector),
-                                     node_reflector(opts_.node_name), pods};
+                                     node_reflector(opts_.node_name),
+                                     pods_reflector(opts_.node_name)};
   // One token source for all reflectors: the file is re-read once, not four times.
   auto tokens = std::make_shared<token_source>(cfg.token, cfg.token_file);
   for (reflector_options& o : all) {

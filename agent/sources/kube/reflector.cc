@@ -97,6 +97,16 @@ reflector_options node_reflector(std::string_view node_name) {
   return o;
 }
 
+reflector_options pods_reflector(std::string_view node_name) {
+  reflector_options o;
+  o.resource = "pods";
+  o.path = "/api/v1/pods";
+  o.field_selector = fmt::format("spec.nodeName={}", node_name);
+  o.item_kind = "Pod";
+  o.item_api_version = "v1";
+  return o;
+}
+
 reflector::reflector(const api_config& cfg, reflector_options opts, reflector_sink& sink,
                      std::shared_ptr<token_source> tokens)
     : cfg_(cfg),

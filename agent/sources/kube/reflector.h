@@ -84,6 +84,9 @@ reflector_options endpointslices_reflector(
 /// The agent's own Node only (fieldSelector metadata.name=<node_name>).
 reflector_options node_reflector(std::string_view node_name);
 
+/// The Pods scheduled on our node (fieldSelector spec.nodeName=<node_name>), for hostPorts.
+reflector_options pods_reflector(std::string_view node_name);
+
 /// Counters, readable from any thread while the reflector runs.
 struct reflector_stats {
   std::atomic<std::uint64_t> lists{0};             ///< completed lists
