@@ -342,6 +342,10 @@ sync_report map_writer::sync(const desired_state& desired) {
   return run(reconcile(mirror_, desired));
 }
 
+sync_report map_writer::sync(const std::map<frontend_key, desired_frontend>& desired) {
+  return run(reconcile(mirror_, desired));
+}
+
 sync_report map_writer::sync_subset(const std::map<frontend_key, desired_frontend>& desired,
                                     const std::set<frontend_key>& touched) {
   return run(reconcile_subset(mirror_, desired, touched));

@@ -33,6 +33,8 @@ class map_writer {
   /// Brings the maps to `desired`. Failed writes are logged and counted; the mirror is then
   /// re-read from the kernel so the next sync retries exactly what is missing.
   sync_report sync(const desired_state& desired);
+  /// The same over the planner's frontends by key (the agent's full sync: no copy of them).
+  sync_report sync(const std::map<frontend_key, desired_frontend>& desired);
 
   /// The same for the `touched` frontends only (see reconcile_subset): O(their sizes), for the
   /// agent's incremental path. Orphan backends are left to the next full sync().

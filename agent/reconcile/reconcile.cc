@@ -20,10 +20,19 @@ void id_space::take(uint32_t id) {
   if (id >= end) {
     return;  // already used
   }
-  free_.erase(it);
-  if (start < id) {
-    free_.emplace(start, id);
+  // Ids are mostly taken from the front of an interval (fresh ids ascend): re-key that node
+  // in place instead of freeing one node and allocating another.
+  if (start == id) {
+    if (id + 1 < end) {
+      auto node = free_.extract(it);
+      node.key() = id + 1;
+      free_.insert(std::move(node));
+    } else {
+      free_.erase(it);
+    }
+    return;
   }
+  it->second = id;
   if (id + 1 < end) {
     free_.emplace(id + 1, end);
   }
@@ -272,36 +281,74 @@ class differ {
     next.flags = master_flags(f);
 
     // This frontend's backend ids by (address, port); the lowest id wins if an interrupted run
-    // left two, the other is deleted below.
+    // left two, the other is deleted below. Both sides are matched as sorted vectors held by
+    // the differ: a map per frontend cost an allocation per backend on every full sync.
     const owned_map& owned = owned_by(next.svc_id);
-    struct have {
-      uint32_t id;
-      const backend_record* rec;  // null: allocated by this plan
-    };
-    std::map<std::pair<ip_addr, uint16_t>, have> mine;
+    const size_t n = f.backends.size();
+    mine_.clear();
     for (const auto& [id, b] : owned) {
-      mine.emplace(std::pair{b->addr, b->port}, have{id, b});
+      mine_.push_back(have{b->addr, b->port, id, b});
     }
-    std::vector<uint32_t> keep;
-    keep.reserve(f.backends.size());
-    next.slots.reserve(f.backends.size());
-    for (const auto& b : f.backends) {
+    // `owned` ascends by id, so a stable sort keeps the lowest id first among equal addresses.
+    std::stable_sort(mine_.begin(), mine_.end(), [](const have& a, const have& b) {
+      return std::tie(a.addr, a.port) < std::tie(b.addr, b.port);
+    });
+    order_.resize(n);
+    for (size_t i = 0; i < n; ++i) {
+      order_[i] = static_cast<uint32_t>(i);
+    }
+    const auto by_address = [&](uint32_t a, uint32_t b) {
+      return std::tie(f.backends[a].addr, f.backends[a].port) <
+             std::tie(f.backends[b].addr, f.backends[b].port);
+    };
+    std::stable_sort(order_.begin(), order_.end(), by_address);
+    // first_[i]: the earliest backend with i's address and port (stable: in list order);
+    // match_[i]: its entry in mine_, or none.
+    constexpr uint32_t none = UINT32_MAX;
+    first_.assign(n, none);
+    match_.assign(n, none);
+    size_t m = 0;
+    for (size_t k = 0; k < n; ++k) {
+      const uint32_t i = order_[k];
+      if (k > 0 && !by_address(order_[k - 1], i)) {
+        first_[i] = first_[order_[k - 1]];
+        match_[i] = match_[order_[k - 1]];
+        continue;
+      }
+      first_[i] = i;
+      const desired_backend& b = f.backends[i];
+      while (m < mine_.size() && std::tie(mine_[m].addr, mine_[m].port) < std::tie(b.addr, b.port)) {
+        ++m;
+      }
+      if (m < mine_.size() && mine_[m].addr == b.addr && mine_[m].port == b.port) {
+        match_[i] = static_cast<uint32_t>(m);
+      }
+    }
+    keep_.clear();
+    next.slots.swap(slots_buf_);
+    next.slots.clear();
+    for (size_t i = 0; i < n; ++i) {
+      const desired_backend& b = f.backends[i];
       backend_record rec{
           b.addr, b.port, key.proto,
           static_cast<uint8_t>(b.terminating ? LB_BACKEND_TERMINATING : LB_BACKEND_ACTIVE),
           next.svc_id};
-      auto [it, fresh] = mine.try_emplace({b.addr, b.port}, have{0, nullptr});
-      if (fresh) {
-        it->second.id = be_ids_.take();
+      const backend_record* had = match_[i] == none ? nullptr : mine_[match_[i]].rec;
+      uint32_t id = 0;
+      if (first_[i] != i) {
+        id = next.slots[first_[i]];
+      } else if (had != nullptr) {
+        id = mine_[match_[i]].id;
+      } else {
+        id = be_ids_.take();
       }
-      const uint32_t id = it->second.id;
-      keep.push_back(id);
+      keep_.push_back(id);
       next.slots.push_back(id);
-      if (it->second.rec == nullptr || !(*it->second.rec == rec)) {
+      if (had == nullptr || !(*had == rec)) {
         backends_.push_back({.kind = op_kind::put_backend, .backend_id = id, .backend = rec});
       }
     }
-    std::sort(keep.begin(), keep.end());
+    std::sort(keep_.begin(), keep_.end());
 
     const size_t old_count = cur ? cur->slots.size() : 0;
     for (size_t i = 0; i < next.slots.size(); ++i) {
@@ -326,10 +373,11 @@ class differ {
           {.kind = op_kind::delete_slot, .key = key, .slot = static_cast<uint16_t>(i + 1)});
     }
     for (const auto& [id, b] : owned) {
-      if (!std::binary_search(keep.begin(), keep.end(), id)) {
+      if (!std::binary_search(keep_.begin(), keep_.end(), id)) {
         gone_backends_.push_back({.kind = op_kind::delete_backend, .backend_id = id});
       }
     }
+    next.slots.swap(slots_buf_);
   }
 
   const map_state& cur_;
@@ -337,6 +385,15 @@ class differ {
   id_cursor svc_ids_;
   id_cursor be_ids_;
   std::set<uint32_t> claimed_svc_;
+  // Scratch space of update(), kept across frontends so a full sync does not allocate per one.
+  struct have {
+    ip_addr addr;
+    uint16_t port;
+    uint32_t id;
+    const backend_record* rec;
+  };
+  std::vector<have> mine_;
+  std::vector<uint32_t> order_, first_, match_, keep_, slots_buf_;
   reconcile_result out_;
   std::vector<map_op> backends_, slots_, masters_, shrink_, gone_masters_, gone_slots_,
       gone_backends_;
@@ -355,39 +412,59 @@ reconcile_result reconcile_subset(const map_state& current,
   return d.finish();
 }
 
-reconcile_result reconcile(const map_state& current, const desired_state& desired) {
-  differ d(current);
-  std::map<frontend_key, const desired_frontend*> want;
+namespace {
+
+// Plans every key of either side, in key order (the order reconcile_subset uses). `want` maps
+// a key to what `deref` turns into the desired frontend.
+template <typename Want, typename Deref>
+reconcile_result plan_all(differ& d, const map_state& current, const Want& want, Deref deref) {
   size_t backends = 0;
-  for (const auto& f : desired.frontends) {
-    backends += f.backends.size();
+  for (const auto& [key, f] : want) {
+    backends += deref(f).backends.size();
   }
   if (current.backends.empty()) {
-    d.reserve(backends, desired.frontends.size());
+    d.reserve(backends, want.size());
   }
-  for (const auto& f : desired.frontends) {
-    if (!want.emplace(f.key(), &f).second) {
-      d.error(f.key(), f.name, "duplicate frontend (same address, port and protocol)");
-    }
-  }
-  // Every key of either side, in key order (the order reconcile_subset uses).
   auto w = want.begin();
   auto c = current.frontends.begin();
   while (w != want.end() || c != current.frontends.end()) {
     if (c == current.frontends.end() || (w != want.end() && w->first < c->first)) {
-      d.plan(w->first, w->second);
+      d.plan(w->first, &deref(w->second));
       ++w;
     } else if (w == want.end() || c->first < w->first) {
       d.plan(c->first, nullptr);
       ++c;
     } else {
-      d.plan(w->first, w->second);
+      d.plan(w->first, &deref(w->second));
       ++w;
       ++c;
     }
   }
   d.remove_orphans();
   return d.finish();
+}
+
+}  // namespace
+
+reconcile_result reconcile(const map_state& current, const desired_state& desired) {
+  differ d(current);
+  std::map<frontend_key, const desired_frontend*> want;
+  for (const auto& f : desired.frontends) {
+    if (!want.emplace(f.key(), &f).second) {
+      d.error(f.key(), f.name, "duplicate frontend (same address, port and protocol)");
+    }
+  }
+  return plan_all(d, current, want, [](const desired_frontend* f) -> const desired_frontend& {
+    return *f;
+  });
+}
+
+reconcile_result reconcile(const map_state& current,
+                           const std::map<frontend_key, desired_frontend>& desired) {
+  differ d(current);
+  return plan_all(d, current, desired, [](const desired_frontend& f) -> const desired_frontend& {
+    return f;
+  });
 }
 
 void apply_ops(map_state& state, const std::vector<map_op>& ops) {

@@ -160,6 +160,11 @@ struct reconcile_result {
 /// external_local and source_ranges are not written (no north-south datapath yet).
 reconcile_result reconcile(const map_state& current, const desired_state& desired);
 
+/// The same over the planner's frontends by key (no copy of the desired state; keys are unique
+/// by construction, so there is no duplicate to report).
+reconcile_result reconcile(const map_state& current,
+                           const std::map<frontend_key, desired_frontend>& desired);
+
 /// The same diff restricted to `touched` keys: a touched key present in `desired` is added or
 /// updated, one absent from it is removed; untouched frontends are neither read nor changed.
 /// For those keys the ops (order and ids included) are exactly the ones reconcile() produces
