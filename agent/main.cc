@@ -319,7 +319,13 @@ int agent::run() {
       // under one lock, so checking after the drain can never lose that wake-up.
       store_.drain_wakeups();
       if (!source_synced()) {
-        // Planning before every kind is listed would program services without endpoints.
+        // Programming before every kind is listed would program services without endpoints;
+        // planning what has arrived is harmless and shortens the first sync. This take()
+        // drains wake-ups too, so the gate is checked again after it: a list that completed
+        // in between is seen now, not lost.
+        loop_->plan_ahead();
+      }
+      if (!source_synced()) {
         if (!waiting_logged) {
           spdlog::info("waiting for the first complete list of Services, EndpointSlices, "
                        "Node and Pods");

@@ -108,6 +108,20 @@ std::optional<std::chrono::steady_clock::time_point> sync_loop::next_due() const
   return last_full_ + opts_.full_sync_period;
 }
 
+void sync_loop::plan_ahead() {
+  if (generation_ != 0) {
+    return;
+  }
+  store_.take([&](const cluster& state, const plan_changes& changes) {
+    (void)cache_.update(state, opts_.plan, changes);
+    metrics_.sync_proxy_rules_service_changes_total.inc(
+        static_cast<double>(changes.services.size()));
+    metrics_.sync_proxy_rules_endpoint_changes_total.inc(
+        static_cast<double>(changes.slices.size()));
+    planned_ahead_ = true;
+  });
+}
+
 std::optional<sync_round> sync_loop::run_once(bool force) {
   const auto start = steady::now();
   sync_round round;
@@ -115,7 +129,7 @@ std::optional<sync_round> sync_loop::run_once(bool force) {
   bool node_eligible = true;
   const bool took = store_.take([&](const cluster& state, const plan_changes& changes) {
     plan_changes effective = changes;
-    if (generation_ == 0) {
+    if (generation_ == 0 && !planned_ahead_) {
       effective.all = true;  // the first plan after start-up covers everything
     }
     touched = cache_.update(state, opts_.plan, effective);
@@ -132,7 +146,7 @@ std::optional<sync_round> sync_loop::run_once(bool force) {
       last_gauges_ = steady::now();
     }
     pending_slices_.insert(changes.slices.begin(), changes.slices.end());
-  }, force);
+  }, force || (generation_ == 0 && planned_ahead_));  // plan_ahead() may have taken it all
   if (!took) {
     return std::nullopt;
   }
@@ -143,7 +157,7 @@ std::optional<sync_round> sync_loop::run_once(bool force) {
   round.full = need_full_ || steady::now() - last_full_ >= opts_.full_sync_period;
   round.touched = touched.size();
   if (round.full) {
-    round.report = writer_.sync(cache_.state());
+    round.report = writer_.sync(cache_.frontends());
     last_full_ = steady::now();
   } else {
     round.report = writer_.sync_subset(cache_.frontends(), touched);

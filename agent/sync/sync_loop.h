@@ -46,6 +46,12 @@ class sync_loop {
   /// was pending and `force` is false.
   std::optional<sync_round> run_once(bool force = false);
 
+  /// Before the sources' first complete list: plans what has arrived so far and writes
+  /// nothing (kube-proxy's gate holds: no Service is programmed before its slices are listed).
+  /// The planner is incremental, so the first run_once() then plans only what came after, and
+  /// the cold start's planning overlaps the list instead of following it.
+  void plan_ahead();
+
   /// When run_once(true) is due without any change: the retry of a failed round (backing off
   /// from 1 s to 30 s) or the periodic full sync. nullopt before the first round.
   std::optional<std::chrono::steady_clock::time_point> next_due() const;
@@ -70,6 +76,7 @@ class sync_loop {
   plan_cache cache_;
   uint64_t generation_ = 0;
   bool need_full_ = true;
+  bool planned_ahead_ = false;  ///< plan_ahead() ran: the planner holds the state taken so far
   std::optional<std::chrono::steady_clock::time_point> retry_at_;  ///< after a failed round
   std::chrono::seconds retry_backoff_{1};
   std::set<object_key> pending_slices_;  ///< changed slices of the round in progress
