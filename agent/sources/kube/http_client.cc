@@ -228,7 +228,12 @@ http_client::http_client(const api_config& cfg, std::shared_ptr<token_source> to
   // API server and proxy in front of it supports.
   curl_easy_setopt(e, CURLOPT_HTTP_VERSION, static_cast<long>(CURL_HTTP_VERSION_1_1));
   curl_easy_setopt(e, CURLOPT_USERAGENT, d.user_agent.c_str());
-  curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");  // gzip lists when the server offers it
+  // gzip lists when the server offers it (client-go's default), except over a Unix socket: a
+  // local peer (`kubectl proxy -u`) costs nothing to read from, so compressing 30 MB of lists
+  // would only spend CPU on both ends.
+  if (cfg.unix_socket.empty()) {
+    curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
+  }
   curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
   curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
   curl_easy_setopt(e, CURLOPT_TCP_KEEPIDLE, 30L);
