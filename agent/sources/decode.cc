@@ -297,6 +297,20 @@ bool is_port_name(std::string_view name) {
   return letter;
 }
 
+// A field's key. Keys without escapes (all the API server writes) are a view of the input up to
+// the closing quote, which stage 1 guarantees is there; others are unescaped by simdjson.
+simdjson::error_code key_of(od::field& field, std::string_view& key) {
+  const char* const start = field.key().raw();
+  const char* end = start;
+  for (; *end != '"'; ++end) {
+    if (*end == '\\') {
+      return field.unescaped_key().get(key);
+    }
+  }
+  key = std::string_view(start, static_cast<std::size_t>(end - start));
+  return simdjson::SUCCESS;
+}
+
 // Calls `each(key, value)` for every field of `obj`, in document order.
 template <typename F>
 result<void> for_fields(od::object& obj, const path& at, F&& each) {
@@ -306,7 +320,7 @@ result<void> for_fields(od::object& obj, const path& at, F&& each) {
       return fail_json(at, e);
     }
     std::string_view key;
-    if (auto e = field.unescaped_key().get(key); e) {
+    if (auto e = key_of(field, key); e) {
       return fail_json(at, e);
     }
     if (result<void> r = each(key, field.value()); !r) {
@@ -1829,7 +1843,7 @@ class object_decoder {
       if (auto e = std::move(field_result).get(field); e) {
         return malformed(e);
       }
-      if (auto e = field.unescaped_key().get(key); e) {
+      if (auto e = key_of(field, key); e) {
         return malformed(e);
       }
       if (key == "kind" || key == "apiVersion" || key == "metadata") {

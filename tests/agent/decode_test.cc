@@ -850,6 +850,12 @@ TEST_CASE("decode_json: a duplicate key: the last one wins") {
   CHECK(svc.labels.at("x") == "2");
   REQUIRE(svc.ports.size() == 2);
   CHECK(svc.ports[0].port == 81);
+
+  // Keys with escapes are read as their text (the fast path compares keys unescaped).
+  const service escaped = decode_text<service>(R"({"kind": "Service", "apiVersion": "v1",
+    "metadata": {"n\u0061me": "esc", "labels": {"a\/b": "c"}}, "spec": {"ports": [{"port": 80}]}})");
+  CHECK(escaped.name == "esc");
+  CHECK(escaped.labels.at("a/b") == "c");
 }
 
 TEST_CASE("decode_json: malformed JSON and map values are reported with a path") {
