@@ -35,11 +35,21 @@ namespace {
 
 using ojson = nlohmann::ordered_json;
 
-constexpr const char* metadata_order[] = {
-    "name",        "generateName",      "namespace",         "selfLink",
-    "uid",         "resourceVersion",   "generation",        "creationTimestamp",
-    "deletionTimestamp", "deletionGracePeriodSeconds", "labels", "annotations",
-    "ownerReferences", "finalizers",    "managedFields"};
+constexpr const char* metadata_order[] = {"name",
+                                          "generateName",
+                                          "namespace",
+                                          "selfLink",
+                                          "uid",
+                                          "resourceVersion",
+                                          "generation",
+                                          "creationTimestamp",
+                                          "deletionTimestamp",
+                                          "deletionGracePeriodSeconds",
+                                          "labels",
+                                          "annotations",
+                                          "ownerReferences",
+                                          "finalizers",
+                                          "managedFields"};
 
 // An object as the API server writes it in a list: metadata first (server order, with
 // resourceVersion and, for slices, generation), then the rest; no kind/apiVersion.
@@ -113,9 +123,7 @@ long status_kib(const char* field) {
   return -1;
 }
 
-void reset_peak_rss() {
-  std::ofstream("/proc/self/clear_refs") << "5";
-}
+void reset_peak_rss() { std::ofstream("/proc/self/clear_refs") << "5"; }
 
 #ifdef SLUICE_DECODE_BENCH_NLOHMANN
 // The former path: reflector.cc parsed the page into a DOM, filled kind/apiVersion of each item,
@@ -159,7 +167,7 @@ std::size_t decode_page(page& p, std::string_view kind, std::string_view,
   od::document doc;
   od::object list;
   if (parser.iterate(simdjson::padded_string_view(p.body.data(), p.body.size(), p.body.capacity()))
-              .get(doc) ||
+          .get(doc) ||
       doc.get_object().get(list)) {
     return p.items;
   }
@@ -222,6 +230,9 @@ figures run(std::vector<page>& pages, std::string_view kind, std::string_view ap
   double bytes = 0;
   std::size_t objects = 0;
   std::vector<sluice::kube_object> out;
+  if (pages.empty()) {
+    return {};
+  }
   for (int r = 0; r < rounds; ++r) {
     for (page& p : pages) {
       out.clear();
@@ -277,7 +288,8 @@ int main(int argc, char** argv) {
     const ojson cluster = ojson::parse(in);
     slice_pages = make_pages(cluster["endpointslices"], "EndpointSliceList", "discovery.k8s.io/v1",
                              true, per_page, max_pages);
-    service_pages = make_pages(cluster["services"], "ServiceList", "v1", false, per_page, max_pages);
+    service_pages =
+        make_pages(cluster["services"], "ServiceList", "v1", false, per_page, max_pages);
   }
 #ifdef SLUICE_DECODE_BENCH_NLOHMANN
   const char* impl = "nlohmann DOM";
@@ -292,11 +304,14 @@ int main(int argc, char** argv) {
   const long peak = status_kib("VmHWM:");
   fmt::print("decode_bench ({}): {} items per page, {} pages x {} rounds\n", impl, per_page,
              slice_pages.size(), rounds);
-  for (const auto& [name, f] : {std::pair{"EndpointSlice", slices}, std::pair{"Service", services}}) {
-    fmt::print("  {:<13} page {:6.2f} MB: {:7.2f} ms CPU/page (median; wall {:7.2f} ms), {:6.1f} MB/s\n",
-               name, f.bytes_per_page / 1e6, f.cpu_ms_per_page, f.wall_ms_per_page, f.mb_per_s);
+  for (const auto& [name, f] :
+       {std::pair{"EndpointSlice", slices}, std::pair{"Service", services}}) {
+    fmt::print(
+        "  {:<13} page {:6.2f} MB: {:7.2f} ms CPU/page (median; wall {:7.2f} ms), {:6.1f} MB/s\n",
+        name, f.bytes_per_page / 1e6, f.cpu_ms_per_page, f.wall_ms_per_page, f.mb_per_s);
   }
-  fmt::print("  RSS: {:.1f} MiB before decoding (pages in memory), peak while decoding {:.1f} MiB\n",
-             static_cast<double>(rss_before) / 1024, static_cast<double>(peak) / 1024);
+  fmt::print(
+      "  RSS: {:.1f} MiB before decoding (pages in memory), peak while decoding {:.1f} MiB\n",
+      static_cast<double>(rss_before) / 1024, static_cast<double>(peak) / 1024);
   return 0;
 }

@@ -122,8 +122,8 @@ struct scalar {
 };
 
 std::string_view trim_right(std::string_view s) {
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\n' || s.back() == '\r' ||
-                        s.back() == '\t')) {
+  while (!s.empty() &&
+         (s.back() == ' ' || s.back() == '\n' || s.back() == '\r' || s.back() == '\t')) {
     s.remove_suffix(1);
   }
   return s;
@@ -441,25 +441,25 @@ result<void> take(scalar& slot, od::value& v, const path& at) {
 // map[string]string (labels, annotations, selector). A null value reads as "".
 result<std::map<std::string, std::string>> get_string_map(od::value& v, const path& at) {
   std::map<std::string, std::string> out;
-  if (result<void> r = for_fields_of(
-          v, at,
-          [&](std::string_view k, od::value& item) -> result<void> {
-            const result<scalar> s = capture(item, at);
-            if (!s) {
-              return std::unexpected(s.error());
-            }
-            if (!s->null() && s->type != json_type::string) {
-              return std::unexpected(failure{
-                  at.str(),
-                  fmt::format("value of \"{}\": expected a string, got {}", k,
-                              json_type_name(s->type)),
-                  fmt::format("{}[\"{}\"]", at.str(), k)});
-            }
-            // Go writes map keys sorted, so the hint is right nearly always; a repeated key:
-            // the last one wins.
-            out.insert_or_assign(out.end(), std::string(k), std::string(s->text));
-            return {};
-          });
+  if (result<void> r =
+          for_fields_of(v, at,
+                        [&](std::string_view k, od::value& item) -> result<void> {
+                          const result<scalar> s = capture(item, at);
+                          if (!s) {
+                            return std::unexpected(s.error());
+                          }
+                          if (!s->null() && s->type != json_type::string) {
+                            return std::unexpected(
+                                failure{at.str(),
+                                        fmt::format("value of \"{}\": expected a string, got {}", k,
+                                                    json_type_name(s->type)),
+                                        fmt::format("{}[\"{}\"]", at.str(), k)});
+                          }
+                          // Go writes map keys sorted, so the hint is right nearly always; a
+                          // repeated key: the last one wins.
+                          out.insert_or_assign(out.end(), std::string(k), std::string(s->text));
+                          return {};
+                        });
       !r) {
     return std::unexpected(std::move(r.error()));
   }
@@ -787,8 +787,7 @@ result<void> decode_service_spec(od::object& spec, const path& sp, service& svc)
                 } else if (*text == "IPv6") {
                   family = ip_family::v6;
                 } else {
-                  return fail(p,
-                              fmt::format("unknown IP family {} (want IPv4 or IPv6)", show(s)));
+                  return fail(p, fmt::format("unknown IP family {} (want IPv4 or IPv6)", show(s)));
                 }
                 for (const ip_family seen : svc.ip_families) {
                   if (seen == family) {
@@ -841,9 +840,8 @@ result<void> decode_service_spec(od::object& spec, const path& sp, service& svc)
       cluster_ips.push_back(*single);
     }
   } else if (!single->empty() && *single != cluster_ips[0]) {
-    return fail(sp.field("clusterIP"),
-                fmt::format("\"{}\" differs from spec.clusterIPs[0] \"{}\"", *single,
-                            cluster_ips[0]));
+    return fail(sp.field("clusterIP"), fmt::format("\"{}\" differs from spec.clusterIPs[0] \"{}\"",
+                                                   *single, cluster_ips[0]));
   }
   svc.headless = false;
   svc.cluster_ips.clear();
@@ -889,18 +887,21 @@ result<void> decode_service_spec(od::object& spec, const path& sp, service& svc)
                 fmt::format("unknown value \"{}\" (want None or ClientIP)", *affinity_text));
   }
 
-  const result<traffic_policy> external = get_traffic_policy(etp, sp.field("externalTrafficPolicy"));
+  const result<traffic_policy> external =
+      get_traffic_policy(etp, sp.field("externalTrafficPolicy"));
   if (!external) {
     return std::unexpected(external.error());
   }
   svc.external_policy = *external;
-  const result<traffic_policy> internal = get_traffic_policy(itp, sp.field("internalTrafficPolicy"));
+  const result<traffic_policy> internal =
+      get_traffic_policy(itp, sp.field("internalTrafficPolicy"));
   if (!internal) {
     return std::unexpected(internal.error());
   }
   svc.internal_policy = *internal;
 
-  const result<std::optional<int64_t>> hc_port = get_int(hc, sp.field("healthCheckNodePort"), 0, 65535);
+  const result<std::optional<int64_t>> hc_port =
+      get_int(hc, sp.field("healthCheckNodePort"), 0, 65535);
   if (!hc_port) {
     return std::unexpected(hc_port.error());
   }
@@ -913,7 +914,8 @@ result<void> decode_service_spec(od::object& spec, const path& sp, service& svc)
   }
   svc.traffic_distribution = *distribution_text;
 
-  const result<std::optional<bool>> pnra_value = get_bool(pnra, sp.field("publishNotReadyAddresses"));
+  const result<std::optional<bool>> pnra_value =
+      get_bool(pnra, sp.field("publishNotReadyAddresses"));
   if (!pnra_value) {
     return std::unexpected(pnra_value.error());
   }
@@ -1007,7 +1009,7 @@ result<void> decode_service_status(od::value& v, const path& st,
 // The fields of a Service after metadata.
 struct service_body {
   service svc;
-  bool has_spec = false;
+  bool spec_seen = false, has_spec = false;
   std::vector<load_balancer_ingress> ingress;
 
   result<void> field(std::string_view key, od::value& v, const path& root) {
@@ -1017,8 +1019,11 @@ struct service_body {
       if (!spec) {
         return std::unexpected(std::move(spec.error()));
       }
+      if (spec_seen) {
+        svc = service{};  // a repeated spec replaces the first
+      }
+      spec_seen = true;
       has_spec = spec->has_value();
-      svc = service{};  // a repeated spec replaces the first
       return has_spec ? decode_service_spec(**spec, sp, svc) : result<void>();
     }
     if (key == "status") {
@@ -1095,9 +1100,11 @@ result<void> decode_hint_names(od::value& v, const path& hp, std::vector<std::st
   present = type != json_type::null;
   return for_objects(v, hp, [&](od::object& h, const path& p) -> result<void> {
     scalar name;
-    if (result<void> r = for_fields(h, p, [&](std::string_view key, od::value& x) -> result<void> {
-          return key == "name" ? take(name, x, p.field(key)) : result<void>();
-        });
+    if (result<void> r = for_fields(h, p,
+                                    [&](std::string_view key, od::value& x) -> result<void> {
+                                      return key == "name" ? take(name, x, p.field(key))
+                                                           : result<void>();
+                                    });
         !r) {
       return r;
     }
@@ -1141,25 +1148,26 @@ result<endpoint> decode_endpoint(od::object& e, const path& ep_path, slice_addre
             }
             if (key == "conditions") {
               scalar ready, serving, terminating;
-              if (result<void> c = for_fields_of(
-                      v, f,
-                      [&](std::string_view k, od::value& x) -> result<void> {
-                        if (k == "ready") {
-                          return take(ready, x, f.field(k));
-                        }
-                        if (k == "serving") {
-                          return take(serving, x, f.field(k));
-                        }
-                        if (k == "terminating") {
-                          return take(terminating, x, f.field(k));
-                        }
-                        return {};
-                      });
+              if (result<void> c =
+                      for_fields_of(v, f,
+                                    [&](std::string_view k, od::value& x) -> result<void> {
+                                      if (k == "ready") {
+                                        return take(ready, x, f.field(k));
+                                      }
+                                      if (k == "serving") {
+                                        return take(serving, x, f.field(k));
+                                      }
+                                      if (k == "terminating") {
+                                        return take(terminating, x, f.field(k));
+                                      }
+                                      return {};
+                                    });
                   !c) {
                 return c;
               }
               for (const auto& [k, slot, value] :
-                   {std::tuple{"ready", &ep.ready, &ready}, std::tuple{"serving", &ep.serving, &serving},
+                   {std::tuple{"ready", &ep.ready, &ready},
+                    std::tuple{"serving", &ep.serving, &serving},
                     std::tuple{"terminating", &ep.terminating, &terminating}}) {
                 const result<std::optional<bool>> b = get_bool(*value, f.field(k));
                 if (!b) {
@@ -1232,14 +1240,15 @@ struct slice_body {
 
   result<void> decode_endpoints(od::value& v, const path& root) {
     slice.endpoints.clear();
-    return for_objects(v, root.field("endpoints"), [&](od::object& e, const path& p) -> result<void> {
-      result<endpoint> ep = decode_endpoint(e, p, *type, address_type.text);
-      if (!ep) {
-        return std::unexpected(std::move(ep.error()));
-      }
-      slice.endpoints.push_back(std::move(*ep));
-      return {};
-    });
+    return for_objects(v, root.field("endpoints"),
+                       [&](od::object& e, const path& p) -> result<void> {
+                         result<endpoint> ep = decode_endpoint(e, p, *type, address_type.text);
+                         if (!ep) {
+                           return std::unexpected(std::move(ep.error()));
+                         }
+                         slice.endpoints.push_back(std::move(*ep));
+                         return {};
+                       });
   }
 
   result<void> field(std::string_view key, od::value& v, const path& root) {
@@ -1333,10 +1342,11 @@ struct node_body {
       if (key == "taints") {
         return for_objects(x, f, [&](od::object& t, const path& p) -> result<void> {
           scalar taint_key;
-          if (result<void> r =
-                  for_fields(t, p, [&](std::string_view k, od::value& y) -> result<void> {
-                    return k == "key" ? take(taint_key, y, p.field(k)) : result<void>();
-                  });
+          if (result<void> r = for_fields(t, p,
+                                          [&](std::string_view k, od::value& y) -> result<void> {
+                                            return k == "key" ? take(taint_key, y, p.field(k))
+                                                              : result<void>();
+                                          });
               !r) {
             return r;
           }
@@ -1363,15 +1373,16 @@ struct node_body {
       n.external_ips.clear();
       return for_objects(x, st.field(key), [&](od::object& a, const path& p) -> result<void> {
         scalar type, address;
-        if (result<void> r = for_fields(a, p, [&](std::string_view k, od::value& y) -> result<void> {
-              if (k == "type") {
-                return take(type, y, p.field(k));
-              }
-              if (k == "address") {
-                return take(address, y, p.field(k));
-              }
-              return {};
-            });
+        if (result<void> r = for_fields(a, p,
+                                        [&](std::string_view k, od::value& y) -> result<void> {
+                                          if (k == "type") {
+                                            return take(type, y, p.field(k));
+                                          }
+                                          if (k == "address") {
+                                            return take(address, y, p.field(k));
+                                          }
+                                          return {};
+                                        });
             !r) {
           return r;
         }
@@ -1432,82 +1443,89 @@ result<void> decode_container_ports(od::value& v, const path& cp_list, bool side
     scalar restart;
     std::vector<pod_port> ports;
     std::optional<failure> ports_error;
-    if (result<void> r = for_fields(c, cp, [&](std::string_view key, od::value& x) -> result<void> {
-          if (key == "restartPolicy") {
-            return take(restart, x, cp.field(key));
-          }
-          if (key != "ports") {
-            return {};
-          }
-          ports.clear();
-          ports_error.reset();
-          result<void> pr = for_objects(x, cp.field(key), [&](od::object& p, const path& pp) -> result<void> {
-            scalar name, number, protocol, host_port, host_ip;
-            if (result<void> f = for_fields(p, pp, [&](std::string_view k, od::value& y) -> result<void> {
-                  if (k == "name") {
-                    return take(name, y, pp.field(k));
-                  }
-                  if (k == "containerPort") {
-                    return take(number, y, pp.field(k));
-                  }
-                  if (k == "protocol") {
-                    return take(protocol, y, pp.field(k));
-                  }
-                  if (k == "hostPort") {
-                    return take(host_port, y, pp.field(k));
-                  }
-                  if (k == "hostIP") {
-                    return take(host_ip, y, pp.field(k));
-                  }
-                  return {};
-                });
-                !f) {
-              return f;
-            }
-            pod_port port;
-            const result<std::string_view> name_text = get_text(name, pp.field("name"));
-            if (!name_text) {
-              return std::unexpected(name_text.error());
-            }
-            port.name = *name_text;
-            const result<std::optional<int64_t>> value =
-                get_int(number, pp.field("containerPort"), 1, 65535);
-            if (!value) {
-              return std::unexpected(value.error());
-            }
-            if (!*value) {
-              return fail_in(pp.field("containerPort"), pp, "missing");
-            }
-            port.container_port = static_cast<uint16_t>(**value);
-            const result<uint8_t> proto = get_protocol(protocol, pp.field("protocol"));
-            if (!proto) {
-              return std::unexpected(proto.error());
-            }
-            port.protocol = *proto;
-            const result<std::optional<int64_t>> hp = get_int(host_port, pp.field("hostPort"), 0, 65535);
-            if (!hp) {
-              return std::unexpected(hp.error());
-            }
-            port.host_port = static_cast<uint16_t>(hp->value_or(0));
-            const result<std::string_view> host_ip_text = get_text(host_ip, pp.field("hostIP"));
-            if (!host_ip_text) {
-              return std::unexpected(host_ip_text.error());
-            }
-            if (!host_ip_text->empty()) {
-              const result<ip_addr> addr = get_ip(host_ip, pp.field("hostIP"), pp);
-              if (!addr) {
-                return std::unexpected(addr.error());
+    if (result<void> r = for_fields(
+            c, cp,
+            [&](std::string_view key, od::value& x) -> result<void> {
+              if (key == "restartPolicy") {
+                return take(restart, x, cp.field(key));
               }
-              port.host_ip = *addr;
-            }
-            ports.push_back(std::move(port));
-            return {};
-          });
-          if (!pr) {
-            ports_error = std::move(pr.error());
-          }
-          return {};
-        });
+              if (key != "ports") {
+                return {};
+              }
+              ports.clear();
+              ports_error.reset();
+              result<void> pr =
+                  for_objects(x, cp.field(key), [&](od::object& p, const path& pp) -> result<void> {
+                    scalar name, number, protocol, host_port, host_ip;
+                    if (result<void> f =
+                            for_fields(p, pp,
+                                       [&](std::string_view k, od::value& y) -> result<void> {
+                                         if (k == "name") {
+                                           return take(name, y, pp.field(k));
+                                         }
+                                         if (k == "containerPort") {
+                                           return take(number, y, pp.field(k));
+                                         }
+                                         if (k == "protocol") {
+                                           return take(protocol, y, pp.field(k));
+                                         }
+                                         if (k == "hostPort") {
+                                           return take(host_port, y, pp.field(k));
+                                         }
+                                         if (k == "hostIP") {
+                                           return take(host_ip, y, pp.field(k));
+                                         }
+                                         return {};
+                                       });
+                        !f) {
+                      return f;
+                    }
+                    pod_port port;
+                    const result<std::string_view> name_text = get_text(name, pp.field("name"));
+                    if (!name_text) {
+                      return std::unexpected(name_text.error());
+                    }
+                    port.name = *name_text;
+                    const result<std::optional<int64_t>> value =
+                        get_int(number, pp.field("containerPort"), 1, 65535);
+                    if (!value) {
+                      return std::unexpected(value.error());
+                    }
+                    if (!*value) {
+                      return fail_in(pp.field("containerPort"), pp, "missing");
+                    }
+                    port.container_port = static_cast<uint16_t>(**value);
+                    const result<uint8_t> proto = get_protocol(protocol, pp.field("protocol"));
+                    if (!proto) {
+                      return std::unexpected(proto.error());
+                    }
+                    port.protocol = *proto;
+                    const result<std::optional<int64_t>> hp =
+                        get_int(host_port, pp.field("hostPort"), 0, 65535);
+                    if (!hp) {
+                      return std::unexpected(hp.error());
+                    }
+                    port.host_port = static_cast<uint16_t>(hp->value_or(0));
+                    const result<std::string_view> host_ip_text =
+                        get_text(host_ip, pp.field("hostIP"));
+                    if (!host_ip_text) {
+                      return std::unexpected(host_ip_text.error());
+                    }
+                    if (!host_ip_text->empty()) {
+                      const result<ip_addr> addr = get_ip(host_ip, pp.field("hostIP"), pp);
+                      if (!addr) {
+                        return std::unexpected(addr.error());
+                      }
+                      port.host_ip = *addr;
+                    }
+                    ports.push_back(std::move(port));
+                    return {};
+                  });
+              if (!pr) {
+                ports_error = std::move(pr.error());
+              }
+              return {};
+            });
         !r) {
       return r;
     }
@@ -1565,8 +1583,9 @@ struct pod_body {
             p.pod_ips.clear();
             return for_objects(x, f, [&](od::object& item, const path& ip_path) -> result<void> {
               scalar ip;
-              if (result<void> r =
-                      for_fields(item, ip_path, [&](std::string_view k, od::value& y) -> result<void> {
+              if (result<void> r = for_fields(
+                      item, ip_path,
+                      [&](std::string_view k, od::value& y) -> result<void> {
                         return k == "ip" ? take(ip, y, ip_path.field(k)) : result<void>();
                       });
                   !r) {
@@ -1590,15 +1609,16 @@ struct pod_body {
             return for_objects(x, f, [&](od::object& c, const path& cp) -> result<void> {
               scalar type, status;
               if (result<void> r =
-                      for_fields(c, cp, [&](std::string_view k, od::value& y) -> result<void> {
-                        if (k == "type") {
-                          return take(type, y, cp.field(k));
-                        }
-                        if (k == "status") {
-                          return take(status, y, cp.field(k));
-                        }
-                        return {};
-                      });
+                      for_fields(c, cp,
+                                 [&](std::string_view k, od::value& y) -> result<void> {
+                                   if (k == "type") {
+                                     return take(type, y, cp.field(k));
+                                   }
+                                   if (k == "status") {
+                                     return take(status, y, cp.field(k));
+                                   }
+                                   return {};
+                                 });
                   !r) {
                 return r;
               }
@@ -1683,15 +1703,16 @@ result<void> decode_subset_addresses(od::value& v, const path& ap_list,
   out.clear();
   return for_objects(v, ap_list, [&](od::object& a, const path& ap) -> result<void> {
     scalar ip, node_name;
-    if (result<void> r = for_fields(a, ap, [&](std::string_view k, od::value& y) -> result<void> {
-          if (k == "ip") {
-            return take(ip, y, ap.field(k));
-          }
-          if (k == "nodeName") {
-            return take(node_name, y, ap.field(k));
-          }
-          return {};
-        });
+    if (result<void> r = for_fields(a, ap,
+                                    [&](std::string_view k, od::value& y) -> result<void> {
+                                      if (k == "ip") {
+                                        return take(ip, y, ap.field(k));
+                                      }
+                                      if (k == "nodeName") {
+                                        return take(node_name, y, ap.field(k));
+                                      }
+                                      return {};
+                                    });
         !r) {
       return r;
     }
@@ -1718,29 +1739,32 @@ struct endpoints_body {
     eps.subsets.clear();
     return for_objects(v, root.field(key), [&](od::object& s, const path& sp) -> result<void> {
       endpoints_subset subset;
-      if (result<void> r = for_fields(s, sp, [&](std::string_view k, od::value& x) -> result<void> {
-            if (k == "addresses") {
-              return decode_subset_addresses(x, sp.field(k), subset.addresses);
-            }
-            if (k == "notReadyAddresses") {
-              return decode_subset_addresses(x, sp.field(k), subset.not_ready_addresses);
-            }
-            if (k == "ports") {
-              subset.ports.clear();
-              return for_objects(x, sp.field(k), [&](od::object& p, const path& pp) -> result<void> {
-                result<endpoint_port> port = decode_endpoint_port(p, pp);
-                if (!port) {
-                  return std::unexpected(std::move(port.error()));
+      if (result<void> r = for_fields(
+              s, sp,
+              [&](std::string_view k, od::value& x) -> result<void> {
+                if (k == "addresses") {
+                  return decode_subset_addresses(x, sp.field(k), subset.addresses);
                 }
-                if (!port->port) {
-                  return fail_in(pp.field("port"), pp, "missing");
+                if (k == "notReadyAddresses") {
+                  return decode_subset_addresses(x, sp.field(k), subset.not_ready_addresses);
                 }
-                subset.ports.push_back(std::move(*port));
+                if (k == "ports") {
+                  subset.ports.clear();
+                  return for_objects(x, sp.field(k),
+                                     [&](od::object& p, const path& pp) -> result<void> {
+                                       result<endpoint_port> port = decode_endpoint_port(p, pp);
+                                       if (!port) {
+                                         return std::unexpected(std::move(port.error()));
+                                       }
+                                       if (!port->port) {
+                                         return fail_in(pp.field("port"), pp, "missing");
+                                       }
+                                       subset.ports.push_back(std::move(*port));
+                                       return {};
+                                     });
+                }
                 return {};
               });
-            }
-            return {};
-          });
           !r) {
         return r;
       }
@@ -1969,16 +1993,17 @@ class object_decoder {
         n.name = "<no name>";
       }
       return decode_error{true,
-                          n.has_namespace ? fmt::format("{} {}/{}: kind not used", kind, n.ns, n.name)
-                                          : fmt::format("{} {}: kind not used", kind, n.name),
+                          n.has_namespace
+                              ? fmt::format("{} {}/{}: kind not used", kind, n.ns, n.name)
+                              : fmt::format("{} {}: kind not used", kind, n.name),
                           ""};
     }
     if (!api_version_.null() && api_version_.type != json_type::string) {
-      return decode_error{false,
-                          fmt::format("{} {}: apiVersion: expected a string, got {}", info_->kind,
-                                      describe(obj_, info_->namespaced),
-                                      json_type_name(api_version_.type)),
-                          "apiVersion"};
+      return decode_error{
+          false,
+          fmt::format("{} {}: apiVersion: expected a string, got {}", info_->kind,
+                      describe(obj_, info_->namespaced), json_type_name(api_version_.type)),
+          "apiVersion"};
     }
     const std::string_view api_version = api_version_.text;
     if (api_version.empty()) {
@@ -1993,11 +2018,11 @@ class object_decoder {
     } else if (api_version != info_->api_version) {
       // Another group's kind of the same name (Knative's serving.knative.dev Service) or an
       // API version that no longer exists (discovery.k8s.io/v1beta1).
-      return decode_error{true,
-                          fmt::format("{} {}: apiVersion {} not used (want {})", info_->kind,
-                                      describe(obj_, info_->namespaced), api_version,
-                                      info_->api_version),
-                          ""};
+      return decode_error{
+          true,
+          fmt::format("{} {}: apiVersion {} not used (want {})", info_->kind,
+                      describe(obj_, info_->namespaced), api_version, info_->api_version),
+          ""};
     }
     if (!meta_) {
       return wrap(failure{"metadata", "missing", ""}).error();
@@ -2028,11 +2053,11 @@ class object_decoder {
   }
 
   std::unexpected<decode_error> wrap(const failure& f) {
-    return std::unexpected(decode_error{
-        false,
-        fmt::format("{} {}: {}: {}", info_->kind, describe(obj_, info_->namespaced), f.field,
-                    f.message),
-        f.where});
+    return std::unexpected(
+        decode_error{false,
+                     fmt::format("{} {}: {}: {}", info_->kind, describe(obj_, info_->namespaced),
+                                 f.field, f.message),
+                     f.where});
   }
 
   // JSON that simdjson could not read, outside any field we decode.

@@ -22,8 +22,9 @@
 // "malformed JSON (...)" for that object.
 #pragma once
 
-#include <expected>
 #include <simdjson.h>
+
+#include <expected>
 #include <string>
 #include <string_view>
 #include <variant>

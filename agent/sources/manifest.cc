@@ -335,8 +335,8 @@ class decoder {
     }
     // The decoder reads JSON text; the document is small, and dumping it keeps one decoder for
     // both sources. Invalid UTF-8 from the YAML is replaced, as nlohmann would otherwise throw.
-    std::expected<kube_object, decode_error> decoded = decode_json(
-        obj.dump(-1, ' ', false, json::error_handler_t::replace), default_kind);
+    std::expected<kube_object, decode_error> decoded =
+        decode_json(obj.dump(-1, ' ', false, json::error_handler_t::replace), default_kind);
     if (!decoded) {
       if (decoded.error().ignored) {
         ++out_.ignored;

@@ -7,7 +7,6 @@
 #include <fmt/format.h>
 
 #include <nlohmann/json.hpp>
-
 #include <string>
 
 #include "test_helpers.h"
@@ -861,10 +860,12 @@ TEST_CASE("decode_json: a duplicate key: the last one wins") {
 TEST_CASE("decode_json: malformed JSON and map values are reported with a path") {
   const std::expected<kube_object, decode_error> broken =
       decode_json(R"({"kind": "Service", "apiVersion": "v1", "metadata": {"name": "a"},
-      "spec": {"ports": [{"port": 8x}]}})", "");
+      "spec": {"ports": [{"port": 8x}]}})",
+                  "");
   REQUIRE_FALSE(broken.has_value());
   CHECK_FALSE(broken.error().ignored);
-  CHECK(broken.error().message.starts_with("Service default/a: spec.ports[0].port: malformed JSON"));
+  CHECK(
+      broken.error().message.starts_with("Service default/a: spec.ports[0].port: malformed JSON"));
   CHECK_FALSE(decode_json("{", "Service").has_value());
   CHECK(decode_json("", "Service").error().message.starts_with("malformed JSON"));
 

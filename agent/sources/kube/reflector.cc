@@ -253,8 +253,7 @@ std::future<reflector::get_result> reflector::fetch_page_async(std::string conti
   } catch (const std::exception& e) {
     spdlog::warn("kube {}: no second HTTP client ({}); list pages are fetched one by one",
                  opts_.resource, e.what());
-    return std::async(std::launch::deferred,
-                      [this, q = std::move(q)] { return client_.get(q); });
+    return std::async(std::launch::deferred, [this, q = std::move(q)] { return client_.get(q); });
   }
   return std::async(std::launch::async, [pager, q = std::move(q)] { return pager->get(q); });
 }
@@ -456,8 +455,7 @@ reflector::failure reflector::watch() {
           if (field.value().get_int64().get(code) != simdjson::SUCCESS) {
             code = 0;
           }
-        } else if (key == "message" &&
-                   field.value().get_string().get(text) == simdjson::SUCCESS) {
+        } else if (key == "message" && field.value().get_string().get(text) == simdjson::SUCCESS) {
           message = text;
         }
       }

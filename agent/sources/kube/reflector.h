@@ -5,6 +5,8 @@
 // Objects go to a reflector_sink one by one as pages and events arrive.
 #pragma once
 
+#include <simdjson.h>
+
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -13,7 +15,6 @@
 #include <memory>
 #include <mutex>
 #include <random>
-#include <simdjson.h>
 #include <string>
 #include <string_view>
 #include <thread>
