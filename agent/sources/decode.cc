@@ -428,6 +428,47 @@ result<void> for_scalars(od::value& v, const path& at, F&& each) {
   });
 }
 
+// Failures of nested fields (lists, maps, objects), held back so that they are reported in the
+// order the fields are checked in, as if read in that order, whatever order they come in.
+// Malformed JSON is not held: nothing after it can be read. Empty (no allocation) when all is
+// well.
+class held_failures {
+ public:
+  // `r`, with its failure held under `key` (a repeated key replaces it).
+  result<void> hold(std::string_view key, result<void>&& r) {
+    if (r && held_.empty()) [[likely]] {
+      return {};
+    }
+    std::erase_if(held_, [&](const auto& h) { return h.first == key; });
+    if (r || r.error().message.starts_with("malformed JSON")) {
+      return r;
+    }
+    held_.emplace_back(key, std::move(r.error()));
+    return {};
+  }
+
+  // The failure held for `key`, if any.
+  result<void> check(std::string_view key) {
+    for (auto& [k, f] : held_) {
+      if (k == key) {
+        return std::unexpected(std::move(f));
+      }
+    }
+    return {};
+  }
+
+ private:
+  std::vector<std::pair<std::string_view, failure>> held_;  // keys: views of the input
+};
+
+// `each(key, value)` with its failures held in `held` by key.
+template <typename F>
+auto holding(held_failures& held, F each) {
+  return [&held, each = std::move(each)](std::string_view key, od::value& v) mutable {
+    return held.hold(key, each(key, v));
+  };
+}
+
 // Captures the value of a scalar field into `slot`.
 result<void> take(scalar& slot, od::value& v, const path& at) {
   result<scalar> s = capture(v, at);
@@ -481,6 +522,7 @@ result<metadata> decode_metadata(od::value& v, const path& root) {
   metadata out;
   const path mp = root.field("metadata");
   scalar name, ns, rv, deletion;
+  held_failures held;
   bool present = false;
   if (result<void> r = for_fields_of(
           v, mp,
@@ -500,9 +542,10 @@ result<metadata> decode_metadata(od::value& v, const path& root) {
             if (key == "labels" || key == "annotations") {
               result<std::map<std::string, std::string>> m = get_string_map(f, mp.field(key));
               if (!m) {
-                return std::unexpected(std::move(m.error()));
+                return held.hold(key, std::unexpected(std::move(m.error())));
               }
               (key == "labels" ? out.labels : out.annotations) = std::move(*m);
+              return held.hold(key, {});
             }
             return {};
           },
@@ -527,6 +570,11 @@ result<metadata> decode_metadata(od::value& v, const path& root) {
   }
   if (!ns_text->empty()) {
     out.namespace_ = *ns_text;
+  }
+  for (const std::string_view key : {"labels", "annotations"}) {
+    if (result<void> r = held.check(key); !r) {
+      return std::unexpected(std::move(r.error()));
+    }
   }
   // resourceVersion is a string in the API; a number (hand-written file) is shown as written.
   out.resource_version = rv.text;
@@ -675,140 +723,144 @@ result<void> decode_service_spec(od::object& spec, const path& sp, service& svc)
   scalar type, cluster_ip, affinity, etp, itp, hc, distribution, pnra, family_policy, allocate;
   std::vector<std::string_view> cluster_ips;  // spec.clusterIPs, checked with spec.clusterIP
   std::optional<affinity_config> config;
+  held_failures held;
+  const auto each = [&](std::string_view key, od::value& v) -> result<void> {
+    const path f = sp.field(key);
+    if (key == "type") {
+      return take(type, v, f);
+    }
+    if (key == "clusterIP") {
+      return take(cluster_ip, v, f);
+    }
+    if (key == "clusterIPs") {
+      cluster_ips.clear();
+      return for_scalars(v, f, [&](const scalar& s, const path& p) -> result<void> {
+        const result<std::optional<std::string_view>> text = get_string(s, p);
+        if (!text) {
+          return std::unexpected(text.error());
+        }
+        if (!*text || (*text)->empty()) {
+          return fail(p, "empty address");
+        }
+        cluster_ips.push_back(**text);
+        return {};
+      });
+    }
+    if (key == "ports") {
+      svc.ports.clear();
+      return for_objects(v, f, [&](od::object& p, const path& pp) -> result<void> {
+        result<service_port> port = decode_service_port(p, pp);
+        if (!port) {
+          return std::unexpected(std::move(port.error()));
+        }
+        for (const service_port& seen : svc.ports) {
+          if (seen.port == port->port && seen.protocol == port->protocol) {
+            return fail(
+                pp, fmt::format("duplicate port {}/{}", port->port, protocol_name(port->protocol)));
+          }
+          if (seen.name == port->name) {
+            return fail_in(pp.field("name"), pp,
+                           port->name.empty()
+                               ? std::string("required when the service has several ports")
+                               : fmt::format("duplicate port name \"{}\"", port->name));
+          }
+        }
+        svc.ports.push_back(std::move(*port));
+        return {};
+      });
+    }
+    if (key == "sessionAffinity") {
+      return take(affinity, v, f);
+    }
+    if (key == "sessionAffinityConfig") {
+      config = decode_affinity_config(v, f);
+      return {};
+    }
+    if (key == "externalIPs") {
+      svc.external_ips.clear();
+      return for_scalars(v, f, [&](const scalar& s, const path& p) -> result<void> {
+        const result<ip_addr> addr = get_ip(s, p, p);
+        if (!addr) {
+          return std::unexpected(addr.error());
+        }
+        svc.external_ips.push_back(*addr);
+        return {};
+      });
+    }
+    if (key == "loadBalancerSourceRanges") {
+      svc.lb_source_ranges.clear();
+      return for_scalars(v, f, [&](const scalar& s, const path& p) -> result<void> {
+        const result<ip_prefix> prefix = get_prefix(s, p);
+        if (!prefix) {
+          return std::unexpected(prefix.error());
+        }
+        svc.lb_source_ranges.push_back(*prefix);
+        return {};
+      });
+    }
+    if (key == "externalTrafficPolicy") {
+      return take(etp, v, f);
+    }
+    if (key == "internalTrafficPolicy") {
+      return take(itp, v, f);
+    }
+    if (key == "healthCheckNodePort") {
+      return take(hc, v, f);
+    }
+    if (key == "trafficDistribution") {
+      return take(distribution, v, f);
+    }
+    if (key == "selector") {
+      result<std::map<std::string, std::string>> selector = get_string_map(v, f);
+      if (!selector) {
+        return std::unexpected(std::move(selector.error()));
+      }
+      svc.selector = std::move(*selector);
+      return {};
+    }
+    if (key == "publishNotReadyAddresses") {
+      return take(pnra, v, f);
+    }
+    if (key == "ipFamilies") {
+      svc.ip_families.clear();
+      return for_scalars(v, f, [&](const scalar& s, const path& p) -> result<void> {
+        const result<std::optional<std::string_view>> text = get_string(s, p);
+        if (!text) {
+          return std::unexpected(text.error());
+        }
+        ip_family family;
+        if (*text == "IPv4") {
+          family = ip_family::v4;
+        } else if (*text == "IPv6") {
+          family = ip_family::v6;
+        } else {
+          return fail(p, fmt::format("unknown IP family {} (want IPv4 or IPv6)", show(s)));
+        }
+        for (const ip_family seen : svc.ip_families) {
+          if (seen == family) {
+            return fail(p, fmt::format("duplicate IP family {}", show(s)));
+          }
+        }
+        svc.ip_families.push_back(family);
+        return {};
+      });
+    }
+    if (key == "ipFamilyPolicy") {
+      return take(family_policy, v, f);
+    }
+    if (key == "allocateLoadBalancerNodePorts") {
+      return take(allocate, v, f);
+    }
+    return {};
+  };
   if (result<void> r = for_fields(
           spec, sp,
-          [&](std::string_view key, od::value& v) -> result<void> {
-            const path f = sp.field(key);
-            if (key == "type") {
-              return take(type, v, f);
-            }
-            if (key == "clusterIP") {
-              return take(cluster_ip, v, f);
-            }
-            if (key == "clusterIPs") {
-              cluster_ips.clear();
-              return for_scalars(v, f, [&](const scalar& s, const path& p) -> result<void> {
-                const result<std::optional<std::string_view>> text = get_string(s, p);
-                if (!text) {
-                  return std::unexpected(text.error());
-                }
-                if (!*text || (*text)->empty()) {
-                  return fail(p, "empty address");
-                }
-                cluster_ips.push_back(**text);
-                return {};
-              });
-            }
-            if (key == "ports") {
-              svc.ports.clear();
-              return for_objects(v, f, [&](od::object& p, const path& pp) -> result<void> {
-                result<service_port> port = decode_service_port(p, pp);
-                if (!port) {
-                  return std::unexpected(std::move(port.error()));
-                }
-                for (const service_port& seen : svc.ports) {
-                  if (seen.port == port->port && seen.protocol == port->protocol) {
-                    return fail(pp, fmt::format("duplicate port {}/{}", port->port,
-                                                protocol_name(port->protocol)));
-                  }
-                  if (seen.name == port->name) {
-                    return fail_in(pp.field("name"), pp,
-                                   port->name.empty()
-                                       ? std::string("required when the service has several ports")
-                                       : fmt::format("duplicate port name \"{}\"", port->name));
-                  }
-                }
-                svc.ports.push_back(std::move(*port));
-                return {};
-              });
-            }
-            if (key == "sessionAffinity") {
-              return take(affinity, v, f);
-            }
-            if (key == "sessionAffinityConfig") {
-              config = decode_affinity_config(v, f);
-              return {};
-            }
-            if (key == "externalIPs") {
-              svc.external_ips.clear();
-              return for_scalars(v, f, [&](const scalar& s, const path& p) -> result<void> {
-                const result<ip_addr> addr = get_ip(s, p, p);
-                if (!addr) {
-                  return std::unexpected(addr.error());
-                }
-                svc.external_ips.push_back(*addr);
-                return {};
-              });
-            }
-            if (key == "loadBalancerSourceRanges") {
-              svc.lb_source_ranges.clear();
-              return for_scalars(v, f, [&](const scalar& s, const path& p) -> result<void> {
-                const result<ip_prefix> prefix = get_prefix(s, p);
-                if (!prefix) {
-                  return std::unexpected(prefix.error());
-                }
-                svc.lb_source_ranges.push_back(*prefix);
-                return {};
-              });
-            }
-            if (key == "externalTrafficPolicy") {
-              return take(etp, v, f);
-            }
-            if (key == "internalTrafficPolicy") {
-              return take(itp, v, f);
-            }
-            if (key == "healthCheckNodePort") {
-              return take(hc, v, f);
-            }
-            if (key == "trafficDistribution") {
-              return take(distribution, v, f);
-            }
-            if (key == "selector") {
-              result<std::map<std::string, std::string>> selector = get_string_map(v, f);
-              if (!selector) {
-                return std::unexpected(std::move(selector.error()));
-              }
-              svc.selector = std::move(*selector);
-              return {};
-            }
-            if (key == "publishNotReadyAddresses") {
-              return take(pnra, v, f);
-            }
-            if (key == "ipFamilies") {
-              svc.ip_families.clear();
-              return for_scalars(v, f, [&](const scalar& s, const path& p) -> result<void> {
-                const result<std::optional<std::string_view>> text = get_string(s, p);
-                if (!text) {
-                  return std::unexpected(text.error());
-                }
-                ip_family family;
-                if (*text == "IPv4") {
-                  family = ip_family::v4;
-                } else if (*text == "IPv6") {
-                  family = ip_family::v6;
-                } else {
-                  return fail(p, fmt::format("unknown IP family {} (want IPv4 or IPv6)", show(s)));
-                }
-                for (const ip_family seen : svc.ip_families) {
-                  if (seen == family) {
-                    return fail(p, fmt::format("duplicate IP family {}", show(s)));
-                  }
-                }
-                svc.ip_families.push_back(family);
-                return {};
-              });
-            }
-            if (key == "ipFamilyPolicy") {
-              return take(family_policy, v, f);
-            }
-            if (key == "allocateLoadBalancerNodePorts") {
-              return take(allocate, v, f);
-            }
-            return {};
-          });
+          [&](std::string_view key, od::value& v) { return held.hold(key, each(key, v)); });
       !r) {
     return r;
   }
+  // In the order the old DOM decoder looked fields up, so one object gets the same message.
+  const auto check = [&](std::string_view key) { return held.check(key); };
 
   const result<std::string_view> type_text = get_text(type, sp.field("type"));
   if (!type_text) {
@@ -829,6 +881,9 @@ result<void> decode_service_spec(od::object& spec, const path& sp, service& svc)
                             *type_text));
   }
 
+  if (result<void> r = check("clusterIPs"); !r) {
+    return r;
+  }
   // spec.clusterIPs, else spec.clusterIP; when both are set the first must agree.
   const result<std::string_view> single = get_text(cluster_ip, sp.field("clusterIP"));
   if (!single) {
@@ -867,6 +922,9 @@ result<void> decode_service_spec(od::object& spec, const path& sp, service& svc)
     svc.cluster_ips.push_back(*addr);
   }
 
+  if (result<void> r = check("ports"); !r) {
+    return r;
+  }
   const result<std::string_view> affinity_text = get_text(affinity, sp.field("sessionAffinity"));
   if (!affinity_text) {
     return std::unexpected(affinity_text.error());
@@ -887,6 +945,11 @@ result<void> decode_service_spec(od::object& spec, const path& sp, service& svc)
                 fmt::format("unknown value \"{}\" (want None or ClientIP)", *affinity_text));
   }
 
+  for (const std::string_view key : {"externalIPs", "loadBalancerSourceRanges"}) {
+    if (result<void> r = check(key); !r) {
+      return r;
+    }
+  }
   const result<traffic_policy> external =
       get_traffic_policy(etp, sp.field("externalTrafficPolicy"));
   if (!external) {
@@ -914,6 +977,9 @@ result<void> decode_service_spec(od::object& spec, const path& sp, service& svc)
   }
   svc.traffic_distribution = *distribution_text;
 
+  if (result<void> r = check("selector"); !r) {
+    return r;
+  }
   const result<std::optional<bool>> pnra_value =
       get_bool(pnra, sp.field("publishNotReadyAddresses"));
   if (!pnra_value) {
@@ -921,6 +987,9 @@ result<void> decode_service_spec(od::object& spec, const path& sp, service& svc)
   }
   svc.publish_not_ready_addresses = pnra_value->value_or(false);
 
+  if (result<void> r = check("ipFamilies"); !r) {
+    return r;
+  }
   const result<std::string_view> policy = get_text(family_policy, sp.field("ipFamilyPolicy"));
   if (!policy) {
     return std::unexpected(policy.error());
@@ -1011,6 +1080,7 @@ struct service_body {
   service svc;
   bool spec_seen = false, has_spec = false;
   std::vector<load_balancer_ingress> ingress;
+  held_failures held;
 
   result<void> field(std::string_view key, od::value& v, const path& root) {
     if (key == "spec") {
@@ -1027,7 +1097,7 @@ struct service_body {
       return has_spec ? decode_service_spec(**spec, sp, svc) : result<void>();
     }
     if (key == "status") {
-      return decode_service_status(v, root.field(key), ingress);
+      return held.hold(key, decode_service_status(v, root.field(key), ingress));
     }
     return {};
   }
@@ -1035,6 +1105,9 @@ struct service_body {
   result<service> finish(od::object&, const path& root, metadata&& meta) {
     if (!has_spec) {
       return fail_in(root.field("spec"), root, "missing");
+    }
+    if (result<void> r = held.check("status"); !r) {
+      return std::unexpected(std::move(r.error()));
     }
     svc.namespace_ = std::move(meta.namespace_);
     svc.name = std::move(meta.name);
@@ -1122,82 +1195,88 @@ result<endpoint> decode_endpoint(od::object& e, const path& ep_path, slice_addre
   endpoint ep;
   const ip_family want = type == slice_address_type::ipv4 ? ip_family::v4 : ip_family::v6;
   scalar node_name, zone;
+  held_failures held;
+  const auto each = [&](std::string_view key, od::value& v) -> result<void> {
+    const path f = ep_path.field(key);
+    if (key == "addresses") {
+      ep.addresses.clear();
+      return for_scalars(v, f, [&](const scalar& a, const path& p) -> result<void> {
+        if (type == slice_address_type::fqdn) {
+          // Type check only: FQDN slices carry no IPs.
+          const result<std::optional<std::string_view>> s = get_string(a, p);
+          return s ? result<void>() : std::unexpected(s.error());
+        }
+        const result<ip_addr> addr = get_ip(a, p, p);
+        if (!addr) {
+          return std::unexpected(addr.error());
+        }
+        if (addr->family != want) {
+          return fail(
+              p, fmt::format("\"{}\" does not match addressType {}", format_ip(*addr), type_text));
+        }
+        ep.addresses.push_back(*addr);
+        return {};
+      });
+    }
+    if (key == "conditions") {
+      scalar ready, serving, terminating;
+      if (result<void> c = for_fields_of(v, f,
+                                         [&](std::string_view k, od::value& x) -> result<void> {
+                                           if (k == "ready") {
+                                             return take(ready, x, f.field(k));
+                                           }
+                                           if (k == "serving") {
+                                             return take(serving, x, f.field(k));
+                                           }
+                                           if (k == "terminating") {
+                                             return take(terminating, x, f.field(k));
+                                           }
+                                           return {};
+                                         });
+          !c) {
+        return c;
+      }
+      for (const auto& [k, slot, value] :
+           {std::tuple{"ready", &ep.ready, &ready}, std::tuple{"serving", &ep.serving, &serving},
+            std::tuple{"terminating", &ep.terminating, &terminating}}) {
+        const result<std::optional<bool>> b = get_bool(*value, f.field(k));
+        if (!b) {
+          return std::unexpected(b.error());
+        }
+        *slot = *b;
+      }
+      return {};
+    }
+    if (key == "nodeName") {
+      return take(node_name, v, f);
+    }
+    if (key == "zone") {
+      return take(zone, v, f);
+    }
+    if (key == "hints") {
+      return for_fields_of(v, f, [&](std::string_view k, od::value& x) -> result<void> {
+        if (k == "forZones") {
+          return decode_hint_names(x, f.field(k), ep.hints_for_zones, ep.has_zone_hints);
+        }
+        if (k == "forNodes") {
+          return decode_hint_names(x, f.field(k), ep.hints_for_nodes, ep.has_node_hints);
+        }
+        return {};
+      });
+    }
+    return {};
+  };
   if (result<void> r = for_fields(
           e, ep_path,
-          [&](std::string_view key, od::value& v) -> result<void> {
-            const path f = ep_path.field(key);
-            if (key == "addresses") {
-              ep.addresses.clear();
-              return for_scalars(v, f, [&](const scalar& a, const path& p) -> result<void> {
-                if (type == slice_address_type::fqdn) {
-                  // Type check only: FQDN slices carry no IPs.
-                  const result<std::optional<std::string_view>> s = get_string(a, p);
-                  return s ? result<void>() : std::unexpected(s.error());
-                }
-                const result<ip_addr> addr = get_ip(a, p, p);
-                if (!addr) {
-                  return std::unexpected(addr.error());
-                }
-                if (addr->family != want) {
-                  return fail(p, fmt::format("\"{}\" does not match addressType {}",
-                                             format_ip(*addr), type_text));
-                }
-                ep.addresses.push_back(*addr);
-                return {};
-              });
-            }
-            if (key == "conditions") {
-              scalar ready, serving, terminating;
-              if (result<void> c =
-                      for_fields_of(v, f,
-                                    [&](std::string_view k, od::value& x) -> result<void> {
-                                      if (k == "ready") {
-                                        return take(ready, x, f.field(k));
-                                      }
-                                      if (k == "serving") {
-                                        return take(serving, x, f.field(k));
-                                      }
-                                      if (k == "terminating") {
-                                        return take(terminating, x, f.field(k));
-                                      }
-                                      return {};
-                                    });
-                  !c) {
-                return c;
-              }
-              for (const auto& [k, slot, value] :
-                   {std::tuple{"ready", &ep.ready, &ready},
-                    std::tuple{"serving", &ep.serving, &serving},
-                    std::tuple{"terminating", &ep.terminating, &terminating}}) {
-                const result<std::optional<bool>> b = get_bool(*value, f.field(k));
-                if (!b) {
-                  return std::unexpected(b.error());
-                }
-                *slot = *b;
-              }
-              return {};
-            }
-            if (key == "nodeName") {
-              return take(node_name, v, f);
-            }
-            if (key == "zone") {
-              return take(zone, v, f);
-            }
-            if (key == "hints") {
-              return for_fields_of(v, f, [&](std::string_view k, od::value& x) -> result<void> {
-                if (k == "forZones") {
-                  return decode_hint_names(x, f.field(k), ep.hints_for_zones, ep.has_zone_hints);
-                }
-                if (k == "forNodes") {
-                  return decode_hint_names(x, f.field(k), ep.hints_for_nodes, ep.has_node_hints);
-                }
-                return {};
-              });
-            }
-            return {};
-          });
+          [&](std::string_view key, od::value& v) { return held.hold(key, each(key, v)); });
       !r) {
     return std::unexpected(std::move(r.error()));
+  }
+  // The old lookup order: addresses, conditions, nodeName, zone, hints.
+  for (const std::string_view key : {"addresses", "conditions"}) {
+    if (result<void> r = held.check(key); !r) {
+      return std::unexpected(std::move(r.error()));
+    }
   }
   const result<std::string_view> node_text = get_text(node_name, ep_path.field("nodeName"));
   if (!node_text) {
@@ -1209,6 +1288,9 @@ result<endpoint> decode_endpoint(od::object& e, const path& ep_path, slice_addre
     return std::unexpected(zone_text.error());
   }
   ep.zone = *zone_text;
+  if (result<void> r = held.check("hints"); !r) {
+    return std::unexpected(std::move(r.error()));
+  }
   return ep;
 }
 
@@ -1219,6 +1301,7 @@ struct slice_body {
   scalar address_type;
   std::optional<slice_address_type> type;  // set once addressType is known to be valid
   bool endpoints_deferred = false;
+  held_failures held;
 
   result<void> set_type(od::value& v, const path& root) {
     type.reset();
@@ -1265,14 +1348,15 @@ struct slice_body {
     }
     if (key == "ports") {
       slice.ports.clear();
-      return for_objects(v, root.field(key), [&](od::object& p, const path& pp) -> result<void> {
-        result<endpoint_port> port = decode_endpoint_port(p, pp);
-        if (!port) {
-          return std::unexpected(std::move(port.error()));
-        }
-        slice.ports.push_back(std::move(*port));
-        return {};
-      });
+      return held.hold(
+          key, for_objects(v, root.field(key), [&](od::object& p, const path& pp) -> result<void> {
+            result<endpoint_port> port = decode_endpoint_port(p, pp);
+            if (!port) {
+              return std::unexpected(std::move(port.error()));
+            }
+            slice.ports.push_back(std::move(*port));
+            return {};
+          }));
     }
     return {};
   }
@@ -1303,6 +1387,9 @@ struct slice_body {
         return std::unexpected(std::move(r.error()));
       }
     }
+    if (result<void> r = held.check("ports"); !r) {
+      return std::unexpected(std::move(r.error()));
+    }
     slice.service_name = meta.labels.find(std::string(label_service_name))->second;
     slice.namespace_ = std::move(meta.namespace_);
     slice.name = std::move(meta.name);
@@ -1318,12 +1405,13 @@ struct slice_body {
 struct node_body {
   node n;
   scalar pod_cidr;  // spec.podCIDR: used when spec.podCIDRs is empty
+  held_failures held;
 
   result<void> decode_spec(od::value& v, const path& sp) {
     n.pod_cidrs.clear();
     n.to_be_deleted_taint = false;
     pod_cidr = scalar{};
-    return for_fields_of(v, sp, [&](std::string_view key, od::value& x) -> result<void> {
+    const auto each = [&](std::string_view key, od::value& x) -> result<void> {
       const path f = sp.field(key);
       if (key == "podCIDRs") {
         n.pod_cidrs.clear();
@@ -1361,7 +1449,9 @@ struct node_body {
         });
       }
       return {};
-    });
+    };
+    return for_fields_of(
+        v, sp, [&](std::string_view key, od::value& x) { return held.hold(key, each(key, x)); });
   }
 
   result<void> decode_status(od::value& v, const path& st) {
@@ -1409,18 +1499,26 @@ struct node_body {
       return decode_spec(v, root.field(key));
     }
     if (key == "status") {
-      return decode_status(v, root.field(key));
+      return held.hold(key, decode_status(v, root.field(key)));
     }
     return {};
   }
 
   result<node> finish(od::object&, const path& root, metadata&& meta) {
+    if (result<void> r = held.check("podCIDRs"); !r) {
+      return std::unexpected(std::move(r.error()));
+    }
     if (n.pod_cidrs.empty() && !pod_cidr.null()) {
       const result<ip_prefix> prefix = get_prefix(pod_cidr, root.field("spec").field("podCIDR"));
       if (!prefix) {
         return std::unexpected(prefix.error());
       }
       n.pod_cidrs.push_back(*prefix);
+    }
+    for (const std::string_view key : {"taints", "status"}) {
+      if (result<void> r = held.check(key); !r) {
+        return std::unexpected(std::move(r.error()));
+      }
     }
     n.name = std::move(meta.name);
     n.labels = std::move(meta.labels);
@@ -1551,94 +1649,98 @@ struct pod_body {
   std::vector<pod_port> init_ports, container_ports;  // joined in this order, as before
   scalar node_name, host_network, pod_ip, phase;
   bool has_spec = false, has_status = false;
+  held_failures held;
 
   result<void> decode_spec(od::value& v, const path& sp) {
-    return for_fields_of(
-        v, sp,
-        [&](std::string_view key, od::value& x) -> result<void> {
-          const path f = sp.field(key);
-          if (key == "nodeName") {
-            return take(node_name, x, f);
-          }
-          if (key == "hostNetwork") {
-            return take(host_network, x, f);
-          }
-          if (key == "initContainers") {
-            return decode_container_ports(x, f, true, init_ports);
-          }
-          if (key == "containers") {
-            return decode_container_ports(x, f, false, container_ports);
-          }
-          return {};
-        },
-        &has_spec);
+    return for_fields_of(v, sp,
+                         holding(held,
+                                 [&](std::string_view key, od::value& x) -> result<void> {
+                                   const path f = sp.field(key);
+                                   if (key == "nodeName") {
+                                     return take(node_name, x, f);
+                                   }
+                                   if (key == "hostNetwork") {
+                                     return take(host_network, x, f);
+                                   }
+                                   if (key == "initContainers") {
+                                     return decode_container_ports(x, f, true, init_ports);
+                                   }
+                                   if (key == "containers") {
+                                     return decode_container_ports(x, f, false, container_ports);
+                                   }
+                                   return {};
+                                 }),
+                         &has_spec);
   }
 
   result<void> decode_status(od::value& v, const path& st) {
     return for_fields_of(
         v, st,
-        [&](std::string_view key, od::value& x) -> result<void> {
-          const path f = st.field(key);
-          if (key == "podIPs") {
-            p.pod_ips.clear();
-            return for_objects(x, f, [&](od::object& item, const path& ip_path) -> result<void> {
-              scalar ip;
-              if (result<void> r = for_fields(
-                      item, ip_path,
-                      [&](std::string_view k, od::value& y) -> result<void> {
-                        return k == "ip" ? take(ip, y, ip_path.field(k)) : result<void>();
-                      });
-                  !r) {
-                return r;
-              }
-              const result<ip_addr> addr = get_ip(ip, ip_path.field("ip"), ip_path);
-              if (!addr) {
-                return std::unexpected(addr.error());
-              }
-              p.pod_ips.push_back(*addr);
-              return {};
-            });
-          }
-          if (key == "podIP") {
-            return take(pod_ip, x, f);
-          }
-          if (key == "phase") {
-            return take(phase, x, f);
-          }
-          if (key == "conditions") {
-            return for_objects(x, f, [&](od::object& c, const path& cp) -> result<void> {
-              scalar type, status;
-              if (result<void> r =
-                      for_fields(c, cp,
-                                 [&](std::string_view k, od::value& y) -> result<void> {
-                                   if (k == "type") {
-                                     return take(type, y, cp.field(k));
-                                   }
-                                   if (k == "status") {
-                                     return take(status, y, cp.field(k));
-                                   }
-                                   return {};
-                                 });
-                  !r) {
-                return r;
-              }
-              const result<std::string_view> type_text = get_text(type, cp.field("type"));
-              if (!type_text) {
-                return std::unexpected(type_text.error());
-              }
-              if (*type_text != "Ready") {
-                return {};
-              }
-              const result<std::string_view> value = get_text(status, cp.field("status"));
-              if (!value) {
-                return std::unexpected(value.error());
-              }
-              p.ready = *value == "True";
-              return {};
-            });
-          }
-          return {};
-        },
+        holding(held,
+                [&](std::string_view key, od::value& x) -> result<void> {
+                  const path f = st.field(key);
+                  if (key == "podIPs") {
+                    p.pod_ips.clear();
+                    return for_objects(
+                        x, f, [&](od::object& item, const path& ip_path) -> result<void> {
+                          scalar ip;
+                          if (result<void> r =
+                                  for_fields(item, ip_path,
+                                             [&](std::string_view k, od::value& y) -> result<void> {
+                                               return k == "ip" ? take(ip, y, ip_path.field(k))
+                                                                : result<void>();
+                                             });
+                              !r) {
+                            return r;
+                          }
+                          const result<ip_addr> addr = get_ip(ip, ip_path.field("ip"), ip_path);
+                          if (!addr) {
+                            return std::unexpected(addr.error());
+                          }
+                          p.pod_ips.push_back(*addr);
+                          return {};
+                        });
+                  }
+                  if (key == "podIP") {
+                    return take(pod_ip, x, f);
+                  }
+                  if (key == "phase") {
+                    return take(phase, x, f);
+                  }
+                  if (key == "conditions") {
+                    return for_objects(x, f, [&](od::object& c, const path& cp) -> result<void> {
+                      scalar type, status;
+                      if (result<void> r =
+                              for_fields(c, cp,
+                                         [&](std::string_view k, od::value& y) -> result<void> {
+                                           if (k == "type") {
+                                             return take(type, y, cp.field(k));
+                                           }
+                                           if (k == "status") {
+                                             return take(status, y, cp.field(k));
+                                           }
+                                           return {};
+                                         });
+                          !r) {
+                        return r;
+                      }
+                      const result<std::string_view> type_text = get_text(type, cp.field("type"));
+                      if (!type_text) {
+                        return std::unexpected(type_text.error());
+                      }
+                      if (*type_text != "Ready") {
+                        return {};
+                      }
+                      const result<std::string_view> value = get_text(status, cp.field("status"));
+                      if (!value) {
+                        return std::unexpected(value.error());
+                      }
+                      p.ready = *value == "True";
+                      return {};
+                    });
+                  }
+                  return {};
+                }),
         &has_status);
   }
 
@@ -1665,11 +1767,19 @@ struct pod_body {
         return std::unexpected(hn.error());
       }
       p.host_network = hn->value_or(false);
+      for (const std::string_view key : {"initContainers", "containers"}) {
+        if (result<void> r = held.check(key); !r) {
+          return std::unexpected(std::move(r.error()));
+        }
+      }
       p.ports = std::move(init_ports);
       std::move(container_ports.begin(), container_ports.end(), std::back_inserter(p.ports));
     }
     if (has_status) {
       const path st = root.field("status");
+      if (result<void> r = held.check("podIPs"); !r) {
+        return std::unexpected(std::move(r.error()));
+      }
       const result<std::string_view> single = get_text(pod_ip, st.field("podIP"));
       if (!single) {
         return std::unexpected(single.error());
@@ -1686,6 +1796,9 @@ struct pod_body {
         return std::unexpected(phase_text.error());
       }
       p.finished = *phase_text == "Succeeded" || *phase_text == "Failed";
+      if (result<void> r = held.check("conditions"); !r) {
+        return std::unexpected(std::move(r.error()));
+      }
     }
     p.namespace_ = std::move(meta.namespace_);
     p.name = std::move(meta.name);

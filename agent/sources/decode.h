@@ -15,11 +15,11 @@
 //
 // simdjson On-Demand, not a DOM: decoding a list page was mostly malloc and DOM building, and
 // the model needs one copy of each string, not two. Each object's fields are visited once, in
-// document order, with a key switch; scalars are captured as they pass and checked afterwards
-// in a fixed order, so the message for one bad field does not depend on field order (when
-// several fields are bad, nested lists and maps are reported before the scalars beside them).
-// A duplicate key: the last one wins. Malformed JSON inside an object is reported as
-// "malformed JSON (...)" for that object.
+// document order, with a key switch; scalars are captured as they pass, failures of nested
+// fields are held, and both are checked after the object's last field in the order the former
+// DOM decoder looked fields up, so the field named does not depend on field order, even when
+// several are bad. A duplicate key: the last one wins. Malformed JSON inside an object is
+// reported as "malformed JSON (...)" for that object.
 #pragma once
 
 #include <simdjson.h>

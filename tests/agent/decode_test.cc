@@ -876,3 +876,30 @@ TEST_CASE("decode_json: malformed JSON and map values are reported with a path")
 }
 
 }  // namespace sluice
+
+namespace sluice {
+
+TEST_CASE("decode_json: with several bad fields, the one named is the first in a fixed order") {
+  const auto message = [](const char* text, std::string_view kind) {
+    const std::expected<kube_object, decode_error> r = decode_json(text, kind);
+    REQUIRE_FALSE(r.has_value());
+    return r.error().message;
+  };
+  // The name is checked before labels, spec before status, addressType before ports, whatever
+  // order the fields come in.
+  CHECK(message(R"({"metadata": {"labels": {"a": 1}}, "spec": {}})", "Service") ==
+        "Service default/<no name>: metadata.name: missing");
+  CHECK(message(R"({"status": {"loadBalancer": 1}, "metadata": {"name": "x"}})", "Service") ==
+        "Service default/x: spec: missing");
+  CHECK(message(R"({"ports": [{"port": 0}], "metadata": {"name": "s", "labels":
+                  {"kubernetes.io/service-name": "x"}}, "addressType": "IPX"})",
+                "EndpointSlice") ==
+        "EndpointSlice default/s: addressType: unknown address type \"IPX\" (want IPv4, IPv6 or "
+        "FQDN)");
+  CHECK(message(R"({"metadata": {"name": "x"}, "spec": {"ports": [{"port": 0}], "type": "Y"}})",
+                "Service") ==
+        "Service default/x: spec.type: unknown type \"Y\" (want ClusterIP, NodePort, LoadBalancer "
+        "or ExternalName)");
+}
+
+}  // namespace sluice
