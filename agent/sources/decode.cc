@@ -1,21 +1,33 @@
-// decode_object(): nlohmann::json -> model objects. Lookups go straight to the fields we read
-// (heterogeneous find, no key copies) and strings are copied only into the model; field paths
-// for messages are a chain of stack frames rendered only when something is wrong.
+// decode_object(): simdjson On-Demand -> model objects, in one pass over each object. Scalars
+// are captured into slots as their keys go by (views into the parser's buffers, no copies) and
+// checked after the object's last field, in the order the fields are described; lists, maps and
+// nested objects are decoded where they are met. Strings are copied only into the model; field
+// paths for messages are a chain of stack frames rendered only when something is wrong.
+//
+// Error codes only: simdjson is used through its error_code API and nothing here throws (the
+// catch in decode_object() is for std::bad_alloc from the model's containers).
 #include "agent/sources/decode.h"
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <charconv>
 #include <cstdint>
+#include <iterator>
 #include <limits>
+#include <map>
 #include <optional>
+#include <tuple>
 #include <utility>
+#include <variant>
 #include <vector>
 
 namespace sluice {
 
 namespace {
 
-using json = nlohmann::json;
+namespace od = simdjson::ondemand;
+using od::json_type;
 
 // A field path as a chain of frames on the caller's stack ("spec", "ports", [1], "port").
 struct path {
@@ -49,35 +61,45 @@ struct path {
   }
 };
 
-// A malformed field: where (path and value) and what is wrong with it.
+// A malformed field: the field named in the message, what is wrong with it, and where the
+// offending value is (decode_error::path).
 struct failure {
   std::string field;
   std::string message;
-  const json* at = nullptr;
+  std::string where;
 };
 
 template <typename T>
 using result = std::expected<T, failure>;
 
-std::unexpected<failure> fail(const path& p, const json* at, std::string message) {
-  return std::unexpected(failure{p.str(), std::move(message), at});
+std::unexpected<failure> fail(const path& p, std::string message) {
+  std::string field = p.str();
+  std::string where = field;
+  return std::unexpected(failure{std::move(field), std::move(message), std::move(where)});
+}
+
+// A failure of field `p` located at `where` (the parent, for a missing field).
+std::unexpected<failure> fail_in(const path& p, const path& where, std::string message) {
+  return std::unexpected(failure{p.str(), std::move(message), where.str()});
+}
+
+std::unexpected<failure> fail_json(const path& p, simdjson::error_code e) {
+  return fail(p, fmt::format("malformed JSON ({})", simdjson::error_message(e)));
 }
 
 }  // namespace
 
-std::string_view json_type_name(const nlohmann::json& v) {
-  switch (v.type()) {
-    case json::value_t::object:
+std::string_view json_type_name(json_type t) {
+  switch (t) {
+    case json_type::object:
       return "a mapping";
-    case json::value_t::array:
+    case json_type::array:
       return "a list";
-    case json::value_t::string:
+    case json_type::string:
       return "a string";
-    case json::value_t::boolean:
+    case json_type::boolean:
       return "a boolean";
-    case json::value_t::number_integer:
-    case json::value_t::number_unsigned:
-    case json::value_t::number_float:
+    case json_type::number:
       return "a number";
     default:
       return "null";
@@ -86,154 +108,164 @@ std::string_view json_type_name(const nlohmann::json& v) {
 
 namespace {
 
+// A scalar field as captured during the pass. Mappings and lists keep only their type (the
+// parent skips them), which is all a message about a scalar field needs.
+struct scalar {
+  enum class number_kind : uint8_t { none, integer, too_big, fraction };
+
+  json_type type = json_type::null;  // null also when absent: the API's nil
+  number_kind number = number_kind::none;
+  int64_t integer = 0;
+  std::string_view text;  // strings: contents; numbers and booleans: as written
+
+  bool null() const { return type == json_type::null; }
+};
+
+std::string_view trim_right(std::string_view s) {
+  while (!s.empty() &&
+         (s.back() == ' ' || s.back() == '\n' || s.back() == '\r' || s.back() == '\t')) {
+    s.remove_suffix(1);
+  }
+  return s;
+}
+
+result<scalar> capture(od::value& v, const path& p) {
+  scalar s;
+  if (auto e = v.type().get(s.type); e) {
+    return fail_json(p, e);
+  }
+  switch (s.type) {
+    case json_type::string:
+      if (auto e = v.get_string().get(s.text); e) {
+        return fail_json(p, e);
+      }
+      break;
+    case json_type::number: {
+      s.text = trim_right(v.raw_json_token());
+      // int64, else uint64 (too big for any field), else a fraction; a failed get does not
+      // consume the value.
+      uint64_t big = 0;
+      double fraction = 0;
+      if (v.get_int64().get(s.integer) == simdjson::SUCCESS) {
+        s.number = scalar::number_kind::integer;
+      } else if (v.get_uint64().get(big) == simdjson::SUCCESS) {
+        s.number = scalar::number_kind::too_big;
+      } else if (auto e = v.get_double().get(fraction); e) {
+        return fail_json(p, e);
+      } else {
+        s.number = scalar::number_kind::fraction;
+      }
+      break;
+    }
+    case json_type::boolean: {
+      bool b = false;
+      if (auto e = v.get_bool().get(b); e) {
+        return fail_json(p, e);
+      }
+      s.text = b ? "true" : "false";
+      break;
+    }
+    case json_type::null: {
+      bool is_null = false;
+      if (auto e = v.is_null().get(is_null); e || !is_null) {
+        return fail_json(p, e ? e : simdjson::N_ATOM_ERROR);
+      }
+      break;
+    }
+    default:
+      break;  // a mapping or a list: left for the parent to skip
+  }
+  return s;
+}
+
 // A value for "got ..." messages: strings quoted, numbers and booleans as written, else the type.
-std::string show(const json& v) {
-  if (v.is_string()) {
-    return fmt::format("\"{}\"", v.get_ref<const std::string&>());
+std::string show(const scalar& s) {
+  if (s.type == json_type::string) {
+    return fmt::format("\"{}\"", s.text);
   }
-  if (v.is_number() || v.is_boolean()) {
-    return v.dump();
+  if (s.type == json_type::number || s.type == json_type::boolean) {
+    return std::string(s.text);
   }
-  return std::string(json_type_name(v));
+  return std::string(json_type_name(s.type));
 }
 
-// Member `key` of `obj`; nullptr when absent or null (the API's nil).
-const json* member(const json& obj, std::string_view key) {
-  const auto it = obj.find(key);
-  if (it == obj.end() || it->is_null()) {
-    return nullptr;
+// A string; nullopt when absent or null.
+result<std::optional<std::string_view>> get_string(const scalar& s, const path& at) {
+  if (s.null()) {
+    return std::nullopt;
   }
-  return &*it;
-}
-
-result<const json*> get_object(const json& parent, std::string_view key, const path& at) {
-  const json* v = member(parent, key);
-  if (v != nullptr && !v->is_object()) {
-    return fail(at.field(key), v, fmt::format("expected a mapping, got {}", json_type_name(*v)));
+  if (s.type != json_type::string) {
+    return fail(at, fmt::format("expected a string, got {}", json_type_name(s.type)));
   }
-  return v;
-}
-
-result<const json*> get_array(const json& parent, std::string_view key, const path& at) {
-  const json* v = member(parent, key);
-  if (v != nullptr && !v->is_array()) {
-    return fail(at.field(key), v, fmt::format("expected a list, got {}", json_type_name(*v)));
-  }
-  return v;
-}
-
-// A string value; nullptr when `v` is absent.
-result<const std::string*> as_string(const json* v, const path& at) {
-  if (v == nullptr || v->is_null()) {
-    return nullptr;
-  }
-  if (!v->is_string()) {
-    return fail(at, v, fmt::format("expected a string, got {}", json_type_name(*v)));
-  }
-  return &v->get_ref<const std::string&>();
-}
-
-result<const std::string*> get_string(const json& parent, std::string_view key, const path& at) {
-  return as_string(member(parent, key), at.field(key));
+  return s.text;
 }
 
 // A string field where absent and "" mean the same.
-result<std::string_view> get_text(const json& parent, std::string_view key, const path& at) {
-  const result<const std::string*> s = get_string(parent, key, at);
-  if (!s) {
-    return std::unexpected(s.error());
+result<std::string_view> get_text(const scalar& s, const path& at) {
+  const result<std::optional<std::string_view>> text = get_string(s, at);
+  if (!text) {
+    return std::unexpected(text.error());
   }
-  return *s == nullptr ? std::string_view() : std::string_view(**s);
+  return text->value_or(std::string_view());
 }
 
 // An integer in [min, max]; nullopt when absent. A JSON string or a fraction is not an integer
 // (the API server rejects both for an int32 field).
-result<std::optional<int64_t>> as_int(const json* v, const path& at, int64_t min, int64_t max) {
-  if (v == nullptr) {
+result<std::optional<int64_t>> get_int(const scalar& s, const path& at, int64_t min, int64_t max) {
+  if (s.null()) {
     return std::nullopt;
   }
-  if (!v->is_number_integer()) {
-    return fail(at, v, fmt::format("expected an integer, got {}", show(*v)));
+  if (s.type != json_type::number || s.number == scalar::number_kind::fraction) {
+    return fail(at, fmt::format("expected an integer, got {}", show(s)));
   }
-  const bool too_big =
-      v->is_number_unsigned() &&
-      v->get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max());
-  const int64_t value = too_big ? 0 : v->get<int64_t>();
-  if (too_big || value < min || value > max) {
-    return fail(at, v, fmt::format("{} is out of range {}..{}", v->dump(), min, max));
+  if (s.number == scalar::number_kind::too_big || s.integer < min || s.integer > max) {
+    return fail(at, fmt::format("{} is out of range {}..{}", s.text, min, max));
   }
-  return value;
+  return s.integer;
 }
 
-result<std::optional<int64_t>> get_int(const json& parent, std::string_view key, const path& at,
-                                       int64_t min, int64_t max) {
-  return as_int(member(parent, key), at.field(key), min, max);
-}
-
-result<std::optional<bool>> get_bool(const json& parent, std::string_view key, const path& at) {
-  const json* v = member(parent, key);
-  if (v == nullptr) {
+result<std::optional<bool>> get_bool(const scalar& s, const path& at) {
+  if (s.null()) {
     return std::nullopt;
   }
-  if (!v->is_boolean()) {
-    return fail(at.field(key), v, fmt::format("expected true or false, got {}", show(*v)));
+  if (s.type != json_type::boolean) {
+    return fail(at, fmt::format("expected true or false, got {}", show(s)));
   }
-  return v->get<bool>();
+  return s.text == "true";
 }
 
-// map[string]string (labels, annotations, selector). A null value reads as "".
-result<std::map<std::string, std::string>> get_string_map(const json& parent, std::string_view key,
-                                                          const path& at) {
-  std::map<std::string, std::string> out;
-  const result<const json*> obj = get_object(parent, key, at);
-  if (!obj) {
-    return std::unexpected(obj.error());
+// An IP address; a missing (or null) one is reported at `parent`.
+result<ip_addr> get_ip(const scalar& s, const path& at, const path& parent) {
+  if (s.null()) {
+    return fail_in(at, parent, "expected an IP address, got null");
   }
-  if (*obj == nullptr) {
-    return out;
-  }
-  const path here = at.field(key);
-  for (const auto& [k, v] : (*obj)->items()) {
-    if (v.is_null()) {
-      out.emplace_hint(out.end(), k, std::string());
-      continue;
-    }
-    if (!v.is_string()) {
-      return fail(here, &v,
-                  fmt::format("value of \"{}\": expected a string, got {}", k, json_type_name(v)));
-    }
-    // Object members come sorted, so every insertion goes to the end of the map.
-    out.emplace_hint(out.end(), k, v.get_ref<const std::string&>());
-  }
-  return out;
-}
-
-result<ip_addr> as_ip(const json* v, const path& at) {
-  const result<const std::string*> text = as_string(v, at);
+  const result<std::optional<std::string_view>> text = get_string(s, at);
   if (!text) {
     return std::unexpected(text.error());
   }
-  if (*text == nullptr) {
-    return fail(at, v, "expected an IP address, got null");
-  }
   const std::optional<ip_addr> addr = parse_ip(**text);
   if (!addr) {
-    return fail(at, v, fmt::format("\"{}\" is not an IP address", **text));
+    return fail(at, fmt::format("\"{}\" is not an IP address", **text));
   }
   return *addr;
 }
 
-// An IP address field; a missing one is reported at its parent.
-result<ip_addr> get_ip(const json& parent, std::string_view key, const path& at) {
-  const json* v = member(parent, key);
-  if (v == nullptr) {
-    return fail(at.field(key), &parent, "expected an IP address, got null");
+// A CIDR list entry, sloppy like kube-proxy's ParseCIDRSloppy (TrimSpace, host bits allowed).
+result<ip_prefix> get_prefix(const scalar& s, const path& at) {
+  const result<std::optional<std::string_view>> text = get_string(s, at);
+  if (!text) {
+    return std::unexpected(text.error());
   }
-  return as_ip(v, at.field(key));
+  const std::optional<ip_prefix> prefix =
+      *text ? parse_prefix(**text, true) : std::optional<ip_prefix>();
+  if (!prefix) {
+    return fail(at, fmt::format("{} is not a CIDR", show(s)));
+  }
+  return *prefix;
 }
 
-result<uint8_t> get_protocol(const json& parent, const path& at) {
-  const result<std::string_view> text = get_text(parent, "protocol", at);
+result<uint8_t> get_protocol(const scalar& s, const path& at) {
+  const result<std::string_view> text = get_text(s, at);
   if (!text) {
     return std::unexpected(text.error());
   }
@@ -246,8 +278,7 @@ result<uint8_t> get_protocol(const json& parent, const path& at) {
   if (*text == "SCTP") {
     return uint8_t{IPPROTO_SCTP};
   }
-  return fail(at.field("protocol"), member(parent, "protocol"),
-              fmt::format("unknown protocol \"{}\" (want TCP, UDP or SCTP)", *text));
+  return fail(at, fmt::format("unknown protocol \"{}\" (want TCP, UDP or SCTP)", *text));
 }
 
 // A named port (IANA_SVC_NAME): 1..15 of [a-z0-9-], at least one letter.
@@ -266,21 +297,99 @@ bool is_port_name(std::string_view name) {
   return letter;
 }
 
-// Calls `each(item, item_path)` for every element of list field `key` (absent/null = none);
-// stops at the first failure.
-template <typename F>
-result<void> for_each_item(const json& parent, std::string_view key, const path& at, F&& each) {
-  const result<const json*> list = get_array(parent, key, at);
-  if (!list) {
-    return std::unexpected(list.error());
+// A field's key. Keys without escapes (all the API server writes) are a view of the input up to
+// the closing quote, which stage 1 guarantees is there; others are unescaped by simdjson.
+simdjson::error_code key_of(od::field& field, std::string_view& key) {
+  const char* const start = field.key().raw();
+  const char* end = start;
+  for (; *end != '"'; ++end) {
+    if (*end == '\\') {
+      return field.unescaped_key().get(key);
+    }
   }
-  if (*list == nullptr) {
+  key = std::string_view(start, static_cast<std::size_t>(end - start));
+  return simdjson::SUCCESS;
+}
+
+// Calls `each(key, value)` for every field of `obj`, in document order.
+template <typename F>
+result<void> for_fields(od::object& obj, const path& at, F&& each) {
+  for (auto field_result : obj) {
+    od::field field;
+    if (auto e = std::move(field_result).get(field); e) {
+      return fail_json(at, e);
+    }
+    std::string_view key;
+    if (auto e = key_of(field, key); e) {
+      return fail_json(at, e);
+    }
+    if (result<void> r = each(key, field.value()); !r) {
+      return r;
+    }
+  }
+  return {};
+}
+
+// `v` as a mapping; nullopt when null.
+result<std::optional<od::object>> get_object(od::value& v, const path& at) {
+  json_type type;
+  if (auto e = v.type().get(type); e) {
+    return fail_json(at, e);
+  }
+  if (type == json_type::null) {
+    return std::nullopt;
+  }
+  if (type != json_type::object) {
+    return fail(at, fmt::format("expected a mapping, got {}", json_type_name(type)));
+  }
+  od::object obj;
+  if (auto e = v.get_object().get(obj); e) {
+    return fail_json(at, e);
+  }
+  return obj;
+}
+
+// for_fields() over a mapping-or-null value; `present` tells whether it was not null.
+template <typename F>
+result<void> for_fields_of(od::value& v, const path& at, F&& each, bool* present = nullptr) {
+  result<std::optional<od::object>> obj = get_object(v, at);
+  if (!obj) {
+    return std::unexpected(std::move(obj.error()));
+  }
+  if (present != nullptr) {
+    *present = obj->has_value();
+  }
+  if (!*obj) {
     return {};
   }
-  const path here = at.field(key);
+  return for_fields(**obj, at, each);
+}
+
+// Calls `each(item, item_path)` for every element of a list-or-null value; stops at the first
+// failure.
+template <typename F>
+result<void> for_items(od::value& v, const path& at, F&& each) {
+  json_type type;
+  if (auto e = v.type().get(type); e) {
+    return fail_json(at, e);
+  }
+  if (type == json_type::null) {
+    return {};
+  }
+  if (type != json_type::array) {
+    return fail(at, fmt::format("expected a list, got {}", json_type_name(type)));
+  }
+  od::array list;
+  if (auto e = v.get_array().get(list); e) {
+    return fail_json(at, e);
+  }
   std::size_t i = 0;
-  for (const json& item : **list) {
-    const path item_path = here.item(i++);
+  for (auto item_result : list) {
+    const path item_path = at.item(i++);
+    od::value item;
+    if (auto e = std::move(item_result).get(item); e) {
+      return fail_json(item_path, e);
+    }
     if (result<void> r = each(item, item_path); !r) {
       return r;
     }
@@ -288,20 +397,114 @@ result<void> for_each_item(const json& parent, std::string_view key, const path&
   return {};
 }
 
-// Like for_each_item, but every element must be a mapping.
+// Like for_items, but every element must be a mapping: `each(object, item_path)`.
 template <typename F>
-result<void> for_each_object(const json& parent, std::string_view key, const path& at, F&& each) {
-  return for_each_item(parent, key, at, [&](const json& item, const path& p) -> result<void> {
-    if (!item.is_object()) {
-      return fail(p, &item, fmt::format("expected a mapping, got {}", json_type_name(item)));
+result<void> for_objects(od::value& v, const path& at, F&& each) {
+  return for_items(v, at, [&](od::value& item, const path& p) -> result<void> {
+    json_type type;
+    if (auto e = item.type().get(type); e) {
+      return fail_json(p, e);
     }
-    return each(item, p);
+    if (type != json_type::object) {
+      return fail(p, fmt::format("expected a mapping, got {}", json_type_name(type)));
+    }
+    od::object obj;
+    if (auto e = item.get_object().get(obj); e) {
+      return fail_json(p, e);
+    }
+    return each(obj, p);
   });
 }
 
-std::size_t list_size(const json& parent, std::string_view key) {
-  const json* v = member(parent, key);
-  return v != nullptr && v->is_array() ? v->size() : 0;
+// Calls `each(scalar, item_path)` for every element of a list-or-null value.
+template <typename F>
+result<void> for_scalars(od::value& v, const path& at, F&& each) {
+  return for_items(v, at, [&](od::value& item, const path& p) -> result<void> {
+    const result<scalar> s = capture(item, p);
+    if (!s) {
+      return std::unexpected(s.error());
+    }
+    return each(*s, p);
+  });
+}
+
+// Failures of nested fields (lists, maps, objects), held back so that they are reported in the
+// order the fields are checked in, as if read in that order, whatever order they come in.
+// Malformed JSON is not held: nothing after it can be read. Empty (no allocation) when all is
+// well.
+class held_failures {
+ public:
+  // `r`, with its failure held under `key` (a repeated key replaces it).
+  result<void> hold(std::string_view key, result<void>&& r) {
+    if (r && held_.empty()) [[likely]] {
+      return {};
+    }
+    std::erase_if(held_, [&](const auto& h) { return h.first == key; });
+    if (r || r.error().message.starts_with("malformed JSON")) {
+      return r;
+    }
+    held_.emplace_back(key, std::move(r.error()));
+    return {};
+  }
+
+  // The failure held for `key`, if any.
+  result<void> check(std::string_view key) {
+    for (auto& [k, f] : held_) {
+      if (k == key) {
+        return std::unexpected(std::move(f));
+      }
+    }
+    return {};
+  }
+
+ private:
+  std::vector<std::pair<std::string_view, failure>> held_;  // keys: views of the input
+};
+
+// `each(key, value)` with its failures held in `held` by key.
+template <typename F>
+auto holding(held_failures& held, F each) {
+  return [&held, each = std::move(each)](std::string_view key, od::value& v) mutable {
+    return held.hold(key, each(key, v));
+  };
+}
+
+// Captures the value of a scalar field into `slot`.
+result<void> take(scalar& slot, od::value& v, const path& at) {
+  result<scalar> s = capture(v, at);
+  if (!s) {
+    return std::unexpected(std::move(s.error()));
+  }
+  slot = *s;
+  return {};
+}
+
+// map[string]string (labels, annotations, selector). A null value reads as "".
+result<std::map<std::string, std::string>> get_string_map(od::value& v, const path& at) {
+  std::map<std::string, std::string> out;
+  if (result<void> r =
+          for_fields_of(v, at,
+                        [&](std::string_view k, od::value& item) -> result<void> {
+                          const result<scalar> s = capture(item, at);
+                          if (!s) {
+                            return std::unexpected(s.error());
+                          }
+                          if (!s->null() && s->type != json_type::string) {
+                            return std::unexpected(
+                                failure{at.str(),
+                                        fmt::format("value of \"{}\": expected a string, got {}", k,
+                                                    json_type_name(s->type)),
+                                        fmt::format("{}[\"{}\"]", at.str(), k)});
+                          }
+                          // Go writes map keys sorted, so the hint is right nearly always; a
+                          // repeated key: the last one wins.
+                          out.insert_or_assign(out.end(), std::string(k), std::string(s->text));
+                          return {};
+                        });
+      !r) {
+    return std::unexpected(std::move(r.error()));
+  }
+  return out;
 }
 
 // The metadata fields every kind shares.
@@ -314,173 +517,159 @@ struct metadata {
   bool deleting = false;  // deletionTimestamp set
 };
 
-result<metadata> decode_metadata(const json& obj, const path& root) {
+// `v` is the value of "metadata".
+result<metadata> decode_metadata(od::value& v, const path& root) {
   metadata out;
-  const result<const json*> meta = get_object(obj, "metadata", root);
-  if (!meta) {
-    return std::unexpected(meta.error());
-  }
-  if (*meta == nullptr) {
-    return fail(root.field("metadata"), &obj, "missing");
-  }
-  const json& m = **meta;
   const path mp = root.field("metadata");
-  const result<std::string_view> name = get_text(m, "name", mp);
-  if (!name) {
-    return std::unexpected(name.error());
-  }
-  if (name->empty()) {
-    return fail(mp.field("name"), &m, "missing");
-  }
-  out.name = *name;
-  const result<std::string_view> ns = get_text(m, "namespace", mp);
-  if (!ns) {
-    return std::unexpected(ns.error());
-  }
-  if (!ns->empty()) {
-    out.namespace_ = *ns;
-  }
-  result<std::map<std::string, std::string>> labels = get_string_map(m, "labels", mp);
-  if (!labels) {
-    return std::unexpected(labels.error());
-  }
-  out.labels = std::move(*labels);
-  result<std::map<std::string, std::string>> annotations = get_string_map(m, "annotations", mp);
-  if (!annotations) {
-    return std::unexpected(annotations.error());
-  }
-  out.annotations = std::move(*annotations);
-  // resourceVersion is a string in the API; a number (hand-written file) is shown as written.
-  if (const json* rv = member(m, "resourceVersion"); rv != nullptr) {
-    out.resource_version = rv->is_string() ? rv->get_ref<const std::string&>() : rv->dump();
-  }
-  out.deleting = member(m, "deletionTimestamp") != nullptr;
-  return out;
-}
-
-result<std::vector<ip_addr>> decode_cluster_ips(const json& spec, const path& sp, bool& headless) {
-  headless = false;
-  std::vector<std::pair<std::string_view, const json*>> texts;
-  bool from_list = false;
-  if (result<void> r = for_each_item(spec, "clusterIPs", sp,
-                                     [&](const json& item, const path& p) -> result<void> {
-                                       const result<const std::string*> s = as_string(&item, p);
-                                       if (!s) {
-                                         return std::unexpected(s.error());
-                                       }
-                                       if (*s == nullptr || (*s)->empty()) {
-                                         return fail(p, &item, "empty address");
-                                       }
-                                       texts.emplace_back(**s, &item);
-                                       from_list = true;
-                                       return {};
-                                     });
+  scalar name, ns, rv, deletion;
+  held_failures held;
+  bool present = false;
+  if (result<void> r = for_fields_of(
+          v, mp,
+          [&](std::string_view key, od::value& f) -> result<void> {
+            if (key == "name") {
+              return take(name, f, mp.field(key));
+            }
+            if (key == "namespace") {
+              return take(ns, f, mp.field(key));
+            }
+            if (key == "resourceVersion") {
+              return take(rv, f, mp.field(key));
+            }
+            if (key == "deletionTimestamp") {
+              return take(deletion, f, mp.field(key));
+            }
+            if (key == "labels" || key == "annotations") {
+              result<std::map<std::string, std::string>> m = get_string_map(f, mp.field(key));
+              if (!m) {
+                return held.hold(key, std::unexpected(std::move(m.error())));
+              }
+              (key == "labels" ? out.labels : out.annotations) = std::move(*m);
+              return held.hold(key, {});
+            }
+            return {};
+          },
+          &present);
       !r) {
-    return std::unexpected(r.error());
+    return std::unexpected(std::move(r.error()));
   }
-  const result<std::string_view> single = get_text(spec, "clusterIP", sp);
-  if (!single) {
-    return std::unexpected(single.error());
+  if (!present) {
+    return fail_in(mp, root, "missing");
   }
-  if (texts.empty()) {
-    if (!single->empty()) {
-      texts.emplace_back(*single, member(spec, "clusterIP"));
-    }
-  } else if (!single->empty() && *single != texts[0].first) {
-    return fail(
-        sp.field("clusterIP"), member(spec, "clusterIP"),
-        fmt::format("\"{}\" differs from spec.clusterIPs[0] \"{}\"", *single, texts[0].first));
+  const result<std::string_view> name_text = get_text(name, mp.field("name"));
+  if (!name_text) {
+    return std::unexpected(name_text.error());
   }
-
-  std::vector<ip_addr> out;
-  const path list_path = sp.field("clusterIPs");
-  for (std::size_t i = 0; i < texts.size(); ++i) {
-    const path field = from_list ? list_path.item(i) : sp.field("clusterIP");
-    if (texts[i].first == "None") {
-      if (texts.size() != 1) {
-        return fail(field, texts[i].second, "\"None\" cannot be combined with addresses");
-      }
-      headless = true;
-      return out;
-    }
-    const result<ip_addr> addr = as_ip(texts[i].second, field);
-    if (!addr) {
-      return std::unexpected(addr.error());
-    }
-    for (const ip_addr& seen : out) {
-      if (seen.family == addr->family) {
-        return fail(field, texts[i].second, "at most one address per IP family");
-      }
-    }
-    out.push_back(*addr);
+  if (name_text->empty()) {
+    return fail_in(mp.field("name"), mp, "missing");
   }
+  out.name = *name_text;
+  const result<std::string_view> ns_text = get_text(ns, mp.field("namespace"));
+  if (!ns_text) {
+    return std::unexpected(ns_text.error());
+  }
+  if (!ns_text->empty()) {
+    out.namespace_ = *ns_text;
+  }
+  for (const std::string_view key : {"labels", "annotations"}) {
+    if (result<void> r = held.check(key); !r) {
+      return std::unexpected(std::move(r.error()));
+    }
+  }
+  // resourceVersion is a string in the API; a number (hand-written file) is shown as written.
+  out.resource_version = rv.text;
+  out.deleting = !deletion.null();
   return out;
 }
 
-result<service_port> decode_service_port(const json& p, const path& pp) {
-  service_port port;
-  const result<std::string_view> name = get_text(p, "name", pp);
-  if (!name) {
-    return std::unexpected(name.error());
+// ---- Service ----
+
+result<service_port> decode_service_port(od::object& p, const path& pp) {
+  scalar name, protocol, number, target, node_port;
+  if (result<void> r = for_fields(p, pp,
+                                  [&](std::string_view key, od::value& v) -> result<void> {
+                                    if (key == "name") {
+                                      return take(name, v, pp.field(key));
+                                    }
+                                    if (key == "protocol") {
+                                      return take(protocol, v, pp.field(key));
+                                    }
+                                    if (key == "port") {
+                                      return take(number, v, pp.field(key));
+                                    }
+                                    if (key == "targetPort") {
+                                      return take(target, v, pp.field(key));
+                                    }
+                                    if (key == "nodePort") {
+                                      return take(node_port, v, pp.field(key));
+                                    }
+                                    return {};
+                                  });
+      !r) {
+    return std::unexpected(std::move(r.error()));
   }
-  port.name = *name;
-  const result<uint8_t> proto = get_protocol(p, pp);
+  service_port port;
+  const result<std::string_view> name_text = get_text(name, pp.field("name"));
+  if (!name_text) {
+    return std::unexpected(name_text.error());
+  }
+  port.name = *name_text;
+  const result<uint8_t> proto = get_protocol(protocol, pp.field("protocol"));
   if (!proto) {
     return std::unexpected(proto.error());
   }
   port.protocol = *proto;
-  const result<std::optional<int64_t>> number = get_int(p, "port", pp, 1, 65535);
-  if (!number) {
-    return std::unexpected(number.error());
+  const result<std::optional<int64_t>> value = get_int(number, pp.field("port"), 1, 65535);
+  if (!value) {
+    return std::unexpected(value.error());
   }
-  if (!*number) {
-    return fail(pp.field("port"), &p, "missing");
+  if (!*value) {
+    return fail_in(pp.field("port"), pp, "missing");
   }
-  port.port = static_cast<uint16_t>(**number);
+  port.port = static_cast<uint16_t>(**value);
   // IntOrString. 0, "" and absent all mean "same as port" (the API server's defaulting).
   port.target_port = port.port;
-  if (const json* target = member(p, "targetPort"); target != nullptr) {
-    const path field = pp.field("targetPort");
-    if (target->is_number_integer()) {
-      const result<std::optional<int64_t>> value = as_int(target, field, 0, 65535);
-      if (!value) {
-        return std::unexpected(value.error());
-      }
-      if (**value != 0) {
-        port.target_port = static_cast<uint16_t>(**value);
-      }
-    } else if (target->is_string()) {
-      const std::string& text = target->get_ref<const std::string&>();
-      const bool digits =
-          !text.empty() && text.find_first_not_of("0123456789") == std::string::npos;
-      if (digits) {
-        // A quoted number in a hand-written file: read as the number it spells.
-        const int64_t value = text.size() > 6 ? 0 : std::stoll(text);
-        if (value < 1 || value > 65535) {
-          return fail(field, target, fmt::format("{} is out of range 1..65535", text));
-        }
-        port.target_port = static_cast<uint16_t>(value);
-      } else if (is_port_name(text)) {
-        port.target_port = text;
-      } else if (!text.empty()) {
-        return fail(field, target,
-                    fmt::format("\"{}\" is neither a port number nor a port name", text));
-      }
-    } else {
-      return fail(field, target,
-                  fmt::format("expected a port number or name, got {}", json_type_name(*target)));
+  const path field = pp.field("targetPort");
+  if (target.type == json_type::number && target.number != scalar::number_kind::fraction) {
+    const result<std::optional<int64_t>> t = get_int(target, field, 0, 65535);
+    if (!t) {
+      return std::unexpected(t.error());
     }
+    if (**t != 0) {
+      port.target_port = static_cast<uint16_t>(**t);
+    }
+  } else if (target.type == json_type::string) {
+    const std::string_view text = target.text;
+    const bool digits = !text.empty() && text.find_first_not_of("0123456789") == text.npos;
+    if (digits) {
+      // A quoted number in a hand-written file: read as the number it spells.
+      int64_t t = 0;
+      if (text.size() <= 6) {
+        std::from_chars(text.data(), text.data() + text.size(), t);
+      }
+      if (t < 1 || t > 65535) {
+        return fail(field, fmt::format("{} is out of range 1..65535", text));
+      }
+      port.target_port = static_cast<uint16_t>(t);
+    } else if (is_port_name(text)) {
+      port.target_port = std::string(text);
+    } else if (!text.empty()) {
+      return fail(field, fmt::format("\"{}\" is neither a port number nor a port name", text));
+    }
+  } else if (!target.null()) {
+    return fail(field,
+                fmt::format("expected a port number or name, got {}", json_type_name(target.type)));
   }
-  const result<std::optional<int64_t>> node_port = get_int(p, "nodePort", pp, 0, 65535);
-  if (!node_port) {
-    return std::unexpected(node_port.error());
+  const result<std::optional<int64_t>> np = get_int(node_port, pp.field("nodePort"), 0, 65535);
+  if (!np) {
+    return std::unexpected(np.error());
   }
-  port.node_port = static_cast<uint16_t>(node_port->value_or(0));
+  port.node_port = static_cast<uint16_t>(np->value_or(0));
   return port;
 }
 
-result<traffic_policy> get_traffic_policy(const json& spec, std::string_view key, const path& sp) {
-  const result<std::string_view> text = get_text(spec, key, sp);
+result<traffic_policy> get_traffic_policy(const scalar& s, const path& at) {
+  const result<std::string_view> text = get_text(s, at);
   if (!text) {
     return std::unexpected(text.error());
   }
@@ -490,195 +679,318 @@ result<traffic_policy> get_traffic_policy(const json& spec, std::string_view key
   if (*text == "Local") {
     return traffic_policy::local;
   }
-  return fail(sp.field(key), member(spec, key),
-              fmt::format("unknown policy \"{}\" (want Cluster or Local)", *text));
+  return fail(at, fmt::format("unknown policy \"{}\" (want Cluster or Local)", *text));
 }
 
-result<void> decode_service_spec(const json& spec, const path& sp, service& svc) {
-  const result<std::string_view> type = get_text(spec, "type", sp);
-  if (!type) {
-    return std::unexpected(type.error());
+// spec.sessionAffinityConfig, read as it goes by but judged only for ClientIP affinity (as
+// before: a broken config of a service without affinity is not an error).
+struct affinity_config {
+  std::optional<int64_t> timeout;
+  std::optional<failure> error;
+};
+
+affinity_config decode_affinity_config(od::value& v, const path& cp) {
+  affinity_config out;
+  const path ip = cp.field("clientIP");
+  result<void> r = for_fields_of(v, cp, [&](std::string_view key, od::value& c) -> result<void> {
+    if (key != "clientIP") {
+      return {};
+    }
+    return for_fields_of(c, ip, [&](std::string_view k, od::value& t) -> result<void> {
+      if (k != "timeoutSeconds") {
+        return {};
+      }
+      const path tp = ip.field(k);
+      const result<scalar> s = capture(t, tp);
+      if (!s) {
+        return std::unexpected(s.error());
+      }
+      const result<std::optional<int64_t>> timeout = get_int(*s, tp, 1, max_affinity_timeout_s);
+      if (!timeout) {
+        return std::unexpected(timeout.error());
+      }
+      out.timeout = *timeout;
+      return {};
+    });
+  });
+  if (!r) {
+    out.error = std::move(r.error());
   }
-  if (type->empty() || *type == "ClusterIP") {
+  return out;
+}
+
+result<void> decode_service_spec(od::object& spec, const path& sp, service& svc) {
+  scalar type, cluster_ip, affinity, etp, itp, hc, distribution, pnra, family_policy, allocate;
+  std::vector<std::string_view> cluster_ips;  // spec.clusterIPs, checked with spec.clusterIP
+  std::optional<affinity_config> config;
+  held_failures held;
+  const auto each = [&](std::string_view key, od::value& v) -> result<void> {
+    const path f = sp.field(key);
+    if (key == "type") {
+      return take(type, v, f);
+    }
+    if (key == "clusterIP") {
+      return take(cluster_ip, v, f);
+    }
+    if (key == "clusterIPs") {
+      cluster_ips.clear();
+      return for_scalars(v, f, [&](const scalar& s, const path& p) -> result<void> {
+        const result<std::optional<std::string_view>> text = get_string(s, p);
+        if (!text) {
+          return std::unexpected(text.error());
+        }
+        if (!*text || (*text)->empty()) {
+          return fail(p, "empty address");
+        }
+        cluster_ips.push_back(**text);
+        return {};
+      });
+    }
+    if (key == "ports") {
+      svc.ports.clear();
+      return for_objects(v, f, [&](od::object& p, const path& pp) -> result<void> {
+        result<service_port> port = decode_service_port(p, pp);
+        if (!port) {
+          return std::unexpected(std::move(port.error()));
+        }
+        for (const service_port& seen : svc.ports) {
+          if (seen.port == port->port && seen.protocol == port->protocol) {
+            return fail(
+                pp, fmt::format("duplicate port {}/{}", port->port, protocol_name(port->protocol)));
+          }
+          if (seen.name == port->name) {
+            return fail_in(pp.field("name"), pp,
+                           port->name.empty()
+                               ? std::string("required when the service has several ports")
+                               : fmt::format("duplicate port name \"{}\"", port->name));
+          }
+        }
+        svc.ports.push_back(std::move(*port));
+        return {};
+      });
+    }
+    if (key == "sessionAffinity") {
+      return take(affinity, v, f);
+    }
+    if (key == "sessionAffinityConfig") {
+      config = decode_affinity_config(v, f);
+      return {};
+    }
+    if (key == "externalIPs") {
+      svc.external_ips.clear();
+      return for_scalars(v, f, [&](const scalar& s, const path& p) -> result<void> {
+        const result<ip_addr> addr = get_ip(s, p, p);
+        if (!addr) {
+          return std::unexpected(addr.error());
+        }
+        svc.external_ips.push_back(*addr);
+        return {};
+      });
+    }
+    if (key == "loadBalancerSourceRanges") {
+      svc.lb_source_ranges.clear();
+      return for_scalars(v, f, [&](const scalar& s, const path& p) -> result<void> {
+        const result<ip_prefix> prefix = get_prefix(s, p);
+        if (!prefix) {
+          return std::unexpected(prefix.error());
+        }
+        svc.lb_source_ranges.push_back(*prefix);
+        return {};
+      });
+    }
+    if (key == "externalTrafficPolicy") {
+      return take(etp, v, f);
+    }
+    if (key == "internalTrafficPolicy") {
+      return take(itp, v, f);
+    }
+    if (key == "healthCheckNodePort") {
+      return take(hc, v, f);
+    }
+    if (key == "trafficDistribution") {
+      return take(distribution, v, f);
+    }
+    if (key == "selector") {
+      result<std::map<std::string, std::string>> selector = get_string_map(v, f);
+      if (!selector) {
+        return std::unexpected(std::move(selector.error()));
+      }
+      svc.selector = std::move(*selector);
+      return {};
+    }
+    if (key == "publishNotReadyAddresses") {
+      return take(pnra, v, f);
+    }
+    if (key == "ipFamilies") {
+      svc.ip_families.clear();
+      return for_scalars(v, f, [&](const scalar& s, const path& p) -> result<void> {
+        const result<std::optional<std::string_view>> text = get_string(s, p);
+        if (!text) {
+          return std::unexpected(text.error());
+        }
+        ip_family family;
+        if (*text == "IPv4") {
+          family = ip_family::v4;
+        } else if (*text == "IPv6") {
+          family = ip_family::v6;
+        } else {
+          return fail(p, fmt::format("unknown IP family {} (want IPv4 or IPv6)", show(s)));
+        }
+        for (const ip_family seen : svc.ip_families) {
+          if (seen == family) {
+            return fail(p, fmt::format("duplicate IP family {}", show(s)));
+          }
+        }
+        svc.ip_families.push_back(family);
+        return {};
+      });
+    }
+    if (key == "ipFamilyPolicy") {
+      return take(family_policy, v, f);
+    }
+    if (key == "allocateLoadBalancerNodePorts") {
+      return take(allocate, v, f);
+    }
+    return {};
+  };
+  if (result<void> r = for_fields(
+          spec, sp,
+          [&](std::string_view key, od::value& v) { return held.hold(key, each(key, v)); });
+      !r) {
+    return r;
+  }
+  // In the order the old DOM decoder looked fields up, so one object gets the same message.
+  const auto check = [&](std::string_view key) { return held.check(key); };
+
+  const result<std::string_view> type_text = get_text(type, sp.field("type"));
+  if (!type_text) {
+    return std::unexpected(type_text.error());
+  }
+  if (type_text->empty() || *type_text == "ClusterIP") {
     svc.type = service_type::cluster_ip;
-  } else if (*type == "NodePort") {
+  } else if (*type_text == "NodePort") {
     svc.type = service_type::node_port;
-  } else if (*type == "LoadBalancer") {
+  } else if (*type_text == "LoadBalancer") {
     svc.type = service_type::load_balancer;
-  } else if (*type == "ExternalName") {
+  } else if (*type_text == "ExternalName") {
     svc.type = service_type::external_name;
   } else {
-    return fail(sp.field("type"), member(spec, "type"),
+    return fail(sp.field("type"),
                 fmt::format("unknown type \"{}\" (want ClusterIP, NodePort, LoadBalancer or "
                             "ExternalName)",
-                            *type));
+                            *type_text));
   }
 
-  result<std::vector<ip_addr>> cluster_ips = decode_cluster_ips(spec, sp, svc.headless);
-  if (!cluster_ips) {
-    return std::unexpected(cluster_ips.error());
-  }
-  svc.cluster_ips = std::move(*cluster_ips);
-
-  svc.ports.reserve(list_size(spec, "ports"));
-  if (result<void> r = for_each_object(
-          spec, "ports", sp,
-          [&](const json& p, const path& pp) -> result<void> {
-            result<service_port> port = decode_service_port(p, pp);
-            if (!port) {
-              return std::unexpected(port.error());
-            }
-            for (const service_port& seen : svc.ports) {
-              if (seen.port == port->port && seen.protocol == port->protocol) {
-                return fail(
-                    pp, &p,
-                    fmt::format("duplicate port {}/{}", port->port, protocol_name(port->protocol)));
-              }
-              if (seen.name == port->name) {
-                return fail(pp.field("name"), &p,
-                            port->name.empty()
-                                ? std::string("required when the service has several ports")
-                                : fmt::format("duplicate port name \"{}\"", port->name));
-              }
-            }
-            svc.ports.push_back(std::move(*port));
-            return {};
-          });
-      !r) {
+  if (result<void> r = check("clusterIPs"); !r) {
     return r;
   }
-
-  const result<std::string_view> affinity = get_text(spec, "sessionAffinity", sp);
-  if (!affinity) {
-    return std::unexpected(affinity.error());
+  // spec.clusterIPs, else spec.clusterIP; when both are set the first must agree.
+  const result<std::string_view> single = get_text(cluster_ip, sp.field("clusterIP"));
+  if (!single) {
+    return std::unexpected(single.error());
   }
-  if (*affinity == "ClientIP") {
+  const bool from_list = !cluster_ips.empty();
+  if (!from_list) {
+    if (!single->empty()) {
+      cluster_ips.push_back(*single);
+    }
+  } else if (!single->empty() && *single != cluster_ips[0]) {
+    return fail(sp.field("clusterIP"), fmt::format("\"{}\" differs from spec.clusterIPs[0] \"{}\"",
+                                                   *single, cluster_ips[0]));
+  }
+  svc.headless = false;
+  svc.cluster_ips.clear();
+  const path list_path = sp.field("clusterIPs");
+  for (std::size_t i = 0; i < cluster_ips.size(); ++i) {
+    const path field = from_list ? list_path.item(i) : sp.field("clusterIP");
+    if (cluster_ips[i] == "None") {
+      if (cluster_ips.size() != 1) {
+        return fail(field, "\"None\" cannot be combined with addresses");
+      }
+      svc.headless = true;
+      break;
+    }
+    const std::optional<ip_addr> addr = parse_ip(cluster_ips[i]);
+    if (!addr) {
+      return fail(field, fmt::format("\"{}\" is not an IP address", cluster_ips[i]));
+    }
+    for (const ip_addr& seen : svc.cluster_ips) {
+      if (seen.family == addr->family) {
+        return fail(field, "at most one address per IP family");
+      }
+    }
+    svc.cluster_ips.push_back(*addr);
+  }
+
+  if (result<void> r = check("ports"); !r) {
+    return r;
+  }
+  const result<std::string_view> affinity_text = get_text(affinity, sp.field("sessionAffinity"));
+  if (!affinity_text) {
+    return std::unexpected(affinity_text.error());
+  }
+  if (*affinity_text == "ClientIP") {
     svc.session_affinity_client_ip = true;
     svc.affinity_timeout_s = default_affinity_timeout_s;
-    const result<const json*> config = get_object(spec, "sessionAffinityConfig", sp);
-    if (!config) {
-      return std::unexpected(config.error());
-    }
-    if (*config != nullptr) {
-      const path cp = sp.field("sessionAffinityConfig");
-      const result<const json*> client_ip = get_object(**config, "clientIP", cp);
-      if (!client_ip) {
-        return std::unexpected(client_ip.error());
+    if (config) {
+      if (config->error) {
+        return std::unexpected(*config->error);
       }
-      if (*client_ip != nullptr) {
-        const result<std::optional<int64_t>> timeout =
-            get_int(**client_ip, "timeoutSeconds", cp.field("clientIP"), 1, max_affinity_timeout_s);
-        if (!timeout) {
-          return std::unexpected(timeout.error());
-        }
-        if (*timeout) {
-          svc.affinity_timeout_s = static_cast<uint32_t>(**timeout);
-        }
+      if (config->timeout) {
+        svc.affinity_timeout_s = static_cast<uint32_t>(*config->timeout);
       }
     }
-  } else if (!affinity->empty() && *affinity != "None") {
-    return fail(sp.field("sessionAffinity"), member(spec, "sessionAffinity"),
-                fmt::format("unknown value \"{}\" (want None or ClientIP)", *affinity));
+  } else if (!affinity_text->empty() && *affinity_text != "None") {
+    return fail(sp.field("sessionAffinity"),
+                fmt::format("unknown value \"{}\" (want None or ClientIP)", *affinity_text));
   }
 
-  if (result<void> r = for_each_item(spec, "externalIPs", sp,
-                                     [&](const json& item, const path& p) -> result<void> {
-                                       const result<ip_addr> addr = as_ip(&item, p);
-                                       if (!addr) {
-                                         return std::unexpected(addr.error());
-                                       }
-                                       svc.external_ips.push_back(*addr);
-                                       return {};
-                                     });
-      !r) {
+  for (const std::string_view key : {"externalIPs", "loadBalancerSourceRanges"}) {
+    if (result<void> r = check(key); !r) {
+      return r;
+    }
+  }
+  const result<traffic_policy> external =
+      get_traffic_policy(etp, sp.field("externalTrafficPolicy"));
+  if (!external) {
+    return std::unexpected(external.error());
+  }
+  svc.external_policy = *external;
+  const result<traffic_policy> internal =
+      get_traffic_policy(itp, sp.field("internalTrafficPolicy"));
+  if (!internal) {
+    return std::unexpected(internal.error());
+  }
+  svc.internal_policy = *internal;
+
+  const result<std::optional<int64_t>> hc_port =
+      get_int(hc, sp.field("healthCheckNodePort"), 0, 65535);
+  if (!hc_port) {
+    return std::unexpected(hc_port.error());
+  }
+  svc.health_check_node_port = static_cast<uint16_t>(hc_port->value_or(0));
+
+  const result<std::string_view> distribution_text =
+      get_text(distribution, sp.field("trafficDistribution"));
+  if (!distribution_text) {
+    return std::unexpected(distribution_text.error());
+  }
+  svc.traffic_distribution = *distribution_text;
+
+  if (result<void> r = check("selector"); !r) {
     return r;
   }
+  const result<std::optional<bool>> pnra_value =
+      get_bool(pnra, sp.field("publishNotReadyAddresses"));
+  if (!pnra_value) {
+    return std::unexpected(pnra_value.error());
+  }
+  svc.publish_not_ready_addresses = pnra_value->value_or(false);
 
-  if (result<void> r =
-          for_each_item(spec, "loadBalancerSourceRanges", sp,
-                        [&](const json& item, const path& p) -> result<void> {
-                          const result<const std::string*> text = as_string(&item, p);
-                          if (!text) {
-                            return std::unexpected(text.error());
-                          }
-                          // kube-proxy TrimSpace()s each range and parses it sloppily (host bits
-                          // allowed).
-                          const std::optional<ip_prefix> prefix =
-                              *text == nullptr ? std::nullopt : parse_prefix(**text, true);
-                          if (!prefix) {
-                            return fail(p, &item, fmt::format("{} is not a CIDR", show(item)));
-                          }
-                          svc.lb_source_ranges.push_back(*prefix);
-                          return {};
-                        });
-      !r) {
+  if (result<void> r = check("ipFamilies"); !r) {
     return r;
   }
-
-  const result<traffic_policy> etp = get_traffic_policy(spec, "externalTrafficPolicy", sp);
-  if (!etp) {
-    return std::unexpected(etp.error());
-  }
-  svc.external_policy = *etp;
-  const result<traffic_policy> itp = get_traffic_policy(spec, "internalTrafficPolicy", sp);
-  if (!itp) {
-    return std::unexpected(itp.error());
-  }
-  svc.internal_policy = *itp;
-
-  const result<std::optional<int64_t>> hc = get_int(spec, "healthCheckNodePort", sp, 0, 65535);
-  if (!hc) {
-    return std::unexpected(hc.error());
-  }
-  svc.health_check_node_port = static_cast<uint16_t>(hc->value_or(0));
-
-  const result<std::string_view> distribution = get_text(spec, "trafficDistribution", sp);
-  if (!distribution) {
-    return std::unexpected(distribution.error());
-  }
-  svc.traffic_distribution = *distribution;
-
-  result<std::map<std::string, std::string>> selector = get_string_map(spec, "selector", sp);
-  if (!selector) {
-    return std::unexpected(selector.error());
-  }
-  svc.selector = std::move(*selector);
-
-  const result<std::optional<bool>> pnra = get_bool(spec, "publishNotReadyAddresses", sp);
-  if (!pnra) {
-    return std::unexpected(pnra.error());
-  }
-  svc.publish_not_ready_addresses = pnra->value_or(false);
-
-  if (result<void> r = for_each_item(
-          spec, "ipFamilies", sp,
-          [&](const json& item, const path& p) -> result<void> {
-            const result<const std::string*> text = as_string(&item, p);
-            if (!text) {
-              return std::unexpected(text.error());
-            }
-            ip_family family;
-            if (*text != nullptr && **text == "IPv4") {
-              family = ip_family::v4;
-            } else if (*text != nullptr && **text == "IPv6") {
-              family = ip_family::v6;
-            } else {
-              return fail(p, &item,
-                          fmt::format("unknown IP family {} (want IPv4 or IPv6)", show(item)));
-            }
-            for (const ip_family seen : svc.ip_families) {
-              if (seen == family) {
-                return fail(p, &item, fmt::format("duplicate IP family {}", show(item)));
-              }
-            }
-            svc.ip_families.push_back(family);
-            return {};
-          });
-      !r) {
-    return r;
-  }
-
-  const result<std::string_view> policy = get_text(spec, "ipFamilyPolicy", sp);
+  const result<std::string_view> policy = get_text(family_policy, sp.field("ipFamilyPolicy"));
   if (!policy) {
     return std::unexpected(policy.error());
   }
@@ -689,107 +1001,160 @@ result<void> decode_service_spec(const json& spec, const path& sp, service& svc)
   } else if (*policy == "RequireDualStack") {
     svc.family_policy = ip_family_policy::require_dual_stack;
   } else {
-    return fail(sp.field("ipFamilyPolicy"), member(spec, "ipFamilyPolicy"),
+    return fail(sp.field("ipFamilyPolicy"),
                 fmt::format("unknown policy \"{}\" (want SingleStack, PreferDualStack or "
                             "RequireDualStack)",
                             *policy));
   }
 
-  const result<std::optional<bool>> allocate = get_bool(spec, "allocateLoadBalancerNodePorts", sp);
-  if (!allocate) {
-    return std::unexpected(allocate.error());
+  const result<std::optional<bool>> allocate_value =
+      get_bool(allocate, sp.field("allocateLoadBalancerNodePorts"));
+  if (!allocate_value) {
+    return std::unexpected(allocate_value.error());
   }
-  svc.allocate_lb_node_ports = allocate->value_or(true);
+  svc.allocate_lb_node_ports = allocate_value->value_or(true);
   return {};
 }
 
-result<void> decode_service_status(const json& obj, const path& root, service& svc) {
-  const result<const json*> status = get_object(obj, "status", root);
-  if (!status || *status == nullptr) {
-    return status ? result<void>() : std::unexpected(status.error());
-  }
-  const path st = root.field("status");
-  const result<const json*> lb = get_object(**status, "loadBalancer", st);
-  if (!lb || *lb == nullptr) {
-    return lb ? result<void>() : std::unexpected(lb.error());
-  }
-  return for_each_object(**lb, "ingress", st.field("loadBalancer"),
-                         [&](const json& ing, const path& p) -> result<void> {
-                           const result<std::string_view> ip_text = get_text(ing, "ip", p);
-                           if (!ip_text) {
-                             return std::unexpected(ip_text.error());
-                           }
-                           const result<std::string_view> mode = get_text(ing, "ipMode", p);
-                           if (!mode) {
-                             return std::unexpected(mode.error());
-                           }
-                           load_balancer_ingress entry;
-                           if (*mode == "Proxy") {
-                             entry.ip_mode_proxy = true;
-                           } else if (!mode->empty() && *mode != "VIP") {
-                             return fail(
-                                 p.field("ipMode"), member(ing, "ipMode"),
-                                 fmt::format("unknown ipMode \"{}\" (want VIP or Proxy)", *mode));
-                           }
-                           if (ip_text->empty()) {
-                             return {};  // hostname-only (AWS ELB style): nothing to program
-                           }
-                           const result<ip_addr> addr = get_ip(ing, "ip", p);
-                           if (!addr) {
-                             return std::unexpected(addr.error());
-                           }
-                           entry.ip = *addr;
-                           svc.lb_ingress.push_back(entry);
-                           return {};
-                         });
+// status.loadBalancer.ingress
+result<void> decode_service_status(od::value& v, const path& st,
+                                   std::vector<load_balancer_ingress>& out) {
+  out.clear();
+  return for_fields_of(v, st, [&](std::string_view key, od::value& lb) -> result<void> {
+    if (key != "loadBalancer") {
+      return {};
+    }
+    const path lp = st.field(key);
+    return for_fields_of(lb, lp, [&](std::string_view k, od::value& list) -> result<void> {
+      if (k != "ingress") {
+        return {};
+      }
+      out.clear();
+      return for_objects(list, lp.field(k), [&](od::object& ing, const path& p) -> result<void> {
+        scalar ip, mode;
+        if (result<void> r = for_fields(ing, p,
+                                        [&](std::string_view f, od::value& x) -> result<void> {
+                                          if (f == "ip") {
+                                            return take(ip, x, p.field(f));
+                                          }
+                                          if (f == "ipMode") {
+                                            return take(mode, x, p.field(f));
+                                          }
+                                          return {};
+                                        });
+            !r) {
+          return r;
+        }
+        const result<std::string_view> ip_text = get_text(ip, p.field("ip"));
+        if (!ip_text) {
+          return std::unexpected(ip_text.error());
+        }
+        const result<std::string_view> mode_text = get_text(mode, p.field("ipMode"));
+        if (!mode_text) {
+          return std::unexpected(mode_text.error());
+        }
+        load_balancer_ingress entry;
+        if (*mode_text == "Proxy") {
+          entry.ip_mode_proxy = true;
+        } else if (!mode_text->empty() && *mode_text != "VIP") {
+          return fail(p.field("ipMode"),
+                      fmt::format("unknown ipMode \"{}\" (want VIP or Proxy)", *mode_text));
+        }
+        if (ip_text->empty()) {
+          return {};  // hostname-only (AWS ELB style): nothing to program
+        }
+        const result<ip_addr> addr = get_ip(ip, p.field("ip"), p);
+        if (!addr) {
+          return std::unexpected(addr.error());
+        }
+        entry.ip = *addr;
+        out.push_back(entry);
+        return {};
+      });
+    });
+  });
 }
 
-result<service> decode_service(const json& obj) {
-  const path root;
+// The fields of a Service after metadata.
+struct service_body {
   service svc;
-  result<metadata> meta = decode_metadata(obj, root);
-  if (!meta) {
-    return std::unexpected(meta.error());
-  }
-  svc.namespace_ = std::move(meta->namespace_);
-  svc.name = std::move(meta->name);
-  svc.labels = std::move(meta->labels);
-  svc.annotations = std::move(meta->annotations);
-  svc.resource_version = std::move(meta->resource_version);
+  bool spec_seen = false, has_spec = false;
+  std::vector<load_balancer_ingress> ingress;
+  held_failures held;
 
-  const result<const json*> spec = get_object(obj, "spec", root);
-  if (!spec) {
-    return std::unexpected(spec.error());
+  result<void> field(std::string_view key, od::value& v, const path& root) {
+    if (key == "spec") {
+      const path sp = root.field(key);
+      result<std::optional<od::object>> spec = get_object(v, sp);
+      if (!spec) {
+        return std::unexpected(std::move(spec.error()));
+      }
+      if (spec_seen) {
+        svc = service{};  // a repeated spec replaces the first
+      }
+      spec_seen = true;
+      has_spec = spec->has_value();
+      return has_spec ? decode_service_spec(**spec, sp, svc) : result<void>();
+    }
+    if (key == "status") {
+      return held.hold(key, decode_service_status(v, root.field(key), ingress));
+    }
+    return {};
   }
-  if (*spec == nullptr) {
-    return fail(root.field("spec"), &obj, "missing");
-  }
-  if (result<void> r = decode_service_spec(**spec, root.field("spec"), svc); !r) {
-    return std::unexpected(r.error());
-  }
-  if (result<void> r = decode_service_status(obj, root, svc); !r) {
-    return std::unexpected(r.error());
-  }
-  return svc;
-}
 
-result<endpoint_port> decode_endpoint_port(const json& p, const path& pp) {
+  result<service> finish(od::object&, const path& root, metadata&& meta) {
+    if (!has_spec) {
+      return fail_in(root.field("spec"), root, "missing");
+    }
+    if (result<void> r = held.check("status"); !r) {
+      return std::unexpected(std::move(r.error()));
+    }
+    svc.namespace_ = std::move(meta.namespace_);
+    svc.name = std::move(meta.name);
+    svc.labels = std::move(meta.labels);
+    svc.annotations = std::move(meta.annotations);
+    svc.resource_version = std::move(meta.resource_version);
+    svc.lb_ingress = std::move(ingress);
+    return std::move(svc);
+  }
+};
+
+// ---- EndpointSlice ----
+
+result<endpoint_port> decode_endpoint_port(od::object& p, const path& pp) {
+  scalar name, number, protocol;
+  if (result<void> r = for_fields(p, pp,
+                                  [&](std::string_view key, od::value& v) -> result<void> {
+                                    if (key == "name") {
+                                      return take(name, v, pp.field(key));
+                                    }
+                                    if (key == "port") {
+                                      return take(number, v, pp.field(key));
+                                    }
+                                    if (key == "protocol") {
+                                      return take(protocol, v, pp.field(key));
+                                    }
+                                    return {};
+                                  });
+      !r) {
+    return std::unexpected(std::move(r.error()));
+  }
   endpoint_port port;
-  const result<const std::string*> name = get_string(p, "name", pp);
-  if (!name) {
-    return std::unexpected(name.error());
+  const result<std::optional<std::string_view>> name_text = get_string(name, pp.field("name"));
+  if (!name_text) {
+    return std::unexpected(name_text.error());
   }
-  if (*name != nullptr) {
-    port.name = **name;
+  if (*name_text) {
+    port.name = **name_text;
   }
-  const result<std::optional<int64_t>> number = get_int(p, "port", pp, 1, 65535);
-  if (!number) {
-    return std::unexpected(number.error());
+  const result<std::optional<int64_t>> value = get_int(number, pp.field("port"), 1, 65535);
+  if (!value) {
+    return std::unexpected(value.error());
   }
-  if (*number) {
-    port.port = static_cast<uint16_t>(**number);
+  if (*value) {
+    port.port = static_cast<uint16_t>(**value);
   }
-  const result<uint8_t> proto = get_protocol(p, pp);
+  const result<uint8_t> proto = get_protocol(protocol, pp.field("protocol"));
   if (!proto) {
     return std::unexpected(proto.error());
   }
@@ -798,498 +1163,738 @@ result<endpoint_port> decode_endpoint_port(const json& p, const path& pp) {
 }
 
 // hints.forZones / hints.forNodes: lists of {name}.
-result<void> decode_hint_names(const json& hints, std::string_view key, const path& hp,
-                               std::vector<std::string>& names, bool& present) {
-  present = member(hints, key) != nullptr;
-  return for_each_object(hints, key, hp, [&](const json& h, const path& p) -> result<void> {
-    const result<std::string_view> name = get_text(h, "name", p);
-    if (!name) {
-      return std::unexpected(name.error());
+result<void> decode_hint_names(od::value& v, const path& hp, std::vector<std::string>& names,
+                               bool& present) {
+  names.clear();
+  json_type type;
+  if (auto e = v.type().get(type); e) {
+    return fail_json(hp, e);
+  }
+  present = type != json_type::null;
+  return for_objects(v, hp, [&](od::object& h, const path& p) -> result<void> {
+    scalar name;
+    if (result<void> r = for_fields(h, p,
+                                    [&](std::string_view key, od::value& x) -> result<void> {
+                                      return key == "name" ? take(name, x, p.field(key))
+                                                           : result<void>();
+                                    });
+        !r) {
+      return r;
     }
-    names.emplace_back(*name);
+    const result<std::string_view> text = get_text(name, p.field("name"));
+    if (!text) {
+      return std::unexpected(text.error());
+    }
+    names.emplace_back(*text);
     return {};
   });
 }
 
-result<endpoint> decode_endpoint(const json& e, const path& ep_path, slice_address_type type,
+result<endpoint> decode_endpoint(od::object& e, const path& ep_path, slice_address_type type,
                                  std::string_view type_text) {
   endpoint ep;
   const ip_family want = type == slice_address_type::ipv4 ? ip_family::v4 : ip_family::v6;
-  if (result<void> r = for_each_item(e, "addresses", ep_path,
-                                     [&](const json& a, const path& p) -> result<void> {
-                                       if (type == slice_address_type::fqdn) {
-                                         // Type check only: FQDN slices carry no IPs.
-                                         const result<const std::string*> s = as_string(&a, p);
-                                         return s ? result<void>() : std::unexpected(s.error());
-                                       }
-                                       const result<ip_addr> addr = as_ip(&a, p);
-                                       if (!addr) {
-                                         return std::unexpected(addr.error());
-                                       }
-                                       if (addr->family != want) {
-                                         return fail(
-                                             p, &a,
-                                             fmt::format("\"{}\" does not match addressType {}",
-                                                         format_ip(*addr), type_text));
-                                       }
-                                       ep.addresses.push_back(*addr);
-                                       return {};
-                                     });
-      !r) {
-    return std::unexpected(r.error());
-  }
-
-  const result<const json*> conditions = get_object(e, "conditions", ep_path);
-  if (!conditions) {
-    return std::unexpected(conditions.error());
-  }
-  if (*conditions != nullptr) {
-    const path cp = ep_path.field("conditions");
-    for (const auto& [key, slot] :
-         {std::pair{"ready", &ep.ready}, std::pair{"serving", &ep.serving},
-          std::pair{"terminating", &ep.terminating}}) {
-      const result<std::optional<bool>> value = get_bool(**conditions, key, cp);
-      if (!value) {
-        return std::unexpected(value.error());
+  scalar node_name, zone;
+  held_failures held;
+  const auto each = [&](std::string_view key, od::value& v) -> result<void> {
+    const path f = ep_path.field(key);
+    if (key == "addresses") {
+      ep.addresses.clear();
+      return for_scalars(v, f, [&](const scalar& a, const path& p) -> result<void> {
+        if (type == slice_address_type::fqdn) {
+          // Type check only: FQDN slices carry no IPs.
+          const result<std::optional<std::string_view>> s = get_string(a, p);
+          return s ? result<void>() : std::unexpected(s.error());
+        }
+        const result<ip_addr> addr = get_ip(a, p, p);
+        if (!addr) {
+          return std::unexpected(addr.error());
+        }
+        if (addr->family != want) {
+          return fail(
+              p, fmt::format("\"{}\" does not match addressType {}", format_ip(*addr), type_text));
+        }
+        ep.addresses.push_back(*addr);
+        return {};
+      });
+    }
+    if (key == "conditions") {
+      scalar ready, serving, terminating;
+      if (result<void> c = for_fields_of(v, f,
+                                         [&](std::string_view k, od::value& x) -> result<void> {
+                                           if (k == "ready") {
+                                             return take(ready, x, f.field(k));
+                                           }
+                                           if (k == "serving") {
+                                             return take(serving, x, f.field(k));
+                                           }
+                                           if (k == "terminating") {
+                                             return take(terminating, x, f.field(k));
+                                           }
+                                           return {};
+                                         });
+          !c) {
+        return c;
       }
-      *slot = *value;
+      for (const auto& [k, slot, value] :
+           {std::tuple{"ready", &ep.ready, &ready}, std::tuple{"serving", &ep.serving, &serving},
+            std::tuple{"terminating", &ep.terminating, &terminating}}) {
+        const result<std::optional<bool>> b = get_bool(*value, f.field(k));
+        if (!b) {
+          return std::unexpected(b.error());
+        }
+        *slot = *b;
+      }
+      return {};
+    }
+    if (key == "nodeName") {
+      return take(node_name, v, f);
+    }
+    if (key == "zone") {
+      return take(zone, v, f);
+    }
+    if (key == "hints") {
+      return for_fields_of(v, f, [&](std::string_view k, od::value& x) -> result<void> {
+        if (k == "forZones") {
+          return decode_hint_names(x, f.field(k), ep.hints_for_zones, ep.has_zone_hints);
+        }
+        if (k == "forNodes") {
+          return decode_hint_names(x, f.field(k), ep.hints_for_nodes, ep.has_node_hints);
+        }
+        return {};
+      });
+    }
+    return {};
+  };
+  if (result<void> r = for_fields(
+          e, ep_path,
+          [&](std::string_view key, od::value& v) { return held.hold(key, each(key, v)); });
+      !r) {
+    return std::unexpected(std::move(r.error()));
+  }
+  // The old lookup order: addresses, conditions, nodeName, zone, hints.
+  for (const std::string_view key : {"addresses", "conditions"}) {
+    if (result<void> r = held.check(key); !r) {
+      return std::unexpected(std::move(r.error()));
     }
   }
-
-  const result<std::string_view> node_name = get_text(e, "nodeName", ep_path);
-  if (!node_name) {
-    return std::unexpected(node_name.error());
+  const result<std::string_view> node_text = get_text(node_name, ep_path.field("nodeName"));
+  if (!node_text) {
+    return std::unexpected(node_text.error());
   }
-  ep.node_name = *node_name;
-  const result<std::string_view> zone = get_text(e, "zone", ep_path);
-  if (!zone) {
-    return std::unexpected(zone.error());
+  ep.node_name = *node_text;
+  const result<std::string_view> zone_text = get_text(zone, ep_path.field("zone"));
+  if (!zone_text) {
+    return std::unexpected(zone_text.error());
   }
-  ep.zone = *zone;
-
-  const result<const json*> hints = get_object(e, "hints", ep_path);
-  if (!hints) {
-    return std::unexpected(hints.error());
-  }
-  if (*hints != nullptr) {
-    const path hp = ep_path.field("hints");
-    if (result<void> r =
-            decode_hint_names(**hints, "forZones", hp, ep.hints_for_zones, ep.has_zone_hints);
-        !r) {
-      return std::unexpected(r.error());
-    }
-    if (result<void> r =
-            decode_hint_names(**hints, "forNodes", hp, ep.hints_for_nodes, ep.has_node_hints);
-        !r) {
-      return std::unexpected(r.error());
-    }
+  ep.zone = *zone_text;
+  if (result<void> r = held.check("hints"); !r) {
+    return std::unexpected(std::move(r.error()));
   }
   return ep;
 }
 
-// nullopt for a slice without the service-name label (ignored, like kube-proxy).
-result<std::optional<endpoint_slice>> decode_endpoint_slice(const json& obj) {
-  const path root;
-  result<metadata> meta = decode_metadata(obj, root);
-  if (!meta) {
-    return std::unexpected(meta.error());
-  }
-  const auto owner = meta->labels.find(std::string(label_service_name));
-  if (owner == meta->labels.end() || owner->second.empty()) {
-    return std::nullopt;
-  }
+// The fields of an EndpointSlice after metadata. Endpoints are decoded against addressType; when
+// they come first (a file's keys sorted), they are read in a second pass over the object.
+struct slice_body {
   endpoint_slice slice;
-  slice.service_name = owner->second;
-  slice.namespace_ = std::move(meta->namespace_);
-  slice.name = std::move(meta->name);
-  slice.labels = std::move(meta->labels);
-  slice.annotations = std::move(meta->annotations);
-  slice.resource_version = std::move(meta->resource_version);
+  scalar address_type;
+  std::optional<slice_address_type> type;  // set once addressType is known to be valid
+  bool endpoints_deferred = false;
+  held_failures held;
 
-  const result<std::string_view> type = get_text(obj, "addressType", root);
-  if (!type) {
-    return std::unexpected(type.error());
-  }
-  if (*type == "IPv4") {
-    slice.address_type = slice_address_type::ipv4;
-  } else if (*type == "IPv6") {
-    slice.address_type = slice_address_type::ipv6;
-  } else if (*type == "FQDN") {
-    slice.address_type = slice_address_type::fqdn;
-  } else if (type->empty()) {
-    return fail(root.field("addressType"), &obj, "missing");
-  } else {
-    return fail(root.field("addressType"), member(obj, "addressType"),
-                fmt::format("unknown address type \"{}\" (want IPv4, IPv6 or FQDN)", *type));
-  }
-
-  slice.endpoints.reserve(list_size(obj, "endpoints"));
-  if (result<void> r = for_each_object(obj, "endpoints", root,
-                                       [&](const json& e, const path& p) -> result<void> {
-                                         result<endpoint> ep =
-                                             decode_endpoint(e, p, slice.address_type, *type);
-                                         if (!ep) {
-                                           return std::unexpected(ep.error());
-                                         }
-                                         slice.endpoints.push_back(std::move(*ep));
-                                         return {};
-                                       });
-      !r) {
-    return std::unexpected(r.error());
-  }
-
-  slice.ports.reserve(list_size(obj, "ports"));
-  if (result<void> r = for_each_object(obj, "ports", root,
-                                       [&](const json& p, const path& pp) -> result<void> {
-                                         result<endpoint_port> port = decode_endpoint_port(p, pp);
-                                         if (!port) {
-                                           return std::unexpected(port.error());
-                                         }
-                                         slice.ports.push_back(std::move(*port));
-                                         return {};
-                                       });
-      !r) {
-    return std::unexpected(r.error());
-  }
-  return slice;
-}
-
-// A CIDR list entry, sloppy like kube-proxy's ParseCIDRSloppy.
-result<ip_prefix> as_prefix(const json* v, const path& at) {
-  const result<const std::string*> text = as_string(v, at);
-  if (!text) {
-    return std::unexpected(text.error());
-  }
-  const std::optional<ip_prefix> prefix =
-      *text == nullptr ? std::nullopt : parse_prefix(**text, true);
-  if (!prefix) {
-    return fail(at, v, fmt::format("{} is not a CIDR", v == nullptr ? "null" : show(*v)));
-  }
-  return *prefix;
-}
-
-result<node> decode_node(const json& obj) {
-  const path root;
-  result<metadata> meta = decode_metadata(obj, root);
-  if (!meta) {
-    return std::unexpected(meta.error());
-  }
-  node n;
-  n.name = std::move(meta->name);
-  n.labels = std::move(meta->labels);
-  n.resource_version = std::move(meta->resource_version);
-  n.deleting = meta->deleting;
-
-  const result<const json*> spec = get_object(obj, "spec", root);
-  if (!spec) {
-    return std::unexpected(spec.error());
-  }
-  if (*spec != nullptr) {
-    const path sp = root.field("spec");
-    if (result<void> r = for_each_item(**spec, "podCIDRs", sp,
-                                       [&](const json& item, const path& p) -> result<void> {
-                                         const result<ip_prefix> prefix = as_prefix(&item, p);
-                                         if (!prefix) {
-                                           return std::unexpected(prefix.error());
-                                         }
-                                         n.pod_cidrs.push_back(*prefix);
-                                         return {};
-                                       });
-        !r) {
-      return std::unexpected(r.error());
+  result<void> set_type(od::value& v, const path& root) {
+    type.reset();
+    if (result<void> r = take(address_type, v, root.field("addressType")); !r) {
+      return r;
     }
-    if (n.pod_cidrs.empty()) {
-      if (const json* single = member(**spec, "podCIDR"); single != nullptr) {
-        const result<ip_prefix> prefix = as_prefix(single, sp.field("podCIDR"));
-        if (!prefix) {
-          return std::unexpected(prefix.error());
-        }
-        n.pod_cidrs.push_back(*prefix);
-      }
+    if (address_type.type != json_type::string) {
+      return {};  // reported by finish()
     }
-    if (result<void> r = for_each_object(**spec, "taints", sp,
-                                         [&](const json& t, const path& p) -> result<void> {
-                                           const result<std::string_view> key =
-                                               get_text(t, "key", p);
-                                           if (!key) {
-                                             return std::unexpected(key.error());
-                                           }
-                                           if (*key == "ToBeDeletedByClusterAutoscaler") {
-                                             n.to_be_deleted_taint = true;
-                                           }
-                                           return {};
-                                         });
-        !r) {
-      return std::unexpected(r.error());
+    if (address_type.text == "IPv4") {
+      type = slice_address_type::ipv4;
+    } else if (address_type.text == "IPv6") {
+      type = slice_address_type::ipv6;
+    } else if (address_type.text == "FQDN") {
+      type = slice_address_type::fqdn;
     }
+    return {};
   }
 
-  const result<const json*> status = get_object(obj, "status", root);
-  if (!status) {
-    return std::unexpected(status.error());
+  result<void> decode_endpoints(od::value& v, const path& root) {
+    slice.endpoints.clear();
+    return for_objects(v, root.field("endpoints"),
+                       [&](od::object& e, const path& p) -> result<void> {
+                         result<endpoint> ep = decode_endpoint(e, p, *type, address_type.text);
+                         if (!ep) {
+                           return std::unexpected(std::move(ep.error()));
+                         }
+                         slice.endpoints.push_back(std::move(*ep));
+                         return {};
+                       });
   }
-  if (*status != nullptr) {
-    if (result<void> r =
-            for_each_object(**status, "addresses", root.field("status"),
-                            [&](const json& a, const path& p) -> result<void> {
-                              const result<std::string_view> type = get_text(a, "type", p);
-                              if (!type) {
-                                return std::unexpected(type.error());
-                              }
-                              const bool internal = *type == "InternalIP";
-                              if (!internal && *type != "ExternalIP") {
-                                return {};  // Hostname, InternalDNS, ...: not addresses we serve on
-                              }
-                              const result<ip_addr> addr = get_ip(a, "address", p);
-                              if (!addr) {
-                                return std::unexpected(addr.error());
-                              }
-                              (internal ? n.internal_ips : n.external_ips).push_back(*addr);
-                              return {};
-                            });
-        !r) {
-      return std::unexpected(r.error());
-    }
-  }
-  return n;
-}
 
-result<void> decode_container_ports(const json& spec, std::string_view key, const path& sp,
-                                    bool sidecars_only, pod& out) {
-  return for_each_object(spec, key, sp, [&](const json& c, const path& cp) -> result<void> {
-    if (sidecars_only) {
-      // Only init containers that keep running (restartPolicy Always, "sidecars") have ports
-      // the EndpointSlice controller resolves named targetPorts against.
-      const result<std::string_view> restart = get_text(c, "restartPolicy", cp);
-      if (!restart) {
-        return std::unexpected(restart.error());
-      }
-      if (*restart != "Always") {
+  result<void> field(std::string_view key, od::value& v, const path& root) {
+    if (key == "addressType") {
+      return set_type(v, root);
+    }
+    if (key == "endpoints") {
+      if (!type) {
+        endpoints_deferred = true;
         return {};
       }
+      endpoints_deferred = false;
+      return decode_endpoints(v, root);
     }
-    return for_each_object(c, "ports", cp, [&](const json& p, const path& pp) -> result<void> {
-      pod_port port;
-      const result<std::string_view> name = get_text(p, "name", pp);
-      if (!name) {
-        return std::unexpected(name.error());
+    if (key == "ports") {
+      slice.ports.clear();
+      return held.hold(
+          key, for_objects(v, root.field(key), [&](od::object& p, const path& pp) -> result<void> {
+            result<endpoint_port> port = decode_endpoint_port(p, pp);
+            if (!port) {
+              return std::unexpected(std::move(port.error()));
+            }
+            slice.ports.push_back(std::move(*port));
+            return {};
+          }));
+    }
+    return {};
+  }
+
+  result<endpoint_slice> finish(od::object& obj, const path& root, metadata&& meta) {
+    const path tp = root.field("addressType");
+    const result<std::string_view> text = get_text(address_type, tp);
+    if (!text) {
+      return std::unexpected(text.error());
+    }
+    if (text->empty()) {
+      return fail_in(tp, root, "missing");
+    }
+    if (!type) {
+      return fail(tp, fmt::format("unknown address type \"{}\" (want IPv4, IPv6 or FQDN)", *text));
+    }
+    slice.address_type = *type;
+    if (endpoints_deferred) {
+      if (auto e = obj.reset().error(); e) {
+        return fail_json(root.field("endpoints"), e);
       }
-      port.name = *name;
-      const result<std::optional<int64_t>> number = get_int(p, "containerPort", pp, 1, 65535);
-      if (!number) {
-        return std::unexpected(number.error());
+      if (result<void> r = for_fields(obj, root,
+                                      [&](std::string_view key, od::value& v) -> result<void> {
+                                        return key == "endpoints" ? decode_endpoints(v, root)
+                                                                  : result<void>();
+                                      });
+          !r) {
+        return std::unexpected(std::move(r.error()));
       }
-      if (!*number) {
-        return fail(pp.field("containerPort"), &p, "missing");
+    }
+    if (result<void> r = held.check("ports"); !r) {
+      return std::unexpected(std::move(r.error()));
+    }
+    slice.service_name = meta.labels.find(std::string(label_service_name))->second;
+    slice.namespace_ = std::move(meta.namespace_);
+    slice.name = std::move(meta.name);
+    slice.labels = std::move(meta.labels);
+    slice.annotations = std::move(meta.annotations);
+    slice.resource_version = std::move(meta.resource_version);
+    return std::move(slice);
+  }
+};
+
+// ---- Node ----
+
+struct node_body {
+  node n;
+  scalar pod_cidr;  // spec.podCIDR: used when spec.podCIDRs is empty
+  held_failures held;
+
+  result<void> decode_spec(od::value& v, const path& sp) {
+    n.pod_cidrs.clear();
+    n.to_be_deleted_taint = false;
+    pod_cidr = scalar{};
+    const auto each = [&](std::string_view key, od::value& x) -> result<void> {
+      const path f = sp.field(key);
+      if (key == "podCIDRs") {
+        n.pod_cidrs.clear();
+        return for_scalars(x, f, [&](const scalar& s, const path& p) -> result<void> {
+          const result<ip_prefix> prefix = get_prefix(s, p);
+          if (!prefix) {
+            return std::unexpected(prefix.error());
+          }
+          n.pod_cidrs.push_back(*prefix);
+          return {};
+        });
       }
-      port.container_port = static_cast<uint16_t>(**number);
-      const result<uint8_t> proto = get_protocol(p, pp);
-      if (!proto) {
-        return std::unexpected(proto.error());
+      if (key == "podCIDR") {
+        return take(pod_cidr, x, f);
       }
-      port.protocol = *proto;
-      const result<std::optional<int64_t>> host_port = get_int(p, "hostPort", pp, 0, 65535);
-      if (!host_port) {
-        return std::unexpected(host_port.error());
+      if (key == "taints") {
+        return for_objects(x, f, [&](od::object& t, const path& p) -> result<void> {
+          scalar taint_key;
+          if (result<void> r = for_fields(t, p,
+                                          [&](std::string_view k, od::value& y) -> result<void> {
+                                            return k == "key" ? take(taint_key, y, p.field(k))
+                                                              : result<void>();
+                                          });
+              !r) {
+            return r;
+          }
+          const result<std::string_view> text = get_text(taint_key, p.field("key"));
+          if (!text) {
+            return std::unexpected(text.error());
+          }
+          if (*text == "ToBeDeletedByClusterAutoscaler") {
+            n.to_be_deleted_taint = true;
+          }
+          return {};
+        });
       }
-      port.host_port = static_cast<uint16_t>(host_port->value_or(0));
-      const result<std::string_view> host_ip = get_text(p, "hostIP", pp);
-      if (!host_ip) {
-        return std::unexpected(host_ip.error());
+      return {};
+    };
+    return for_fields_of(
+        v, sp, [&](std::string_view key, od::value& x) { return held.hold(key, each(key, x)); });
+  }
+
+  result<void> decode_status(od::value& v, const path& st) {
+    return for_fields_of(v, st, [&](std::string_view key, od::value& x) -> result<void> {
+      if (key != "addresses") {
+        return {};
       }
-      if (!host_ip->empty()) {
-        const result<ip_addr> addr = get_ip(p, "hostIP", pp);
+      n.internal_ips.clear();
+      n.external_ips.clear();
+      return for_objects(x, st.field(key), [&](od::object& a, const path& p) -> result<void> {
+        scalar type, address;
+        if (result<void> r = for_fields(a, p,
+                                        [&](std::string_view k, od::value& y) -> result<void> {
+                                          if (k == "type") {
+                                            return take(type, y, p.field(k));
+                                          }
+                                          if (k == "address") {
+                                            return take(address, y, p.field(k));
+                                          }
+                                          return {};
+                                        });
+            !r) {
+          return r;
+        }
+        const result<std::string_view> type_text = get_text(type, p.field("type"));
+        if (!type_text) {
+          return std::unexpected(type_text.error());
+        }
+        const bool internal = *type_text == "InternalIP";
+        if (!internal && *type_text != "ExternalIP") {
+          return {};  // Hostname, InternalDNS, ...: not addresses we serve on
+        }
+        const result<ip_addr> addr = get_ip(address, p.field("address"), p);
         if (!addr) {
           return std::unexpected(addr.error());
         }
-        port.host_ip = *addr;
-      }
-      out.ports.push_back(std::move(port));
-      return {};
+        (internal ? n.internal_ips : n.external_ips).push_back(*addr);
+        return {};
+      });
     });
-  });
-}
-
-result<pod> decode_pod(const json& obj) {
-  const path root;
-  result<metadata> meta = decode_metadata(obj, root);
-  if (!meta) {
-    return std::unexpected(meta.error());
-  }
-  pod p;
-  p.namespace_ = std::move(meta->namespace_);
-  p.name = std::move(meta->name);
-  p.labels = std::move(meta->labels);
-  p.resource_version = std::move(meta->resource_version);
-  p.terminating = meta->deleting;
-
-  const result<const json*> spec = get_object(obj, "spec", root);
-  if (!spec) {
-    return std::unexpected(spec.error());
-  }
-  if (*spec != nullptr) {
-    const path sp = root.field("spec");
-    const result<std::string_view> node_name = get_text(**spec, "nodeName", sp);
-    if (!node_name) {
-      return std::unexpected(node_name.error());
-    }
-    p.node_name = *node_name;
-    const result<std::optional<bool>> host_network = get_bool(**spec, "hostNetwork", sp);
-    if (!host_network) {
-      return std::unexpected(host_network.error());
-    }
-    p.host_network = host_network->value_or(false);
-    if (result<void> r = decode_container_ports(**spec, "initContainers", sp, true, p); !r) {
-      return std::unexpected(r.error());
-    }
-    if (result<void> r = decode_container_ports(**spec, "containers", sp, false, p); !r) {
-      return std::unexpected(r.error());
-    }
   }
 
-  const result<const json*> status = get_object(obj, "status", root);
-  if (!status) {
-    return std::unexpected(status.error());
+  result<void> field(std::string_view key, od::value& v, const path& root) {
+    if (key == "spec") {
+      return decode_spec(v, root.field(key));
+    }
+    if (key == "status") {
+      return held.hold(key, decode_status(v, root.field(key)));
+    }
+    return {};
   }
-  if (*status != nullptr) {
-    const json& st = **status;
-    const path stp = root.field("status");
-    if (result<void> r =
-            for_each_object(st, "podIPs", stp,
-                            [&](const json& item, const path& ip_path) -> result<void> {
-                              const result<ip_addr> addr = get_ip(item, "ip", ip_path);
-                              if (!addr) {
-                                return std::unexpected(addr.error());
-                              }
-                              p.pod_ips.push_back(*addr);
-                              return {};
-                            });
-        !r) {
-      return std::unexpected(r.error());
+
+  result<node> finish(od::object&, const path& root, metadata&& meta) {
+    if (result<void> r = held.check("podCIDRs"); !r) {
+      return std::unexpected(std::move(r.error()));
     }
-    const result<std::string_view> single = get_text(st, "podIP", stp);
-    if (!single) {
-      return std::unexpected(single.error());
-    }
-    if (p.pod_ips.empty() && !single->empty()) {
-      const result<ip_addr> addr = get_ip(st, "podIP", stp);
-      if (!addr) {
-        return std::unexpected(addr.error());
+    if (n.pod_cidrs.empty() && !pod_cidr.null()) {
+      const result<ip_prefix> prefix = get_prefix(pod_cidr, root.field("spec").field("podCIDR"));
+      if (!prefix) {
+        return std::unexpected(prefix.error());
       }
-      p.pod_ips.push_back(*addr);
+      n.pod_cidrs.push_back(*prefix);
     }
-    const result<std::string_view> phase = get_text(st, "phase", stp);
-    if (!phase) {
-      return std::unexpected(phase.error());
+    for (const std::string_view key : {"taints", "status"}) {
+      if (result<void> r = held.check(key); !r) {
+        return std::unexpected(std::move(r.error()));
+      }
     }
-    p.finished = *phase == "Succeeded" || *phase == "Failed";
-    if (result<void> r =
-            for_each_object(st, "conditions", stp,
-                            [&](const json& c, const path& cp) -> result<void> {
-                              const result<std::string_view> type = get_text(c, "type", cp);
-                              if (!type) {
-                                return std::unexpected(type.error());
-                              }
-                              if (*type != "Ready") {
-                                return {};
-                              }
-                              const result<std::string_view> value = get_text(c, "status", cp);
-                              if (!value) {
-                                return std::unexpected(value.error());
-                              }
-                              p.ready = *value == "True";
-                              return {};
-                            });
-        !r) {
-      return std::unexpected(r.error());
-    }
+    n.name = std::move(meta.name);
+    n.labels = std::move(meta.labels);
+    n.resource_version = std::move(meta.resource_version);
+    n.deleting = meta.deleting;
+    return std::move(n);
   }
-  return p;
-}
+};
 
-result<void> decode_subset_addresses(const json& subset, std::string_view key, const path& sp,
-                                     std::vector<endpoints_subset::address>& out) {
-  out.reserve(list_size(subset, key));
-  return for_each_object(subset, key, sp, [&](const json& a, const path& ap) -> result<void> {
-    const result<ip_addr> addr = get_ip(a, "ip", ap);
-    if (!addr) {
-      return std::unexpected(addr.error());
+// ---- Pod ----
+
+// Ports of spec.containers or spec.initContainers. Only init containers that keep running
+// (restartPolicy Always, "sidecars") have ports the EndpointSlice controller resolves named
+// targetPorts against; restartPolicy usually comes after ports, so a container's ports are
+// decoded aside and kept (or their error reported) once the container is read.
+result<void> decode_container_ports(od::value& v, const path& cp_list, bool sidecars_only,
+                                    std::vector<pod_port>& out) {
+  out.clear();
+  return for_objects(v, cp_list, [&](od::object& c, const path& cp) -> result<void> {
+    scalar restart;
+    std::vector<pod_port> ports;
+    std::optional<failure> ports_error;
+    if (result<void> r = for_fields(
+            c, cp,
+            [&](std::string_view key, od::value& x) -> result<void> {
+              if (key == "restartPolicy") {
+                return take(restart, x, cp.field(key));
+              }
+              if (key != "ports") {
+                return {};
+              }
+              ports.clear();
+              ports_error.reset();
+              result<void> pr =
+                  for_objects(x, cp.field(key), [&](od::object& p, const path& pp) -> result<void> {
+                    scalar name, number, protocol, host_port, host_ip;
+                    if (result<void> f =
+                            for_fields(p, pp,
+                                       [&](std::string_view k, od::value& y) -> result<void> {
+                                         if (k == "name") {
+                                           return take(name, y, pp.field(k));
+                                         }
+                                         if (k == "containerPort") {
+                                           return take(number, y, pp.field(k));
+                                         }
+                                         if (k == "protocol") {
+                                           return take(protocol, y, pp.field(k));
+                                         }
+                                         if (k == "hostPort") {
+                                           return take(host_port, y, pp.field(k));
+                                         }
+                                         if (k == "hostIP") {
+                                           return take(host_ip, y, pp.field(k));
+                                         }
+                                         return {};
+                                       });
+                        !f) {
+                      return f;
+                    }
+                    pod_port port;
+                    const result<std::string_view> name_text = get_text(name, pp.field("name"));
+                    if (!name_text) {
+                      return std::unexpected(name_text.error());
+                    }
+                    port.name = *name_text;
+                    const result<std::optional<int64_t>> value =
+                        get_int(number, pp.field("containerPort"), 1, 65535);
+                    if (!value) {
+                      return std::unexpected(value.error());
+                    }
+                    if (!*value) {
+                      return fail_in(pp.field("containerPort"), pp, "missing");
+                    }
+                    port.container_port = static_cast<uint16_t>(**value);
+                    const result<uint8_t> proto = get_protocol(protocol, pp.field("protocol"));
+                    if (!proto) {
+                      return std::unexpected(proto.error());
+                    }
+                    port.protocol = *proto;
+                    const result<std::optional<int64_t>> hp =
+                        get_int(host_port, pp.field("hostPort"), 0, 65535);
+                    if (!hp) {
+                      return std::unexpected(hp.error());
+                    }
+                    port.host_port = static_cast<uint16_t>(hp->value_or(0));
+                    const result<std::string_view> host_ip_text =
+                        get_text(host_ip, pp.field("hostIP"));
+                    if (!host_ip_text) {
+                      return std::unexpected(host_ip_text.error());
+                    }
+                    if (!host_ip_text->empty()) {
+                      const result<ip_addr> addr = get_ip(host_ip, pp.field("hostIP"), pp);
+                      if (!addr) {
+                        return std::unexpected(addr.error());
+                      }
+                      port.host_ip = *addr;
+                    }
+                    ports.push_back(std::move(port));
+                    return {};
+                  });
+              if (!pr) {
+                ports_error = std::move(pr.error());
+              }
+              return {};
+            });
+        !r) {
+      return r;
     }
-    const result<std::string_view> node_name = get_text(a, "nodeName", ap);
-    if (!node_name) {
-      return std::unexpected(node_name.error());
+    if (sidecars_only) {
+      const result<std::string_view> policy = get_text(restart, cp.field("restartPolicy"));
+      if (!policy) {
+        return std::unexpected(policy.error());
+      }
+      if (*policy != "Always") {
+        return {};
+      }
     }
-    out.push_back({*addr, std::string(*node_name)});
+    if (ports_error) {
+      return std::unexpected(std::move(*ports_error));
+    }
+    std::move(ports.begin(), ports.end(), std::back_inserter(out));
     return {};
   });
 }
 
-result<endpoints> decode_endpoints(const json& obj) {
-  const path root;
-  result<metadata> meta = decode_metadata(obj, root);
-  if (!meta) {
-    return std::unexpected(meta.error());
+struct pod_body {
+  pod p;
+  std::vector<pod_port> init_ports, container_ports;  // joined in this order, as before
+  scalar node_name, host_network, pod_ip, phase;
+  bool has_spec = false, has_status = false;
+  held_failures held;
+
+  result<void> decode_spec(od::value& v, const path& sp) {
+    return for_fields_of(v, sp,
+                         holding(held,
+                                 [&](std::string_view key, od::value& x) -> result<void> {
+                                   const path f = sp.field(key);
+                                   if (key == "nodeName") {
+                                     return take(node_name, x, f);
+                                   }
+                                   if (key == "hostNetwork") {
+                                     return take(host_network, x, f);
+                                   }
+                                   if (key == "initContainers") {
+                                     return decode_container_ports(x, f, true, init_ports);
+                                   }
+                                   if (key == "containers") {
+                                     return decode_container_ports(x, f, false, container_ports);
+                                   }
+                                   return {};
+                                 }),
+                         &has_spec);
   }
-  endpoints eps;
-  eps.namespace_ = std::move(meta->namespace_);
-  eps.name = std::move(meta->name);
-  eps.labels = std::move(meta->labels);
-  if (result<void> r = for_each_object(
-          obj, "subsets", root,
-          [&](const json& s, const path& sp) -> result<void> {
-            endpoints_subset subset;
-            if (result<void> a = decode_subset_addresses(s, "addresses", sp, subset.addresses);
-                !a) {
-              return a;
-            }
-            if (result<void> a =
-                    decode_subset_addresses(s, "notReadyAddresses", sp, subset.not_ready_addresses);
-                !a) {
-              return a;
-            }
-            if (result<void> a =
-                    for_each_object(s, "ports", sp,
-                                    [&](const json& p, const path& pp) -> result<void> {
-                                      result<endpoint_port> port = decode_endpoint_port(p, pp);
-                                      if (!port) {
-                                        return std::unexpected(port.error());
+
+  result<void> decode_status(od::value& v, const path& st) {
+    return for_fields_of(
+        v, st,
+        holding(held,
+                [&](std::string_view key, od::value& x) -> result<void> {
+                  const path f = st.field(key);
+                  if (key == "podIPs") {
+                    p.pod_ips.clear();
+                    return for_objects(
+                        x, f, [&](od::object& item, const path& ip_path) -> result<void> {
+                          scalar ip;
+                          if (result<void> r =
+                                  for_fields(item, ip_path,
+                                             [&](std::string_view k, od::value& y) -> result<void> {
+                                               return k == "ip" ? take(ip, y, ip_path.field(k))
+                                                                : result<void>();
+                                             });
+                              !r) {
+                            return r;
+                          }
+                          const result<ip_addr> addr = get_ip(ip, ip_path.field("ip"), ip_path);
+                          if (!addr) {
+                            return std::unexpected(addr.error());
+                          }
+                          p.pod_ips.push_back(*addr);
+                          return {};
+                        });
+                  }
+                  if (key == "podIP") {
+                    return take(pod_ip, x, f);
+                  }
+                  if (key == "phase") {
+                    return take(phase, x, f);
+                  }
+                  if (key == "conditions") {
+                    return for_objects(x, f, [&](od::object& c, const path& cp) -> result<void> {
+                      scalar type, status;
+                      if (result<void> r =
+                              for_fields(c, cp,
+                                         [&](std::string_view k, od::value& y) -> result<void> {
+                                           if (k == "type") {
+                                             return take(type, y, cp.field(k));
+                                           }
+                                           if (k == "status") {
+                                             return take(status, y, cp.field(k));
+                                           }
+                                           return {};
+                                         });
+                          !r) {
+                        return r;
+                      }
+                      const result<std::string_view> type_text = get_text(type, cp.field("type"));
+                      if (!type_text) {
+                        return std::unexpected(type_text.error());
+                      }
+                      if (*type_text != "Ready") {
+                        return {};
+                      }
+                      const result<std::string_view> value = get_text(status, cp.field("status"));
+                      if (!value) {
+                        return std::unexpected(value.error());
+                      }
+                      p.ready = *value == "True";
+                      return {};
+                    });
+                  }
+                  return {};
+                }),
+        &has_status);
+  }
+
+  result<void> field(std::string_view key, od::value& v, const path& root) {
+    if (key == "spec") {
+      return decode_spec(v, root.field(key));
+    }
+    if (key == "status") {
+      return decode_status(v, root.field(key));
+    }
+    return {};
+  }
+
+  result<pod> finish(od::object&, const path& root, metadata&& meta) {
+    if (has_spec) {
+      const path sp = root.field("spec");
+      const result<std::string_view> node_text = get_text(node_name, sp.field("nodeName"));
+      if (!node_text) {
+        return std::unexpected(node_text.error());
+      }
+      p.node_name = *node_text;
+      const result<std::optional<bool>> hn = get_bool(host_network, sp.field("hostNetwork"));
+      if (!hn) {
+        return std::unexpected(hn.error());
+      }
+      p.host_network = hn->value_or(false);
+      for (const std::string_view key : {"initContainers", "containers"}) {
+        if (result<void> r = held.check(key); !r) {
+          return std::unexpected(std::move(r.error()));
+        }
+      }
+      p.ports = std::move(init_ports);
+      std::move(container_ports.begin(), container_ports.end(), std::back_inserter(p.ports));
+    }
+    if (has_status) {
+      const path st = root.field("status");
+      if (result<void> r = held.check("podIPs"); !r) {
+        return std::unexpected(std::move(r.error()));
+      }
+      const result<std::string_view> single = get_text(pod_ip, st.field("podIP"));
+      if (!single) {
+        return std::unexpected(single.error());
+      }
+      if (p.pod_ips.empty() && !single->empty()) {
+        const result<ip_addr> addr = get_ip(pod_ip, st.field("podIP"), st);
+        if (!addr) {
+          return std::unexpected(addr.error());
+        }
+        p.pod_ips.push_back(*addr);
+      }
+      const result<std::string_view> phase_text = get_text(phase, st.field("phase"));
+      if (!phase_text) {
+        return std::unexpected(phase_text.error());
+      }
+      p.finished = *phase_text == "Succeeded" || *phase_text == "Failed";
+      if (result<void> r = held.check("conditions"); !r) {
+        return std::unexpected(std::move(r.error()));
+      }
+    }
+    p.namespace_ = std::move(meta.namespace_);
+    p.name = std::move(meta.name);
+    p.labels = std::move(meta.labels);
+    p.resource_version = std::move(meta.resource_version);
+    p.terminating = meta.deleting;
+    return std::move(p);
+  }
+};
+
+// ---- Endpoints (legacy) ----
+
+result<void> decode_subset_addresses(od::value& v, const path& ap_list,
+                                     std::vector<endpoints_subset::address>& out) {
+  out.clear();
+  return for_objects(v, ap_list, [&](od::object& a, const path& ap) -> result<void> {
+    scalar ip, node_name;
+    if (result<void> r = for_fields(a, ap,
+                                    [&](std::string_view k, od::value& y) -> result<void> {
+                                      if (k == "ip") {
+                                        return take(ip, y, ap.field(k));
                                       }
-                                      if (!port->port) {
-                                        return fail(pp.field("port"), &p, "missing");
+                                      if (k == "nodeName") {
+                                        return take(node_name, y, ap.field(k));
                                       }
-                                      subset.ports.push_back(std::move(*port));
                                       return {};
                                     });
-                !a) {
-              return a;
-            }
-            eps.subsets.push_back(std::move(subset));
-            return {};
-          });
-      !r) {
-    return std::unexpected(r.error());
-  }
-  return eps;
+        !r) {
+      return r;
+    }
+    const result<ip_addr> addr = get_ip(ip, ap.field("ip"), ap);
+    if (!addr) {
+      return std::unexpected(addr.error());
+    }
+    const result<std::string_view> node_text = get_text(node_name, ap.field("nodeName"));
+    if (!node_text) {
+      return std::unexpected(node_text.error());
+    }
+    out.push_back({*addr, std::string(*node_text)});
+    return {};
+  });
 }
 
-// "default/web" (or "web" for a Node), read leniently for messages; "<no name>" when unreadable.
-std::string describe(const json& obj, bool namespaced) {
-  std::string_view ns = "default";
-  std::string_view name;
-  if (const json* meta = member(obj, "metadata"); meta != nullptr && meta->is_object()) {
-    if (const json* v = member(*meta, "namespace");
-        v != nullptr && v->is_string() && !v->get_ref<const std::string&>().empty()) {
-      ns = v->get_ref<const std::string&>();
+struct endpoints_body {
+  endpoints eps;
+
+  result<void> field(std::string_view key, od::value& v, const path& root) {
+    if (key != "subsets") {
+      return {};
     }
-    if (const json* v = member(*meta, "name"); v != nullptr && v->is_string()) {
-      name = v->get_ref<const std::string&>();
-    }
+    eps.subsets.clear();
+    return for_objects(v, root.field(key), [&](od::object& s, const path& sp) -> result<void> {
+      endpoints_subset subset;
+      if (result<void> r = for_fields(
+              s, sp,
+              [&](std::string_view k, od::value& x) -> result<void> {
+                if (k == "addresses") {
+                  return decode_subset_addresses(x, sp.field(k), subset.addresses);
+                }
+                if (k == "notReadyAddresses") {
+                  return decode_subset_addresses(x, sp.field(k), subset.not_ready_addresses);
+                }
+                if (k == "ports") {
+                  subset.ports.clear();
+                  return for_objects(x, sp.field(k),
+                                     [&](od::object& p, const path& pp) -> result<void> {
+                                       result<endpoint_port> port = decode_endpoint_port(p, pp);
+                                       if (!port) {
+                                         return std::unexpected(std::move(port.error()));
+                                       }
+                                       if (!port->port) {
+                                         return fail_in(pp.field("port"), pp, "missing");
+                                       }
+                                       subset.ports.push_back(std::move(*port));
+                                       return {};
+                                     });
+                }
+                return {};
+              });
+          !r) {
+        return r;
+      }
+      eps.subsets.push_back(std::move(subset));
+      return {};
+    });
   }
-  if (name.empty()) {
-    name = "<no name>";
+
+  result<endpoints> finish(od::object&, const path&, metadata&& meta) {
+    eps.namespace_ = std::move(meta.namespace_);
+    eps.name = std::move(meta.name);
+    eps.labels = std::move(meta.labels);
+    return std::move(eps);
   }
-  return namespaced ? fmt::format("{}/{}", ns, name) : std::string(name);
-}
+};
+
+// ---- The object ----
 
 struct kind_info {
   std::string_view kind;
@@ -1303,42 +1908,289 @@ constexpr kind_info known_kinds[] = {
     {"Endpoints", "v1", true},
 };
 
-std::expected<kube_object, decode_error> decode_known(const json& obj, const kind_info& info) {
-  const auto wrap = [&](auto&& r) -> std::expected<kube_object, decode_error> {
-    if (!r) {
-      return std::unexpected(
-          decode_error{false,
-                       fmt::format("{} {}: {}: {}", info.kind, describe(obj, info.namespaced),
-                                   r.error().field, r.error().message),
-                       r.error().at});
+// metadata.name and metadata.namespace, read leniently for messages (another pass over the
+// object; only when something is wrong).
+struct names {
+  std::string ns = "default";
+  std::string name;
+  bool has_namespace = false;  // metadata.namespace present and not null
+};
+
+names lenient_names(od::object& obj) {
+  names out;
+  if (obj.reset().error()) {
+    return out;
+  }
+  od::object meta;
+  if (obj.find_field_unordered("metadata").get_object().get(meta)) {
+    return out;
+  }
+  for (auto field_result : meta) {
+    od::field field;
+    std::string_view key;
+    if (std::move(field_result).get(field) || field.unescaped_key().get(key)) {
+      break;
     }
-    return kube_object(std::move(*r));
-  };
-  if (info.kind == "Service") {
-    return wrap(decode_service(obj));
-  }
-  if (info.kind == "EndpointSlice") {
-    result<std::optional<endpoint_slice>> slice = decode_endpoint_slice(obj);
-    if (slice && !*slice) {
-      return std::unexpected(
-          decode_error{true,
-                       fmt::format("EndpointSlice {}: no {} label, not used by any Service",
-                                   describe(obj, true), label_service_name),
-                       &obj});
+    if (key != "name" && key != "namespace") {
+      continue;
     }
-    if (!slice) {
-      return wrap(result<endpoint_slice>(std::unexpected(std::move(slice.error()))));
+    json_type type;
+    if (field.value().type().get(type) || type == json_type::null) {
+      continue;
     }
-    return kube_object(std::move(**slice));
+    std::string_view text;
+    if (key == "namespace") {
+      out.has_namespace = true;
+    }
+    if (type != json_type::string || field.value().get_string().get(text)) {
+      continue;
+    }
+    if (key == "name") {
+      out.name = text;
+    } else if (!text.empty()) {
+      out.ns = text;
+    }
   }
-  if (info.kind == "Node") {
-    return wrap(decode_node(obj));
-  }
-  if (info.kind == "Pod") {
-    return wrap(decode_pod(obj));
-  }
-  return wrap(decode_endpoints(obj));
+  return out;
 }
+
+// "default/web" (or "web" for a Node); "<no name>" when unreadable.
+std::string describe(od::object& obj, bool namespaced) {
+  names n = lenient_names(obj);
+  if (n.name.empty()) {
+    n.name = "<no name>";
+  }
+  return namespaced ? fmt::format("{}/{}", n.ns, n.name) : n.name;
+}
+
+using body = std::variant<service_body, slice_body, node_body, pod_body, endpoints_body>;
+
+class object_decoder {
+ public:
+  object_decoder(od::object& obj, std::string_view default_kind)
+      : obj_(obj), default_kind_(default_kind) {}
+
+  std::expected<kube_object, decode_error> run() {
+    // One pass when kind, apiVersion and metadata come before the rest, as the API server writes
+    // them. Otherwise: the header first, then the rest in a second pass.
+    enum class mode { header, fast, slow, restart } m = mode::header;
+    for (auto field_result : obj_) {
+      od::field field;
+      std::string_view key;
+      if (auto e = std::move(field_result).get(field); e) {
+        return malformed(e);
+      }
+      if (auto e = key_of(field, key); e) {
+        return malformed(e);
+      }
+      if (key == "kind" || key == "apiVersion" || key == "metadata") {
+        if (m == mode::fast) {
+          m = mode::restart;  // a header field after the body: start over, header first
+          break;
+        }
+        if (result<void> r = header_field(key, field.value()); !r) {
+          return malformed(r.error());
+        }
+        continue;
+      }
+      if (m == mode::header) {
+        if (!meta_) {
+          m = mode::slow;
+        } else {
+          if (std::optional<decode_error> e = commit(); e) {
+            return std::unexpected(std::move(*e));
+          }
+          m = mode::fast;
+        }
+      }
+      if (m == mode::fast) {
+        if (result<void> r = body_field(key, field.value()); !r) {
+          return wrap(r.error());
+        }
+      }
+    }
+    if (m == mode::restart) {
+      kind_ = api_version_ = scalar{};
+      meta_.reset();
+      if (auto e = obj_.reset().error(); e) {
+        return malformed(e);
+      }
+      if (result<void> r = for_fields(obj_, root_,
+                                      [&](std::string_view key, od::value& v) -> result<void> {
+                                        return key == "kind" || key == "apiVersion" ||
+                                                       key == "metadata"
+                                                   ? header_field(key, v)
+                                                   : result<void>();
+                                      });
+          !r) {
+        return malformed(r.error());
+      }
+      m = mode::slow;
+    }
+    if (m != mode::fast) {
+      if (std::optional<decode_error> e = commit(); e) {
+        return std::unexpected(std::move(*e));
+      }
+    }
+    if (m == mode::slow) {
+      if (auto e = obj_.reset().error(); e) {
+        return malformed(e);
+      }
+      if (result<void> r = for_fields(obj_, root_,
+                                      [&](std::string_view key, od::value& v) -> result<void> {
+                                        return key == "kind" || key == "apiVersion" ||
+                                                       key == "metadata"
+                                                   ? result<void>()
+                                                   : body_field(key, v);
+                                      });
+          !r) {
+        return wrap(r.error());
+      }
+    }
+    return std::visit(
+        [&](auto& b) -> std::expected<kube_object, decode_error> {
+          auto r = b.finish(obj_, root_, std::move(**meta_));
+          if (!r) {
+            return wrap(r.error());
+          }
+          return kube_object(std::move(*r));
+        },
+        *body_);
+  }
+
+ private:
+  result<void> header_field(std::string_view key, od::value& v) {
+    if (key == "kind") {
+      return take(kind_, v, root_.field(key));
+    }
+    if (key == "apiVersion") {
+      return take(api_version_, v, root_.field(key));
+    }
+    meta_ = decode_metadata(v, root_);
+    // A JSON error is not the metadata's fault: report it now.
+    if (!*meta_ && meta_->error().message.starts_with("malformed JSON")) {
+      return std::unexpected(meta_->error());
+    }
+    return {};
+  }
+
+  result<void> body_field(std::string_view key, od::value& v) {
+    return std::visit([&](auto& b) { return b.field(key, v, root_); }, *body_);
+  }
+
+  // Kind, apiVersion and metadata are all in: decide what the object is.
+  std::optional<decode_error> commit() {
+    std::string_view kind = default_kind_;
+    if (!kind_.null()) {
+      if (kind_.type != json_type::string) {
+        return decode_error{
+            false, fmt::format("kind: expected a string, got {}", json_type_name(kind_.type)),
+            "kind"};
+      }
+      if (!kind_.text.empty()) {
+        kind = kind_.text;
+      }
+    }
+    if (kind.empty()) {
+      return decode_error{false, "kind: missing", ""};
+    }
+    for (const kind_info& k : known_kinds) {
+      if (k.kind == kind) {
+        info_ = &k;
+      }
+    }
+    if (info_ == nullptr) {
+      // Cluster-scoped kinds (Namespace, ClusterRole) have no namespace to show.
+      names n = lenient_names(obj_);
+      if (n.name.empty()) {
+        n.name = "<no name>";
+      }
+      return decode_error{true,
+                          n.has_namespace
+                              ? fmt::format("{} {}/{}: kind not used", kind, n.ns, n.name)
+                              : fmt::format("{} {}: kind not used", kind, n.name),
+                          ""};
+    }
+    if (!api_version_.null() && api_version_.type != json_type::string) {
+      return decode_error{
+          false,
+          fmt::format("{} {}: apiVersion: expected a string, got {}", info_->kind,
+                      describe(obj_, info_->namespaced), json_type_name(api_version_.type)),
+          "apiVersion"};
+    }
+    const std::string_view api_version = api_version_.text;
+    if (api_version.empty()) {
+      // Items of a typed list carry neither kind nor apiVersion; a standalone object must
+      // say which API it belongs to.
+      if (default_kind_.empty()) {
+        return decode_error{false,
+                            fmt::format("{} {}: apiVersion: missing (want {})", info_->kind,
+                                        describe(obj_, info_->namespaced), info_->api_version),
+                            ""};
+      }
+    } else if (api_version != info_->api_version) {
+      // Another group's kind of the same name (Knative's serving.knative.dev Service) or an
+      // API version that no longer exists (discovery.k8s.io/v1beta1).
+      return decode_error{
+          true,
+          fmt::format("{} {}: apiVersion {} not used (want {})", info_->kind,
+                      describe(obj_, info_->namespaced), api_version, info_->api_version),
+          ""};
+    }
+    if (!meta_) {
+      return wrap(failure{"metadata", "missing", ""}).error();
+    }
+    if (!*meta_) {
+      return wrap(meta_->error()).error();
+    }
+    const metadata& meta = **meta_;
+    if (info_->kind == "Service") {
+      body_.emplace(std::in_place_type<service_body>);
+    } else if (info_->kind == "EndpointSlice") {
+      const auto owner = meta.labels.find(std::string(label_service_name));
+      if (owner == meta.labels.end() || owner->second.empty()) {
+        return decode_error{true,
+                            fmt::format("EndpointSlice {}: no {} label, not used by any Service",
+                                        describe(obj_, true), label_service_name),
+                            ""};
+      }
+      body_.emplace(std::in_place_type<slice_body>);
+    } else if (info_->kind == "Node") {
+      body_.emplace(std::in_place_type<node_body>);
+    } else if (info_->kind == "Pod") {
+      body_.emplace(std::in_place_type<pod_body>);
+    } else {
+      body_.emplace(std::in_place_type<endpoints_body>);
+    }
+    return std::nullopt;
+  }
+
+  std::unexpected<decode_error> wrap(const failure& f) {
+    return std::unexpected(
+        decode_error{false,
+                     fmt::format("{} {}: {}: {}", info_->kind, describe(obj_, info_->namespaced),
+                                 f.field, f.message),
+                     f.where});
+  }
+
+  // JSON that simdjson could not read, outside any field we decode.
+  static std::unexpected<decode_error> malformed(simdjson::error_code e) {
+    return std::unexpected(
+        decode_error{false, fmt::format("malformed JSON ({})", simdjson::error_message(e)), ""});
+  }
+  static std::unexpected<decode_error> malformed(const failure& f) {
+    return std::unexpected(decode_error{
+        false, f.field.empty() ? f.message : fmt::format("{}: {}", f.field, f.message), f.where});
+  }
+
+  od::object& obj_;
+  const std::string_view default_kind_;
+  const path root_;
+  scalar kind_, api_version_;
+  std::optional<result<metadata>> meta_;  // set once "metadata" has been read
+  const kind_info* info_ = nullptr;
+  std::optional<body> body_;
+};
 
 }  // namespace
 
@@ -1353,78 +2205,41 @@ std::string_view protocol_name(uint8_t protocol) {
   }
 }
 
-std::expected<kube_object, decode_error> decode_object(const nlohmann::json& obj,
+std::expected<kube_object, decode_error> decode_object(od::object& obj,
                                                        std::string_view default_kind) {
   try {
-    if (!obj.is_object()) {
-      return std::unexpected(
-          decode_error{false, fmt::format("expected a mapping, got {}", json_type_name(obj)), &obj});
-    }
-    std::string_view kind = default_kind;
-    const json* kind_value = member(obj, "kind");
-    if (kind_value != nullptr) {
-      if (!kind_value->is_string()) {
-        return std::unexpected(decode_error{
-            false, fmt::format("kind: expected a string, got {}", json_type_name(*kind_value)),
-            kind_value});
-      }
-      if (!kind_value->get_ref<const std::string&>().empty()) {
-        kind = kind_value->get_ref<const std::string&>();
-      }
-    }
-    if (kind.empty()) {
-      return std::unexpected(decode_error{false, "kind: missing", &obj});
-    }
-    const kind_info* info = nullptr;
-    for (const kind_info& k : known_kinds) {
-      if (k.kind == kind) {
-        info = &k;
-      }
-    }
-    if (info == nullptr) {
-      // Cluster-scoped kinds (Namespace, ClusterRole) have no namespace to show.
-      const json* meta = member(obj, "metadata");
-      const bool namespaced =
-          meta != nullptr && meta->is_object() && member(*meta, "namespace") != nullptr;
-      return std::unexpected(decode_error{
-          true, fmt::format("{} {}: kind not used", kind, describe(obj, namespaced)), &obj});
-    }
-
-    std::string_view api_version;
-    if (const json* v = member(obj, "apiVersion"); v != nullptr) {
-      if (!v->is_string()) {
-        return std::unexpected(
-            decode_error{false,
-                         fmt::format("{} {}: apiVersion: expected a string, got {}", kind,
-                                     describe(obj, info->namespaced), json_type_name(*v)),
-                         v});
-      }
-      api_version = v->get_ref<const std::string&>();
-    }
-    if (api_version.empty()) {
-      // Items of a typed list carry neither kind nor apiVersion; a standalone object must
-      // say which API it belongs to.
-      if (default_kind.empty()) {
-        return std::unexpected(
-            decode_error{false,
-                         fmt::format("{} {}: apiVersion: missing (want {})", kind,
-                                     describe(obj, info->namespaced), info->api_version),
-                         &obj});
-      }
-    } else if (api_version != info->api_version) {
-      // Another group's kind of the same name (Knative's serving.knative.dev Service) or an
-      // API version that no longer exists (discovery.k8s.io/v1beta1).
-      return std::unexpected(
-          decode_error{true,
-                       fmt::format("{} {}: apiVersion {} not used (want {})", kind,
-                                   describe(obj, info->namespaced), api_version, info->api_version),
-                       &obj});
-    }
-    return decode_known(obj, *info);
+    return object_decoder(obj, default_kind).run();
   } catch (const std::exception& e) {
-    // Not expected (every access checks the type first), but this function never throws.
-    return std::unexpected(decode_error{false, fmt::format("cannot decode: {}", e.what()), &obj});
+    // std::bad_alloc from the model's containers: this function never throws.
+    return std::unexpected(decode_error{false, fmt::format("cannot decode: {}", e.what()), ""});
   }
+}
+
+std::expected<kube_object, decode_error> decode_json(std::string_view text,
+                                                     std::string_view default_kind) {
+  // One parser per thread: its buffers grow to the largest document and are reused.
+  thread_local od::parser parser;
+  const simdjson::padded_string padded(text);
+  od::document doc;
+  if (auto e = parser.iterate(padded).get(doc); e) {
+    return std::unexpected(
+        decode_error{false, fmt::format("malformed JSON ({})", simdjson::error_message(e)), ""});
+  }
+  json_type type;
+  if (auto e = doc.type().get(type); e) {
+    return std::unexpected(
+        decode_error{false, fmt::format("malformed JSON ({})", simdjson::error_message(e)), ""});
+  }
+  if (type != json_type::object) {
+    return std::unexpected(
+        decode_error{false, fmt::format("expected a mapping, got {}", json_type_name(type)), ""});
+  }
+  od::object obj;
+  if (auto e = doc.get_object().get(obj); e) {
+    return std::unexpected(
+        decode_error{false, fmt::format("malformed JSON ({})", simdjson::error_message(e)), ""});
+  }
+  return decode_object(obj, default_kind);
 }
 
 }  // namespace sluice

@@ -1,5 +1,6 @@
 // The one decoder for Kubernetes objects, shared by both sources: the API source feeds it the
-// JSON the API server sends, the manifest source feeds it YAML converted to JSON. It reads only
+// JSON the API server sends (straight from the page buffer, as a simdjson On-Demand object), the
+// manifest source feeds it YAML converted to JSON text. It reads only
 // the fields in reference/kube-semantics.md §1.1 (plus what the file source needs to act as the
 // controllers: selectors, Pods, legacy Endpoints) and skips the rest (managedFields, status
 // conditions of other kinds, ...) without walking it.
@@ -11,10 +12,19 @@
 // - `null` wherever a list, map, string or condition may be absent;
 // - status.loadBalancer.ingress entries with only a hostname (dropped: nothing to program).
 // FQDN EndpointSlices are kept (with no addresses); the planner has no use for them.
+//
+// simdjson On-Demand, not a DOM: decoding a list page was mostly malloc and DOM building, and
+// the model needs one copy of each string, not two. Each object's fields are visited once, in
+// document order, with a key switch; scalars are captured as they pass, failures of nested
+// fields are held, and both are checked after the object's last field in the order the former
+// DOM decoder looked fields up, so the field named does not depend on field order, even when
+// several are bad. A duplicate key: the last one wins. Malformed JSON inside an object is
+// reported as "malformed JSON (...)" for that object.
 #pragma once
 
+#include <simdjson.h>
+
 #include <expected>
-#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -34,20 +44,27 @@ struct decode_error {
   /// One line naming kind, namespace/name and the field, e.g.
   /// `Service default/web: spec.ports[1].port: 70000 is out of range 1..65535`.
   std::string message;
-  /// The offending value inside the decoded document (its parent object when a field is
-  /// missing), or null; lets the manifest source point at a file line.
-  const nlohmann::json* at = nullptr;
+  /// Path of the offending value inside the object (its parent when a field is missing), as
+  /// in the message: `spec.ports[1].port`, `metadata.labels["app"]` for a map value, "" for
+  /// the object itself. Lets the manifest source point at a file line.
+  std::string path;
 };
 
 /// Decodes one object. `default_kind` ("Service", "EndpointSlice", "Node", "Pod", "Endpoints")
 /// applies when `obj` has no "kind", as items of a typed List from the API server have none;
 /// such objects need no apiVersion either. Unset namespaces become "default"; Nodes have none.
-/// Never throws.
-std::expected<kube_object, decode_error> decode_object(const nlohmann::json& obj,
+/// `obj` must not have been iterated yet (or be reset()); it is left somewhere inside, and may be
+/// reset() again by the caller. Strings are copied into the model. Never throws.
+std::expected<kube_object, decode_error> decode_object(simdjson::ondemand::object& obj,
                                                        std::string_view default_kind);
 
+/// The same for one JSON document in `text` (copied into a padded buffer and parsed by a
+/// thread-local parser): the manifest source and tests. Invalid JSON is a malformed object.
+std::expected<kube_object, decode_error> decode_json(std::string_view text,
+                                                     std::string_view default_kind);
+
 /// "a mapping", "a list", "a string", "a boolean", "a number" or "null", for messages.
-std::string_view json_type_name(const nlohmann::json& v);
+std::string_view json_type_name(simdjson::ondemand::json_type t);
 
 /// "TCP", "UDP" or "SCTP".
 std::string_view protocol_name(uint8_t protocol);

@@ -1,5 +1,6 @@
 // The manifest file source: YAML/JSON text -> nlohmann::json documents (keeping each node's
-// line) -> decode_object(), the decoder the API source uses too.
+// line) -> JSON text -> decode_json(), the decoder the API source uses too; an error's path is
+// looked up in the document again to report its line.
 #include "agent/sources/manifest.h"
 
 #include <fcntl.h>
@@ -144,7 +145,7 @@ json resolve_plain(const std::string& text) {
 }
 
 // Converts yaml-cpp documents to JSON, remembering the YAML mark of every JSON node so that
-// errors found later by decode_object() point at a file line. Aliases are expanded, with a
+// errors found later by the decoder point at a file line. Aliases are expanded, with a
 // node budget so that an alias bomb fails instead of exhausting memory.
 class yaml_to_json {
  public:
@@ -231,6 +232,79 @@ std::optional<std::string_view> list_item_kind(std::string_view kind) {
   return std::nullopt;
 }
 
+// "a mapping", "a list", ... as the decoder says it, for the messages of this file.
+std::string_view json_type_name(const json& v) {
+  switch (v.type()) {
+    case json::value_t::object:
+      return "a mapping";
+    case json::value_t::array:
+      return "a list";
+    case json::value_t::string:
+      return "a string";
+    case json::value_t::boolean:
+      return "a boolean";
+    case json::value_t::number_integer:
+    case json::value_t::number_unsigned:
+    case json::value_t::number_float:
+      return "a number";
+    default:
+      return "null";
+  }
+}
+
+// The node a decode_error::path names (`spec.ports[1].port`, `metadata.labels["app"]`, "" =
+// `obj`), or the deepest one of it that exists; its mark is the line to report.
+const json* locate(const json& obj, std::string_view path) {
+  const json* at = &obj;
+  std::size_t i = 0;
+  while (i < path.size()) {
+    if (path[i] == '.') {
+      ++i;
+      continue;
+    }
+    const json* next = nullptr;
+    if (path[i] == '[' && i + 1 < path.size() && path[i + 1] == '"') {
+      const std::size_t end = path.find("\"]", i + 2);
+      if (end == std::string_view::npos) {
+        break;
+      }
+      const std::string_view key = path.substr(i + 2, end - i - 2);
+      if (at->is_object()) {
+        const auto it = at->find(key);
+        next = it == at->end() ? nullptr : &*it;
+      }
+      i = end + 2;
+    } else if (path[i] == '[') {
+      const std::size_t end = path.find(']', i);
+      if (end == std::string_view::npos) {
+        break;
+      }
+      std::size_t index = 0;
+      std::from_chars(path.data() + i + 1, path.data() + end, index);
+      if (at->is_array() && index < at->size()) {
+        next = &(*at)[index];
+      }
+      i = end + 1;
+    } else {
+      std::size_t end = path.find_first_of(".[", i);
+      if (end == std::string_view::npos) {
+        end = path.size();
+      }
+      const std::string_view key = path.substr(i, end - i);
+      if (at->is_object()) {
+        const auto it = at->find(key);
+        next = it == at->end() ? nullptr : &*it;
+      }
+      i = end;
+    }
+    if (next == nullptr) {
+      break;
+    }
+    at = next;
+  }
+  return at;
+}
+
 class decoder {
  public:
   decoder(std::string_view source, decode_result& out, const yaml_to_json& marks)
@@ -259,12 +333,15 @@ class decoder {
       reject(&obj, fmt::format("{}: kind: missing", where));
       return;
     }
-    std::expected<kube_object, decode_error> decoded = decode_object(obj, default_kind);
+    // The decoder reads JSON text; the document is small, and dumping it keeps one decoder for
+    // both sources. Invalid UTF-8 from the YAML is replaced, as nlohmann would otherwise throw.
+    std::expected<kube_object, decode_error> decoded =
+        decode_json(obj.dump(-1, ' ', false, json::error_handler_t::replace), default_kind);
     if (!decoded) {
       if (decoded.error().ignored) {
         ++out_.ignored;
       } else {
-        reject(decoded.error().at != nullptr ? decoded.error().at : &obj, decoded.error().message);
+        reject(locate(obj, decoded.error().path), decoded.error().message);
       }
       return;
     }

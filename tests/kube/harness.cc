@@ -2,6 +2,7 @@
 #include "tests/kube/harness.h"
 
 #include <curl/curl.h>
+#include <doctest/doctest.h>
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <poll.h>
@@ -301,6 +302,63 @@ bool wait_until(const std::function<bool()>& cond, std::chrono::milliseconds tim
 
 // ---------------------------------------------------------------------------------------------
 
+ondemand_object::ondemand_object(const nlohmann::json& j) : text_(j.dump()) {
+  REQUIRE(parser_.iterate(text_).get(doc_) == simdjson::SUCCESS);
+  REQUIRE(doc_.get_object().get(obj_) == simdjson::SUCCESS);
+}
+
+namespace {
+
+nlohmann::json to_json(simdjson::ondemand::value v) {
+  simdjson::ondemand::json_type type{};
+  REQUIRE(v.type().get(type) == simdjson::SUCCESS);
+  switch (type) {
+    case simdjson::ondemand::json_type::object: {
+      simdjson::ondemand::object o;
+      REQUIRE(v.get_object().get(o) == simdjson::SUCCESS);
+      return test::to_json(o);
+    }
+    case simdjson::ondemand::json_type::array: {
+      nlohmann::json out = nlohmann::json::array();
+      simdjson::ondemand::array a;
+      REQUIRE(v.get_array().get(a) == simdjson::SUCCESS);
+      for (auto item : a) {
+        simdjson::ondemand::value x;
+        REQUIRE(item.get(x) == simdjson::SUCCESS);
+        out.push_back(to_json(x));
+      }
+      return out;
+    }
+    case simdjson::ondemand::json_type::string: {
+      std::string_view s;
+      REQUIRE(v.get_string().get(s) == simdjson::SUCCESS);
+      return std::string(s);
+    }
+    case simdjson::ondemand::json_type::number:
+      return nlohmann::json::parse(v.raw_json_token());
+    case simdjson::ondemand::json_type::boolean: {
+      bool b = false;
+      REQUIRE(v.get_bool().get(b) == simdjson::SUCCESS);
+      return b;
+    }
+    default:
+      return nullptr;
+  }
+}
+
+}  // namespace
+
+nlohmann::json to_json(simdjson::ondemand::object& object) {
+  nlohmann::json out = nlohmann::json::object();
+  for (auto field : object) {
+    std::string_view key;
+    REQUIRE(field.unescaped_key().get(key) == simdjson::SUCCESS);
+    std::string k(key);
+    out[k] = to_json(field.value());
+  }
+  return out;
+}
+
 namespace {
 std::string key_of(const nlohmann::json& obj) {
   const auto& md = obj.at("metadata");
@@ -315,7 +373,20 @@ void recording_sink::list_begin(std::string_view) {
   items_in_list_ = 0;
 }
 
-void recording_sink::list_item(std::string_view, const nlohmann::json& object) {
+void recording_sink::list_item(std::string_view resource, simdjson::ondemand::object& item) {
+  // Items of a typed list carry no kind/apiVersion; record them as an informer would see them.
+  nlohmann::json object = to_json(item);
+  for (const reflector_options& o : {services_reflector(), endpointslices_reflector(),
+                                     node_reflector("n"), pods_reflector("n")}) {
+    if (o.resource == resource) {
+      if (!object.contains("kind")) {
+        object["kind"] = o.item_kind;
+      }
+      if (!object.contains("apiVersion")) {
+        object["apiVersion"] = o.item_api_version;
+      }
+    }
+  }
   int n;
   {
     std::lock_guard lock(mu_);
@@ -348,7 +419,9 @@ void recording_sink::list_abort(std::string_view) {
   seen_.clear();
 }
 
-void recording_sink::event(std::string_view, watch_event_type type, const nlohmann::json& object) {
+void recording_sink::event(std::string_view, watch_event_type type,
+                           simdjson::ondemand::object& item) {
+  const nlohmann::json object = to_json(item);
   std::lock_guard lock(mu_);
   ++events_;
   const std::string k = key_of(object);

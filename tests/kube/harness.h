@@ -94,11 +94,11 @@ bool wait_until(const std::function<bool()>& cond,
 class recording_sink : public reflector_sink {
  public:
   void list_begin(std::string_view resource) override;
-  void list_item(std::string_view resource, const nlohmann::json& object) override;
+  void list_item(std::string_view resource, simdjson::ondemand::object& object) override;
   void list_end(std::string_view resource, std::string_view resource_version) override;
   void list_abort(std::string_view resource) override;
   void event(std::string_view resource, watch_event_type type,
-             const nlohmann::json& object) override;
+             simdjson::ondemand::object& object) override;
   void synced(std::string_view resource, bool ok) override;
 
   std::map<std::string, std::string> view() const;
@@ -120,6 +120,24 @@ class recording_sink : public reflector_sink {
   int list_begins_ = 0, list_ends_ = 0, list_aborts_ = 0, events_ = 0, synth_deletes_ = 0;
   int items_in_list_ = 0;
 };
+
+/// `j` as the simdjson On-Demand object a reflector hands its sink (for calling a sink directly).
+class ondemand_object {
+ public:
+  explicit ondemand_object(const nlohmann::json& j);
+  ondemand_object(const ondemand_object&) = delete;
+  ondemand_object& operator=(const ondemand_object&) = delete;
+  operator simdjson::ondemand::object&() { return obj_; }
+
+ private:
+  simdjson::padded_string text_;
+  simdjson::ondemand::parser parser_;
+  simdjson::ondemand::document doc_;
+  simdjson::ondemand::object obj_;
+};
+
+/// An On-Demand object read back into nlohmann::json (what the recording sink keeps).
+nlohmann::json to_json(simdjson::ondemand::object& object);
 
 /// A Service object with the given namespace/name and labels.
 nlohmann::json make_service(const std::string& ns, const std::string& name,

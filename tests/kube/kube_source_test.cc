@@ -468,23 +468,23 @@ TEST_CASE("kube_source: synced() gate and decode outcomes through the sink inter
   SUBCASE("watch events") {
     json svc = make_service("default", "web");
     svc["metadata"]["resourceVersion"] = "5";
-    source.event("services", watch_event_type::added, svc);
+    source.event("services", watch_event_type::added, ondemand_object(svc));
     CHECK(store_view(store) == std::map<std::string, std::string>{{"services/default/web", "5"}});
     // DELETED needs only metadata; without a name it is counted as rejected.
-    source.event("services", watch_event_type::deleted, json{{"metadata", json::object()}});
+    source.event("services", watch_event_type::deleted, ondemand_object(json{{"metadata", json::object()}}));
     CHECK(source.decode_stats(object_kind::service).rejected.load() == 1);
     CHECK(store_view(store).size() == 1);
     source.event("services", watch_event_type::deleted,
-                 json{{"metadata", {{"name", "web"}, {"namespace", "default"}}}});
+                 ondemand_object(json{{"metadata", {{"name", "web"}, {"namespace", "default"}}}}));
     CHECK(store_view(store).empty());
     // A namespace-less DELETED means "default", as the decoder reads it.
-    source.event("services", watch_event_type::added, svc);
-    source.event("services", watch_event_type::deleted, json{{"metadata", {{"name", "web"}}}});
+    source.event("services", watch_event_type::added, ondemand_object(svc));
+    source.event("services", watch_event_type::deleted, ondemand_object(json{{"metadata", {{"name", "web"}}}}));
     CHECK(store_view(store).empty());
     // Another node's Node event is not ours.
-    source.event("nodes", watch_event_type::added, make_node("node-b"));
+    source.event("nodes", watch_event_type::added, ondemand_object(make_node("node-b")));
     CHECK(store_view(store).empty());
-    source.event("nodes", watch_event_type::added, make_node(self));
+    source.event("nodes", watch_event_type::added, ondemand_object(make_node(self)));
     CHECK(store_view(store) == std::map<std::string, std::string>{{"nodes//node-a", ""}});
     CHECK(source.decode_stats(object_kind::node).rejected.load() == 0);
   }
@@ -492,12 +492,12 @@ TEST_CASE("kube_source: synced() gate and decode outcomes through the sink inter
     json svc = make_service("default", "web");
     svc["metadata"]["resourceVersion"] = "5";
     source.list_begin("services");
-    source.list_item("services", svc);
+    source.list_item("services", ondemand_object(svc));
     source.list_end("services", "5");
     REQUIRE(take(store).has_value());
     CHECK(store.counters().upserts == 1);
     source.list_begin("services");
-    source.list_item("services", svc);
+    source.list_item("services", ondemand_object(svc));
     source.list_end("services", "6");
     CHECK(store.counters().upserts == 1);
     CHECK(store.counters().unchanged == 1);
@@ -516,12 +516,12 @@ TEST_CASE("kube_source: a rejected relist item keeps the previous good version (
   json good = make_service("default", "web");
   good["metadata"]["resourceVersion"] = "5";
   source.list_begin("services");
-  source.list_item("services", good);
+  source.list_item("services", ondemand_object(good));
   source.list_end("services", "5");
   json bad = service_with_port("default", "web", 70000);
   bad["metadata"]["resourceVersion"] = "6";
   source.list_begin("services");
-  source.list_item("services", bad);
+  source.list_item("services", ondemand_object(bad));
   source.list_end("services", "6");
   CHECK(source.decode_stats(object_kind::service).rejected.load() == 1);
   CHECK(store.counters().deletes == 0);  // fails: list_end() deleted default/web
@@ -573,18 +573,18 @@ TEST_CASE("kube_source: a slice modified to lose its service-name label leaves t
   kube_source source(server.config(), store, {.node_name = self});
   json labelled = make_slice("default", "web-1", "web");
   labelled["metadata"]["resourceVersion"] = "5";
-  source.event("endpointslices", watch_event_type::added, labelled);
+  source.event("endpointslices", watch_event_type::added, ondemand_object(labelled));
   REQUIRE(store_view(store).contains("endpointslices/default/web-1"));
   json unlabelled = make_slice("default", "web-1", "");
   unlabelled["metadata"]["resourceVersion"] = "6";
-  source.event("endpointslices", watch_event_type::modified, unlabelled);
+  source.event("endpointslices", watch_event_type::modified, ondemand_object(unlabelled));
   CHECK(source.decode_stats(object_kind::endpoint_slice).ignored.load() == 1);
   CHECK_FALSE(store_view(store).contains("endpointslices/default/web-1"));  // fails
 
   // The relist path, for comparison (passes today).
-  source.event("endpointslices", watch_event_type::added, labelled);
+  source.event("endpointslices", watch_event_type::added, ondemand_object(labelled));
   source.list_begin("endpointslices");
-  source.list_item("endpointslices", unlabelled);
+  source.list_item("endpointslices", ondemand_object(unlabelled));
   source.list_end("endpointslices", "6");
   CHECK_FALSE(store_view(store).contains("endpointslices/default/web-1"));
 }

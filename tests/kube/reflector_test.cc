@@ -100,7 +100,7 @@ TEST_CASE("reflector: TLS + bearer token, list then watch adds/modifies/deletes"
   env.m.del("default", "svc-2");
   REQUIRE(converged(sink, env.m));
   CHECK(sink.object("default/svc-1")["spec"]["clusterIP"] == "10.96.0.99");
-  CHECK(sink.object("default/svc-0")["kind"] == "Service");  // filled in on list items
+  CHECK(sink.object("default/svc-0")["kind"] == "Service");  // the resource's, as the sink fills in
   CHECK(sink.object("default/svc-0")["apiVersion"] == "v1");
 
   const auto& st = r.stats();

@@ -24,39 +24,40 @@ object_kind kind_for(std::string_view resource) {
   return object_kind::pod;
 }
 
-// metadata.{namespace,name,resourceVersion} without decoding the object. Nodes have no
-// namespace; everything else defaults to "default" as the decoder does.
+// metadata.{namespace,name,resourceVersion} without decoding the object, so that a relisted
+// object whose resourceVersion the store holds is skipped. Nodes have no namespace; everything
+// else defaults to "default" as the decoder does. Leaves `object` reset for the decoder; the
+// views are valid as long as the object.
 struct meta {
   object_key key;
   std::string_view resource_version;
 };
 
-std::string_view string_at(const nlohmann::json& obj, const char* field) {
-  const auto it = obj.find(field);
-  if (it == obj.end() || !it->is_string()) {
-    return {};
+std::optional<meta> meta_of(object_kind kind, simdjson::ondemand::object& object) {
+  std::optional<meta> out;
+  simdjson::ondemand::object m;
+  if (object.find_field_unordered("metadata").get_object().get(m) == simdjson::SUCCESS) {
+    meta found;
+    std::string_view name, ns;
+    for (auto field : m) {
+      std::string_view key, text;
+      if (field.unescaped_key().get(key) != simdjson::SUCCESS) {
+        break;
+      }
+      if ((key == "name" || key == "namespace" || key == "resourceVersion") &&
+          field.value().get_string().get(text) == simdjson::SUCCESS) {
+        (key == "name" ? name : key == "namespace" ? ns : found.resource_version) = text;
+      }
+    }
+    if (!name.empty()) {
+      found.key.name = std::string(name);
+      if (kind != object_kind::node) {
+        found.key.namespace_ = ns.empty() ? "default" : std::string(ns);
+      }
+      out = std::move(found);
+    }
   }
-  return it->get_ref<const std::string&>();
-}
-
-std::optional<meta> meta_of(object_kind kind, const nlohmann::json& object) {
-  if (!object.is_object()) {
-    return std::nullopt;
-  }
-  const auto m = object.find("metadata");
-  if (m == object.end() || !m->is_object()) {
-    return std::nullopt;
-  }
-  meta out;
-  out.key.name = std::string(string_at(*m, "name"));
-  if (out.key.name.empty()) {
-    return std::nullopt;
-  }
-  if (kind != object_kind::node) {
-    const std::string_view ns = string_at(*m, "namespace");
-    out.key.namespace_ = ns.empty() ? "default" : std::string(ns);
-  }
-  out.resource_version = string_at(*m, "resourceVersion");
+  (void)object.reset();
   return out;
 }
 
@@ -109,7 +110,7 @@ void kube_source::list_begin(std::string_view resource) {
   store_.list_begin(kind_for(resource));
 }
 
-void kube_source::list_item(std::string_view resource, const nlohmann::json& object) {
+void kube_source::list_item(std::string_view resource, simdjson::ondemand::object& object) {
   put(kind_for(resource), object, true);
 }
 
@@ -122,7 +123,7 @@ void kube_source::list_end(std::string_view resource, std::string_view resource_
 void kube_source::list_abort(std::string_view resource) { store_.list_abort(kind_for(resource)); }
 
 void kube_source::event(std::string_view resource, watch_event_type type,
-                        const nlohmann::json& object) {
+                        simdjson::ondemand::object& object) {
   const object_kind kind = kind_for(resource);
   if (type != watch_event_type::deleted) {
     put(kind, object, false);
@@ -143,7 +144,7 @@ void kube_source::synced(std::string_view resource, bool ok) {
   }
 }
 
-void kube_source::put(object_kind kind, const nlohmann::json& object, bool from_list) {
+void kube_source::put(object_kind kind, simdjson::ondemand::object& object, bool from_list) {
   const std::optional<meta> m = meta_of(kind, object);
   if (from_list && m && store_.holds_version(kind, m->key, m->resource_version)) {
     return;  // a relist of an unchanged object: nothing to decode or plan

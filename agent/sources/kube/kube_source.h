@@ -50,15 +50,15 @@ class kube_source final : public reflector_sink {
   }
 
   void list_begin(std::string_view resource) override;
-  void list_item(std::string_view resource, const nlohmann::json& object) override;
+  void list_item(std::string_view resource, simdjson::ondemand::object& object) override;
   void list_end(std::string_view resource, std::string_view resource_version) override;
   void list_abort(std::string_view resource) override;
   void event(std::string_view resource, watch_event_type type,
-             const nlohmann::json& object) override;
+             simdjson::ondemand::object& object) override;
   void synced(std::string_view resource, bool ok) override;
 
  private:
-  void put(object_kind kind, const nlohmann::json& object, bool from_list);
+  void put(object_kind kind, simdjson::ondemand::object& object, bool from_list);
 
   cluster_store& store_;
   kube_source_options opts_;

@@ -28,19 +28,29 @@ std::string url_encode(std::string_view s) {
   return out;
 }
 
-std::string object_rv(const nlohmann::json& obj) {
-  if (!obj.is_object()) {
-    return {};
+namespace od = simdjson::ondemand;
+
+// metadata.resourceVersion of `obj` ("" when absent or not a string); leaves `obj` reset.
+std::string object_rv(od::object& obj) {
+  std::string out;
+  od::object md;
+  std::string_view rv;
+  if (obj.find_field_unordered("metadata").get_object().get(md) == simdjson::SUCCESS &&
+      md.find_field_unordered("resourceVersion").get_string().get(rv) == simdjson::SUCCESS) {
+    out = rv;
   }
-  const auto md = obj.find("metadata");
-  if (md == obj.end() || !md->is_object()) {
-    return {};
+  (void)obj.reset();
+  return out;
+}
+
+// simdjson reads up to SIMDJSON_PADDING bytes past the text. Response bodies and lines are
+// std::strings: make room in their capacity (a copy only when it is short) instead of copying
+// into a padded_string.
+simdjson::padded_string_view padded(std::string& s) {
+  if (s.capacity() - s.size() < simdjson::SIMDJSON_PADDING) {
+    s.reserve(s.size() + simdjson::SIMDJSON_PADDING);
   }
-  const auto rv = md->find("resourceVersion");
-  if (rv == md->end() || !rv->is_string()) {
-    return {};
-  }
-  return rv->get<std::string>();
+  return simdjson::padded_string_view(s.data(), s.size(), s.capacity());
 }
 
 std::int64_t now_unix_ms() {
@@ -243,8 +253,7 @@ std::future<reflector::get_result> reflector::fetch_page_async(std::string conti
   } catch (const std::exception& e) {
     spdlog::warn("kube {}: no second HTTP client ({}); list pages are fetched one by one",
                  opts_.resource, e.what());
-    return std::async(std::launch::deferred,
-                      [this, q = std::move(q)] { return client_.get(q); });
+    return std::async(std::launch::deferred, [this, q = std::move(q)] { return client_.get(q); });
   }
   return std::async(std::launch::async, [pager, q = std::move(q)] { return pager->get(q); });
 }
@@ -284,42 +293,74 @@ reflector::failure reflector::list() {
         return f;
       }
       stats_.list_pages.fetch_add(1);
-      nlohmann::json page = nlohmann::json::parse(resp->body, nullptr, false);
-      resp->body.clear();
-      resp->body.shrink_to_fit();
-      if (!page.is_object() || !page.contains("items") ||
-          !(page["items"].is_array() || page["items"].is_null())) {
+      // On-Demand over the body in place: metadata, then the items one by one. The body must
+      // outlive the items (they are read from it), so it is released only with `resp`.
+      const auto not_a_list = [&](std::string_view why) -> failure {
         stats_.decode_errors.fetch_add(1);
-        spdlog::warn("kube {}: list page is not a List object", opts_.resource);
+        spdlog::warn("kube {}: list page {}", opts_.resource, why);
         sink_.list_abort(opts_.resource);
         sink_.synced(opts_.resource, false);
         return {outcome::retry, {}};
+      };
+      od::document page;
+      od::object page_obj;
+      if (parser_.iterate(padded(resp->body)).get(page) != simdjson::SUCCESS ||
+          page.get_object().get(page_obj) != simdjson::SUCCESS) {
+        return not_a_list("is not a List object");
       }
-      const nlohmann::json& md = page.value("metadata", nlohmann::json::object());
-      if (md.is_object()) {
-        rv = md.value("resourceVersion", rv);
-        continue_token = md.value("continue", std::string());
-      } else {
-        continue_token.clear();
+      // metadata comes before items from the API server; find_field_unordered copes otherwise.
+      continue_token.clear();
+      od::value md;
+      if (const auto e = page_obj.find_field_unordered("metadata").get(md);
+          e == simdjson::SUCCESS) {
+        od::object md_obj;
+        if (md.get_object().get(md_obj) == simdjson::SUCCESS) {
+          for (auto field : md_obj) {
+            std::string_view key, value;
+            if (field.unescaped_key().get(key) != simdjson::SUCCESS) {
+              return not_a_list("is not a List object");
+            }
+            if ((key == "resourceVersion" || key == "continue") &&
+                field.value().get_string().get(value) == simdjson::SUCCESS) {
+              (key == "continue" ? continue_token : rv) = value;
+            }
+          }
+        }
+      } else if (e != simdjson::NO_SUCH_FIELD) {
+        return not_a_list("is not a List object");
+      }
+      od::value items_value;
+      od::json_type items_type{};
+      if (page_obj.find_field_unordered("items").get(items_value) != simdjson::SUCCESS ||
+          items_value.type().get(items_type) != simdjson::SUCCESS ||
+          (items_type != od::json_type::array && items_type != od::json_type::null)) {
+        return not_a_list("is not a List object");
       }
       // Joined by its destructor on every path out of this iteration.
       std::future<get_result> next;
       if (!continue_token.empty() && !client_.aborted()) {
         next = fetch_page_async(continue_token);
       }
-      if (page["items"].is_array()) {
-        for (nlohmann::json& item : page["items"]) {
-          if (!item.is_object()) {
+      if (items_type == od::json_type::array) {
+        od::array items;
+        if (items_value.get_array().get(items) != simdjson::SUCCESS) {
+          return not_a_list("is not a List object");
+        }
+        // JSON errors inside the page show up only as the items are read: the items before
+        // were delivered, and the list is aborted (like a page that fails to arrive).
+        for (auto item_result : items) {
+          od::value item;
+          od::json_type type{};
+          if (item_result.get(item) != simdjson::SUCCESS ||
+              item.type().get(type) != simdjson::SUCCESS) {
+            return not_a_list("is not valid JSON");
+          }
+          od::object obj;
+          if (type != od::json_type::object || item.get_object().get(obj) != simdjson::SUCCESS) {
             stats_.decode_errors.fetch_add(1);
             continue;
           }
-          if (!opts_.item_kind.empty() && !item.contains("kind")) {
-            item["kind"] = opts_.item_kind;
-          }
-          if (!opts_.item_api_version.empty() && !item.contains("apiVersion")) {
-            item["apiVersion"] = opts_.item_api_version;
-          }
-          sink_.list_item(opts_.resource, item);
+          sink_.list_item(opts_.resource, obj);
         }
       }
       if (continue_token.empty()) {
@@ -359,7 +400,10 @@ reflector::failure reflector::watch() {
   std::uint64_t delivered = 0;
 
   const auto on_line = [&](std::string_view line) -> bool {
-    nlohmann::json ev = nlohmann::json::parse(line, nullptr, false);
+    // Validated whole first (DOM, no model): a malformed line must restart the watch before
+    // any of it reaches the sink. Then read in place with On-Demand.
+    line_.reserve(line.size() + simdjson::SIMDJSON_PADDING);
+    line_.assign(line);
     const auto bad = [&](std::string_view why) {
       const auto n = stats_.decode_errors.fetch_add(1);
       if (opts_.decode_error_log_every == 0 || n % opts_.decode_error_log_every == 0) {
@@ -369,17 +413,20 @@ reflector::failure reflector::watch() {
       verdict = failure{outcome::retry, {}};
       return false;
     };
-    if (!ev.is_object()) {
+    simdjson::dom::element valid;
+    od::document ev;
+    od::object ev_obj;
+    if (validator_.parse(line_.data(), line_.size(), false).get(valid) != simdjson::SUCCESS ||
+        !valid.is_object() || parser_.iterate(padded(line_)).get(ev) != simdjson::SUCCESS ||
+        ev.get_object().get(ev_obj) != simdjson::SUCCESS) {
       return bad("not JSON");
     }
-    const auto type_it = ev.find("type");
-    const auto obj_it = ev.find("object");
-    if (type_it == ev.end() || !type_it->is_string() || obj_it == ev.end() ||
-        !obj_it->is_object()) {
+    std::string_view type;
+    od::object obj;
+    if (ev_obj.find_field_unordered("type").get_string().get(type) != simdjson::SUCCESS ||
+        ev_obj.find_field_unordered("object").get_object().get(obj) != simdjson::SUCCESS) {
       return bad("no type/object");
     }
-    const std::string& type = type_it->get_ref<const std::string&>();
-    const nlohmann::json& obj = *obj_it;
     watch_event_type t;
     if (type == "ADDED") {
       t = watch_event_type::added;
@@ -396,8 +443,22 @@ reflector::failure reflector::watch() {
       mark_synced();
       return true;
     } else if (type == "ERROR") {
-      const int code = obj.value("code", 0);
-      const std::string message = obj.value("message", std::string());
+      // A metav1.Status: code and message, if they are what they should be.
+      int64_t code = 0;
+      std::string message;
+      for (auto field : obj) {
+        std::string_view key, text;
+        if (field.unescaped_key().get(key) != simdjson::SUCCESS) {
+          break;
+        }
+        if (key == "code") {
+          if (field.value().get_int64().get(code) != simdjson::SUCCESS) {
+            code = 0;
+          }
+        } else if (key == "message" && field.value().get_string().get(text) == simdjson::SUCCESS) {
+          message = text;
+        }
+      }
       if (code >= 500) {
         stats_.errors_5xx.fetch_add(1);
       } else {

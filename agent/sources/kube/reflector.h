@@ -5,6 +5,8 @@
 // Objects go to a reflector_sink one by one as pages and events arrive.
 #pragma once
 
+#include <simdjson.h>
+
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -12,7 +14,6 @@
 #include <future>
 #include <memory>
 #include <mutex>
-#include <nlohmann/json.hpp>
 #include <random>
 #include <string>
 #include <string_view>
@@ -30,14 +31,17 @@ enum class watch_event_type { added, modified, deleted };
 std::string_view to_string(watch_event_type t);
 
 /// Receiver of a reflector's objects. Every call comes from the reflector's thread; the sink
-/// does its own locking. `object` references are valid only during the call.
+/// does its own locking. `object` is a simdjson On-Demand object, not yet iterated, reading the
+/// page or event buffer in place: valid only during the call; the sink may reset() it to read
+/// it more than once (e.g. metadata first, then the whole object).
 class reflector_sink {
  public:
   virtual ~reflector_sink() = default;
   /// A (re)list starts. The items that follow are the complete state at one RV.
   virtual void list_begin(std::string_view resource) = 0;
-  /// One object of the list (with kind/apiVersion filled in from reflector_options).
-  virtual void list_item(std::string_view resource, const nlohmann::json& object) = 0;
+  /// One object of the list. Items of a typed list carry no kind/apiVersion: they are the
+  /// resource's (reflector_options::item_kind, item_api_version).
+  virtual void list_item(std::string_view resource, simdjson::ondemand::object& object) = 0;
   /// The list is complete: objects not delivered since list_begin are gone (the sink
   /// synthesises their deletion).
   virtual void list_end(std::string_view resource, std::string_view resource_version) = 0;
@@ -45,7 +49,7 @@ class reflector_sink {
   virtual void list_abort(std::string_view resource) = 0;
   /// An ADDED / MODIFIED / DELETED watch event.
   virtual void event(std::string_view resource, watch_event_type type,
-                     const nlohmann::json& object) = 0;
+                     simdjson::ondemand::object& object) = 0;
   /// Health signal: true after each completed list, false when a list attempt failed.
   virtual void synced(std::string_view resource, bool ok) = 0;
 };
@@ -56,8 +60,8 @@ struct reflector_options {
   std::string path;      ///< collection path, e.g. "/api/v1/services"
   std::string label_selector;
   std::string field_selector;
-  std::string item_kind;         ///< set as "kind" on list items (lists omit it), e.g. "Service"
-  std::string item_api_version;  ///< set as "apiVersion" on list items, e.g. "v1"
+  std::string item_kind;         ///< kind of list items (lists omit it), e.g. "Service"
+  std::string item_api_version;  ///< apiVersion of list items, e.g. "v1"
   unsigned page_size = 500;      ///< LIMIT of each list page; 0 = unpaged
   /// Each watch asks for timeoutSeconds uniformly in [min, max).
   std::chrono::seconds watch_timeout_min{300}, watch_timeout_max{600};
@@ -165,6 +169,12 @@ class reflector {
   unsigned backoff_step_ = 0;
   std::chrono::steady_clock::time_point last_failure_{};
   std::chrono::steady_clock::time_point watch_started_{};
+  // Used by the reflector's thread only. simdjson On-Demand reads list pages and watch events
+  // in place; its buffers grow to the largest page and are reused. The DOM parser only checks
+  // that a watch event is valid JSON before any of it is delivered.
+  simdjson::ondemand::parser parser_;
+  simdjson::dom::parser validator_;
+  std::string line_;  // the current watch event, with room for simdjson's padding
   std::thread thread_;
 };
 
