@@ -4,6 +4,7 @@
 // thread serves health, metrics and healthCheckNodePorts.
 #include <poll.h>
 #include <signal.h>
+#include <malloc.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
@@ -410,6 +411,11 @@ bool parse_flags(options& o) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Megabyte buffers come and go (list pages, the first sync's operations). A fixed mmap
+  // threshold hands them back to the kernel when freed; glibc's default threshold rises after
+  // the first such free, and they would then stay in the heap and in the RSS (measured: peak
+  // RSS at 10k Services / 100k endpoints drops by about 10 MB).
+  mallopt(M_MMAP_THRESHOLD, 256 * 1024);
   options o;
   CLI::App app{
       "sluice-agent: programs the sluice eBPF service load balancer from Kubernetes objects.\n"

@@ -377,6 +377,9 @@ reflector::failure reflector::list() {
       continue;
     }
     set_rv(rv);
+    // The parser's buffers have grown to a whole page (megabytes for slices); watch events are
+    // small, so give that back now rather than hold it until the next relist.
+    parser_ = simdjson::ondemand::parser{};
     sink_.list_end(opts_.resource, rv);
     stats_.lists.fetch_add(1);
     mark_synced();
