@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstring>
 #include <system_error>
+#include <thread>
 #include <vector>
 
 #include "agent/datapath/map_access.h"
@@ -139,6 +140,10 @@ namespace {
 
 // Where an op lands: one map and one kind of syscall. Consecutive ops with the same target go
 // to the kernel as one batch; the update protocol's order is kept because runs never reorder.
+// From this many ops on, the mirror is updated on a second thread during the writes (below,
+// a thread costs more than it saves: an endpoint change is a handful of ops).
+constexpr size_t parallel_apply_min_ops = 8192;
+
 struct target {
   int fd = -1;
   bool put = false;
@@ -159,8 +164,7 @@ bool is_v4(const map_op& op, const map_state& mirror) {
   return op.key.vip.family == ip_family::v4;
 }
 
-target target_of(const map_op& op, const map_state& mirror, const decltype(sluice_bpf::maps)& m) {
-  const bool v4 = is_v4(op, mirror);
+target target_of(const map_op& op, bool v4, const decltype(sluice_bpf::maps)& m) {
   switch (op.kind) {
     case op_kind::put_slot:
     case op_kind::put_master:
@@ -266,10 +270,24 @@ sync_report map_writer::run(reconcile_result plan) {
                   std::error_code(err, std::generic_category()).message());
   };
 
+  // Each op's family, from the mirror as it was before this run (a deleted backend's family
+  // is known only from there), so the writes below never read the mirror.
+  std::vector<uint8_t> v4(ops.size());
+  for (size_t i = 0; i < ops.size(); ++i) {
+    v4[i] = is_v4(ops[i], mirror_) ? 1 : 0;
+  }
+  // The mirror follows the ops on a second thread while the kernel takes them: on the first
+  // sync of a large cluster each half takes a few hundred milliseconds. A failed write makes
+  // the mirror be re-read from the kernel below anyway, so applying it early loses nothing.
+  std::thread mirror_thread;
+  if (ops.size() >= parallel_apply_min_ops) {
+    mirror_thread = std::thread([this, &ops] { apply_ops(mirror_, ops); });
+  }
+
   for (size_t begin = 0; begin < ops.size();) {
-    const target t = target_of(ops[begin], mirror_, m);
+    const target t = target_of(ops[begin], v4[begin] != 0, m);
     size_t end = begin + 1;
-    while (end < ops.size() && target_of(ops[end], mirror_, m) == t) {
+    while (end < ops.size() && target_of(ops[end], v4[end] != 0, m) == t) {
       ++end;
     }
     const size_t n = end - begin;
@@ -278,7 +296,7 @@ sync_report map_writer::run(reconcile_result plan) {
     new_ids.clear();
     for (size_t i = 0; i < n; ++i) {
       const map_op& op = ops[begin + i];
-      encode(op, is_v4(op, mirror_), &keys[i * t.key_size],
+      encode(op, v4[begin + i] != 0, &keys[i * t.key_size],
              t.put ? &values[i * t.value_size] : nullptr);
       if (op.kind == op_kind::put_master && op.new_svc_id) {
         new_ids.push_back(op.value.svc_id);
@@ -328,10 +346,15 @@ sync_report map_writer::run(reconcile_result plan) {
     begin = end;
   }
 
-  if (rep.failed_ops == 0) {
+  if (mirror_thread.joinable()) {
+    mirror_thread.join();
+  } else if (rep.failed_ops == 0) {
     apply_ops(mirror_, ops);
-  } else if (auto r = restore(); !r) {
-    spdlog::error("re-reading maps after failed writes: {}", r.error().message());
+  }
+  if (rep.failed_ops > 0) {
+    if (auto r = restore(); !r) {
+      spdlog::error("re-reading maps after failed writes: {}", r.error().message());
+    }
   }
   rep.frontends = mirror_.frontends.size();
   rep.backends = mirror_.backends.size();

@@ -307,5 +307,25 @@ TEST_CASE("load: the pin of the replaced lb_stats_v1 is removed, lb_stats_v2 has
   CHECK(bpf_map__max_entries(dp->skel()->maps.lb_stats_v2) == LB_STATS_SLOTS);
 }
 
+TEST_CASE("map writer: a large sync that overflows the backends map leaves a mirror of the kernel") {
+  // Above parallel_apply_min_ops the mirror is updated on a second thread during the writes;
+  // when some writes fail it must still end up equal to what the maps hold.
+  temp_bpffs fs;
+  REQUIRE(ensure_bpffs(fs.root()));
+  auto want = dptest::scale_state(27'000, 10);  // 270k backends per family > LB_MAX_BACKENDS
+  std::erase_if(want.frontends,
+                [](const desired_frontend& f) { return f.vip.family == ip_family::v6; });
+  auto dp = datapath::load(fs.root());
+  REQUIRE(dp);
+  map_writer w(dp->skel());
+  REQUIRE(w.restore());
+  const auto rep = w.sync(want);
+  CHECK(rep.failed_ops > 0);
+  CHECK(w.mirror().backends.size() == LB_MAX_BACKENDS);
+  map_writer fresh(dp->skel());
+  REQUIRE(fresh.restore());
+  CHECK(fresh.mirror() == w.mirror());
+}
+
 }  // namespace
 }  // namespace sluice
