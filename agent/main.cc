@@ -141,6 +141,10 @@ class agent {
   sluice::allocator allocator_;
   bool attached_ = false;
   std::optional<clock_type::time_point> gc_due_;
+  bool gc_in_pass_ = false;   ///< a sweep pass is under way (it runs in budgeted steps)
+  bool gc_again_ = false;     ///< a sync asked for a pass while one was under way
+  clock_type::time_point gc_pass_start_{};
+  void request_gc();
 };
 
 void agent::attach_matching(const std::vector<sluice::link_info>& links) {
@@ -188,13 +192,33 @@ void agent::load_manifests() {
 
 bool agent::source_synced() const { return kube_ == nullptr || kube_->synced(); }
 
+// After a sync that changed the maps: backends may have left, so their UDP flows are swept
+// soon. At most one such pass starts per second however fast changes come (a pass walks every
+// conntrack map), and a request during a pass gets a pass of its own after it: the one under
+// way may already be past the removed backend's flows.
+void agent::request_gc() {
+  if (gc_in_pass_) {
+    gc_again_ = true;
+    return;
+  }
+  const auto at = std::max(clock_type::now(), gc_pass_start_ + 1s);
+  if (!gc_due_ || at < *gc_due_) {
+    gc_due_ = at;
+  }
+}
+
 void agent::gc_step() {
+  if (!gc_in_pass_) {
+    gc_in_pass_ = true;
+    gc_pass_start_ = clock_type::now();
+  }
   // Bounded work per step, so a big conntrack table never holds up a sync for long; the next
   // step follows at once until the pass is complete, then the next pass after the interval.
   auto swept = sweeper_.sweep(writer_.mirror(), {.budget = 16384});
   if (!swept) {
     spdlog::error("conntrack GC: {}", swept.error().message());
     gc_due_ = clock_type::now() + std::chrono::seconds(opts_.ct_gc_interval_s);
+    gc_in_pass_ = false;
     return;
   }
   metrics_.conntrack_gc_deleted_total.with({"expired"}).inc(static_cast<double>(swept->expired));
@@ -209,8 +233,16 @@ void agent::gc_step() {
                  "left their service",
                  swept->udp_stale, swept->affinity_stale);
   }
-  gc_due_ = swept->complete ? clock_type::now() + std::chrono::seconds(opts_.ct_gc_interval_s)
-                            : clock_type::now() + 1ms;
+  if (!swept->complete) {
+    gc_due_ = clock_type::now() + 1ms;
+    return;
+  }
+  gc_in_pass_ = false;
+  gc_due_ = clock_type::now() + std::chrono::seconds(opts_.ct_gc_interval_s);
+  if (gc_again_) {
+    gc_again_ = false;
+    request_gc();
+  }
 }
 
 int agent::run() {
@@ -340,7 +372,7 @@ int agent::run() {
           attached_ = true;
         }
         if (round->report.ops > 0) {
-          gc_due_ = clock_type::now();  // backends may have left: sweep their UDP flows soon
+          request_gc();
         }
       }
     }
@@ -414,8 +446,11 @@ int main(int argc, char** argv) {
   // Megabyte buffers come and go (list pages, the first sync's operations). A fixed mmap
   // threshold hands them back to the kernel when freed; glibc's default threshold rises after
   // the first such free, and they would then stay in the heap and in the RSS (measured: peak
-  // RSS at 10k Services / 100k endpoints drops by about 10 MB).
+  // RSS at 10k Services / 100k endpoints drops by about 20 MB). Fixing it also pins the trim
+  // threshold at 128 KiB, which gave the heap's top back after every small sync only to fault
+  // it in again (+2 ms per endpoint change): trim only above 32 MiB.
   mallopt(M_MMAP_THRESHOLD, 256 * 1024);
+  mallopt(M_TRIM_THRESHOLD, 32 * 1024 * 1024);
   options o;
   CLI::App app{
       "sluice-agent: programs the sluice eBPF service load balancer from Kubernetes objects.\n"

@@ -45,13 +45,25 @@ bool expired(const lb_ct_state& st, uint8_t proto, uint64_t now, const timeouts&
 // What the sweep needs to know about the services, from the writer's mirror.
 struct service_view {
   const map_state& mirror;
-  std::unordered_map<uint32_t, uint32_t> affinity_s;  // svc_id -> ClientIP timeout (0 = none)
+  explicit service_view(const map_state& m) : mirror(m) {}
 
-  explicit service_view(const map_state& m) : mirror(m) {
-    for (const auto& [key, f] : m.frontends) {
-      affinity_s[f.svc_id] = (f.flags & LB_SVC_F_AFFINITY) ? f.affinity_timeout_s : 0;
+  // svc_id -> ClientIP timeout (0 = none). Built on first use: only the affinity maps need it,
+  // and a sweep step that never reaches them (most steps) should not walk every frontend.
+  const std::unordered_map<uint32_t, uint32_t>& affinity_s() const {
+    if (!affinity_built_) {
+      for (const auto& [key, f] : mirror.frontends) {
+        affinity_[f.svc_id] = (f.flags & LB_SVC_F_AFFINITY) ? f.affinity_timeout_s : 0;
+      }
+      affinity_built_ = true;
     }
+    return affinity_;
   }
+
+ private:
+  mutable std::unordered_map<uint32_t, uint32_t> affinity_;
+  mutable bool affinity_built_ = false;
+
+ public:
 
   // The backend id is still a backend of svc_id, at this address and port (ids are reused
   // after deletion, so the id alone could name a different endpoint by now).
@@ -217,8 +229,9 @@ class affinity_pass {
     if (!svc_.serves_any(v.backend_id, k.svc_id)) {
       counter = &c_.affinity_stale;
     } else {
-      const auto it = svc_.affinity_s.find(k.svc_id);
-      const uint64_t timeout = it == svc_.affinity_s.end() ? 0 : it->second * k_nsec_per_sec;
+      const auto& affinity = svc_.affinity_s();
+      const auto it = affinity.find(k.svc_id);
+      const uint64_t timeout = it == affinity.end() ? 0 : it->second * k_nsec_per_sec;
       // lb_select_backend(): an entry is used while now - last_used <= timeout.
       if (now_ - v.last_used_ns > timeout) {
         counter = &c_.affinity_expired;
@@ -250,8 +263,10 @@ class affinity_pass {
 // map's end was reached.
 template <typename Key, typename Value, typename Pass>
 result<bool> walk(int fd, bool& started, uint32_t& batch, size_t budget, Pass& pass) {
-  std::vector<Key> keys;
-  std::vector<Value> values;
+  // Chunk buffers live as long as the thread (the agent's main loop sweeps in steps after
+  // syncs): allocating a few hundred KB per step meant fresh pages to fault in every time.
+  static thread_local std::vector<Key> keys;
+  static thread_local std::vector<Value> values;
   size_t seen = 0;
   for (;;) {
     const size_t want = budget == 0 ? k_chunk : std::min(k_chunk, budget - seen);
