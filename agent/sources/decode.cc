@@ -11,8 +11,10 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <array>
 #include <charconv>
 #include <cstdint>
+#include <initializer_list>
 #include <iterator>
 #include <limits>
 #include <map>
@@ -428,6 +430,32 @@ result<void> for_scalars(od::value& v, const path& at, F&& each) {
   });
 }
 
+// Appends `decode(object, item_path)` of every element of a list-or-null of mappings to `out`.
+template <typename T, typename F>
+result<void> append_objects(od::value& v, const path& at, std::vector<T>& out, F&& decode) {
+  return for_objects(v, at, [&](od::object& obj, const path& p) -> result<void> {
+    result<T> item = decode(obj, p);
+    if (!item) {
+      return std::unexpected(std::move(item.error()));
+    }
+    out.push_back(std::move(*item));
+    return {};
+  });
+}
+
+// Appends `get(scalar, item_path)` of every element of a list-or-null to `out`.
+template <typename T, typename F>
+result<void> append_scalars(od::value& v, const path& at, std::vector<T>& out, F&& get) {
+  return for_scalars(v, at, [&](const scalar& s, const path& p) -> result<void> {
+    result<T> item = get(s, p);
+    if (!item) {
+      return std::unexpected(std::move(item.error()));
+    }
+    out.push_back(std::move(*item));
+    return {};
+  });
+}
+
 // Failures of nested fields (lists, maps, objects), held back so that they are reported in the
 // order the fields are checked in, as if read in that order, whatever order they come in.
 // Malformed JSON is not held: nothing after it can be read. Empty (no allocation) when all is
@@ -447,11 +475,13 @@ class held_failures {
     return {};
   }
 
-  // The failure held for `key`, if any.
-  result<void> check(std::string_view key) {
-    for (auto& [k, f] : held_) {
-      if (k == key) {
-        return std::unexpected(std::move(f));
+  // The failure held for the first of `keys` that has one, if any.
+  result<void> check(std::initializer_list<std::string_view> keys) {
+    for (const std::string_view key : keys) {
+      for (auto& [k, f] : held_) {
+        if (k == key) {
+          return std::unexpected(std::move(f));
+        }
       }
     }
     return {};
@@ -477,6 +507,38 @@ result<void> take(scalar& slot, od::value& v, const path& at) {
   }
   slot = *s;
   return {};
+}
+
+// A scalar field for scalar_fields(): its key and the slot its value is captured into.
+struct scalar_field {
+  std::string_view key;
+  scalar* slot;
+};
+
+// The callback for the keys no table lists: skipped.
+struct skip_field {
+  result<void> operator()(std::string_view, od::value&) const { return {}; }
+};
+
+// A for_fields() callback that captures the fields listed in `fields` into their slots and
+// hands every other key to `other`. A repeated key: the last one wins.
+template <std::size_t N, typename F = skip_field>
+auto scalar_fields(const path& at, const scalar_field (&fields)[N], F other = {}) {
+  return [at, fields = std::to_array(fields), other = std::move(other)](
+             std::string_view key, od::value& v) mutable -> result<void> {
+    for (const scalar_field& f : fields) {
+      if (key == f.key) {
+        return take(*f.slot, v, at.field(key));
+      }
+    }
+    return other(key, v);
+  };
+}
+
+// Reads the listed scalar fields of `obj` and skips the rest.
+template <std::size_t N>
+result<void> take_fields(od::object& obj, const path& at, const scalar_field (&fields)[N]) {
+  return for_fields(obj, at, scalar_fields(at, fields));
 }
 
 // map[string]string (labels, annotations, selector). A null value reads as "".
@@ -517,6 +579,22 @@ struct metadata {
   bool deleting = false;  // deletionTimestamp set
 };
 
+// Moves the metadata fields that `out`'s kind has into it (deletionTimestamp is left to each kind).
+template <typename T>
+void adopt_metadata(metadata&& meta, T& out) {
+  if constexpr (requires { out.namespace_; }) {
+    out.namespace_ = std::move(meta.namespace_);
+  }
+  out.name = std::move(meta.name);
+  out.labels = std::move(meta.labels);
+  if constexpr (requires { out.annotations; }) {
+    out.annotations = std::move(meta.annotations);
+  }
+  if constexpr (requires { out.resource_version; }) {
+    out.resource_version = std::move(meta.resource_version);
+  }
+}
+
 // `v` is the value of "metadata".
 result<metadata> decode_metadata(od::value& v, const path& root) {
   metadata out;
@@ -524,32 +602,25 @@ result<metadata> decode_metadata(od::value& v, const path& root) {
   scalar name, ns, rv, deletion;
   held_failures held;
   bool present = false;
-  if (result<void> r = for_fields_of(
-          v, mp,
-          [&](std::string_view key, od::value& f) -> result<void> {
-            if (key == "name") {
-              return take(name, f, mp.field(key));
-            }
-            if (key == "namespace") {
-              return take(ns, f, mp.field(key));
-            }
-            if (key == "resourceVersion") {
-              return take(rv, f, mp.field(key));
-            }
-            if (key == "deletionTimestamp") {
-              return take(deletion, f, mp.field(key));
-            }
-            if (key == "labels" || key == "annotations") {
-              result<std::map<std::string, std::string>> m = get_string_map(f, mp.field(key));
-              if (!m) {
-                return held.hold(key, std::unexpected(std::move(m.error())));
-              }
-              (key == "labels" ? out.labels : out.annotations) = std::move(*m);
-              return held.hold(key, {});
-            }
-            return {};
-          },
-          &present);
+  const auto each = [&](std::string_view key, od::value& f) -> result<void> {
+    if (key == "labels" || key == "annotations") {
+      result<std::map<std::string, std::string>> m = get_string_map(f, mp.field(key));
+      if (!m) {
+        return held.hold(key, std::unexpected(std::move(m.error())));
+      }
+      (key == "labels" ? out.labels : out.annotations) = std::move(*m);
+      return held.hold(key, {});
+    }
+    return {};
+  };
+  if (result<void> r = for_fields_of(v, mp,
+                                     scalar_fields(mp,
+                                                   {{"name", &name},
+                                                    {"namespace", &ns},
+                                                    {"resourceVersion", &rv},
+                                                    {"deletionTimestamp", &deletion}},
+                                                   each),
+                                     &present);
       !r) {
     return std::unexpected(std::move(r.error()));
   }
@@ -571,10 +642,8 @@ result<metadata> decode_metadata(od::value& v, const path& root) {
   if (!ns_text->empty()) {
     out.namespace_ = *ns_text;
   }
-  for (const std::string_view key : {"labels", "annotations"}) {
-    if (result<void> r = held.check(key); !r) {
-      return std::unexpected(std::move(r.error()));
-    }
+  if (result<void> r = held.check({"labels", "annotations"}); !r) {
+    return std::unexpected(std::move(r.error()));
   }
   // resourceVersion is a string in the API; a number (hand-written file) is shown as written.
   out.resource_version = rv.text;
@@ -586,25 +655,12 @@ result<metadata> decode_metadata(od::value& v, const path& root) {
 
 result<service_port> decode_service_port(od::object& p, const path& pp) {
   scalar name, protocol, number, target, node_port;
-  if (result<void> r = for_fields(p, pp,
-                                  [&](std::string_view key, od::value& v) -> result<void> {
-                                    if (key == "name") {
-                                      return take(name, v, pp.field(key));
-                                    }
-                                    if (key == "protocol") {
-                                      return take(protocol, v, pp.field(key));
-                                    }
-                                    if (key == "port") {
-                                      return take(number, v, pp.field(key));
-                                    }
-                                    if (key == "targetPort") {
-                                      return take(target, v, pp.field(key));
-                                    }
-                                    if (key == "nodePort") {
-                                      return take(node_port, v, pp.field(key));
-                                    }
-                                    return {};
-                                  });
+  if (result<void> r = take_fields(p, pp,
+                                   {{"name", &name},
+                                    {"protocol", &protocol},
+                                    {"port", &number},
+                                    {"targetPort", &target},
+                                    {"nodePort", &node_port}});
       !r) {
     return std::unexpected(std::move(r.error()));
   }
@@ -721,17 +777,23 @@ affinity_config decode_affinity_config(od::value& v, const path& cp) {
 
 result<void> decode_service_spec(od::object& spec, const path& sp, service& svc) {
   scalar type, cluster_ip, affinity, etp, itp, hc, distribution, pnra, family_policy, allocate;
+  const scalar_field scalars[] = {
+      {"type", &type},
+      {"clusterIP", &cluster_ip},
+      {"sessionAffinity", &affinity},
+      {"externalTrafficPolicy", &etp},
+      {"internalTrafficPolicy", &itp},
+      {"healthCheckNodePort", &hc},
+      {"trafficDistribution", &distribution},
+      {"publishNotReadyAddresses", &pnra},
+      {"ipFamilyPolicy", &family_policy},
+      {"allocateLoadBalancerNodePorts", &allocate},
+  };
   std::vector<std::string_view> cluster_ips;  // spec.clusterIPs, checked with spec.clusterIP
   std::optional<affinity_config> config;
   held_failures held;
   const auto each = [&](std::string_view key, od::value& v) -> result<void> {
     const path f = sp.field(key);
-    if (key == "type") {
-      return take(type, v, f);
-    }
-    if (key == "clusterIP") {
-      return take(cluster_ip, v, f);
-    }
     if (key == "clusterIPs") {
       cluster_ips.clear();
       return for_scalars(v, f, [&](const scalar& s, const path& p) -> result<void> {
@@ -769,46 +831,18 @@ result<void> decode_service_spec(od::object& spec, const path& sp, service& svc)
         return {};
       });
     }
-    if (key == "sessionAffinity") {
-      return take(affinity, v, f);
-    }
     if (key == "sessionAffinityConfig") {
       config = decode_affinity_config(v, f);
       return {};
     }
     if (key == "externalIPs") {
       svc.external_ips.clear();
-      return for_scalars(v, f, [&](const scalar& s, const path& p) -> result<void> {
-        const result<ip_addr> addr = get_ip(s, p, p);
-        if (!addr) {
-          return std::unexpected(addr.error());
-        }
-        svc.external_ips.push_back(*addr);
-        return {};
-      });
+      return append_scalars(v, f, svc.external_ips,
+                            [](const scalar& s, const path& p) { return get_ip(s, p, p); });
     }
     if (key == "loadBalancerSourceRanges") {
       svc.lb_source_ranges.clear();
-      return for_scalars(v, f, [&](const scalar& s, const path& p) -> result<void> {
-        const result<ip_prefix> prefix = get_prefix(s, p);
-        if (!prefix) {
-          return std::unexpected(prefix.error());
-        }
-        svc.lb_source_ranges.push_back(*prefix);
-        return {};
-      });
-    }
-    if (key == "externalTrafficPolicy") {
-      return take(etp, v, f);
-    }
-    if (key == "internalTrafficPolicy") {
-      return take(itp, v, f);
-    }
-    if (key == "healthCheckNodePort") {
-      return take(hc, v, f);
-    }
-    if (key == "trafficDistribution") {
-      return take(distribution, v, f);
+      return append_scalars(v, f, svc.lb_source_ranges, get_prefix);
     }
     if (key == "selector") {
       result<std::map<std::string, std::string>> selector = get_string_map(v, f);
@@ -817,9 +851,6 @@ result<void> decode_service_spec(od::object& spec, const path& sp, service& svc)
       }
       svc.selector = std::move(*selector);
       return {};
-    }
-    if (key == "publishNotReadyAddresses") {
-      return take(pnra, v, f);
     }
     if (key == "ipFamilies") {
       svc.ip_families.clear();
@@ -845,22 +876,14 @@ result<void> decode_service_spec(od::object& spec, const path& sp, service& svc)
         return {};
       });
     }
-    if (key == "ipFamilyPolicy") {
-      return take(family_policy, v, f);
-    }
-    if (key == "allocateLoadBalancerNodePorts") {
-      return take(allocate, v, f);
-    }
     return {};
   };
-  if (result<void> r = for_fields(
-          spec, sp,
-          [&](std::string_view key, od::value& v) { return held.hold(key, each(key, v)); });
-      !r) {
+  // Scalars are captured by the table, the rest go to `each` with their failures held (a
+  // scalar's only failure, malformed JSON, would not be held anyway).
+  if (result<void> r = for_fields(spec, sp, scalar_fields(sp, scalars, holding(held, each))); !r) {
     return r;
   }
   // In the order the old DOM decoder looked fields up, so one object gets the same message.
-  const auto check = [&](std::string_view key) { return held.check(key); };
 
   const result<std::string_view> type_text = get_text(type, sp.field("type"));
   if (!type_text) {
@@ -881,7 +904,7 @@ result<void> decode_service_spec(od::object& spec, const path& sp, service& svc)
                             *type_text));
   }
 
-  if (result<void> r = check("clusterIPs"); !r) {
+  if (result<void> r = held.check({"clusterIPs"}); !r) {
     return r;
   }
   // spec.clusterIPs, else spec.clusterIP; when both are set the first must agree.
@@ -922,7 +945,7 @@ result<void> decode_service_spec(od::object& spec, const path& sp, service& svc)
     svc.cluster_ips.push_back(*addr);
   }
 
-  if (result<void> r = check("ports"); !r) {
+  if (result<void> r = held.check({"ports"}); !r) {
     return r;
   }
   const result<std::string_view> affinity_text = get_text(affinity, sp.field("sessionAffinity"));
@@ -945,10 +968,8 @@ result<void> decode_service_spec(od::object& spec, const path& sp, service& svc)
                 fmt::format("unknown value \"{}\" (want None or ClientIP)", *affinity_text));
   }
 
-  for (const std::string_view key : {"externalIPs", "loadBalancerSourceRanges"}) {
-    if (result<void> r = check(key); !r) {
-      return r;
-    }
+  if (result<void> r = held.check({"externalIPs", "loadBalancerSourceRanges"}); !r) {
+    return r;
   }
   const result<traffic_policy> external =
       get_traffic_policy(etp, sp.field("externalTrafficPolicy"));
@@ -977,7 +998,7 @@ result<void> decode_service_spec(od::object& spec, const path& sp, service& svc)
   }
   svc.traffic_distribution = *distribution_text;
 
-  if (result<void> r = check("selector"); !r) {
+  if (result<void> r = held.check({"selector"}); !r) {
     return r;
   }
   const result<std::optional<bool>> pnra_value =
@@ -987,7 +1008,7 @@ result<void> decode_service_spec(od::object& spec, const path& sp, service& svc)
   }
   svc.publish_not_ready_addresses = pnra_value->value_or(false);
 
-  if (result<void> r = check("ipFamilies"); !r) {
+  if (result<void> r = held.check({"ipFamilies"}); !r) {
     return r;
   }
   const result<std::string_view> policy = get_text(family_policy, sp.field("ipFamilyPolicy"));
@@ -1032,17 +1053,7 @@ result<void> decode_service_status(od::value& v, const path& st,
       out.clear();
       return for_objects(list, lp.field(k), [&](od::object& ing, const path& p) -> result<void> {
         scalar ip, mode;
-        if (result<void> r = for_fields(ing, p,
-                                        [&](std::string_view f, od::value& x) -> result<void> {
-                                          if (f == "ip") {
-                                            return take(ip, x, p.field(f));
-                                          }
-                                          if (f == "ipMode") {
-                                            return take(mode, x, p.field(f));
-                                          }
-                                          return {};
-                                        });
-            !r) {
+        if (result<void> r = take_fields(ing, p, {{"ip", &ip}, {"ipMode", &mode}}); !r) {
           return r;
         }
         const result<std::string_view> ip_text = get_text(ip, p.field("ip"));
@@ -1106,14 +1117,10 @@ struct service_body {
     if (!has_spec) {
       return fail_in(root.field("spec"), root, "missing");
     }
-    if (result<void> r = held.check("status"); !r) {
+    if (result<void> r = held.check({"status"}); !r) {
       return std::unexpected(std::move(r.error()));
     }
-    svc.namespace_ = std::move(meta.namespace_);
-    svc.name = std::move(meta.name);
-    svc.labels = std::move(meta.labels);
-    svc.annotations = std::move(meta.annotations);
-    svc.resource_version = std::move(meta.resource_version);
+    adopt_metadata(std::move(meta), svc);
     svc.lb_ingress = std::move(ingress);
     return std::move(svc);
   }
@@ -1123,19 +1130,8 @@ struct service_body {
 
 result<endpoint_port> decode_endpoint_port(od::object& p, const path& pp) {
   scalar name, number, protocol;
-  if (result<void> r = for_fields(p, pp,
-                                  [&](std::string_view key, od::value& v) -> result<void> {
-                                    if (key == "name") {
-                                      return take(name, v, pp.field(key));
-                                    }
-                                    if (key == "port") {
-                                      return take(number, v, pp.field(key));
-                                    }
-                                    if (key == "protocol") {
-                                      return take(protocol, v, pp.field(key));
-                                    }
-                                    return {};
-                                  });
+  if (result<void> r =
+          take_fields(p, pp, {{"name", &name}, {"port", &number}, {"protocol", &protocol}});
       !r) {
     return std::unexpected(std::move(r.error()));
   }
@@ -1173,12 +1169,7 @@ result<void> decode_hint_names(od::value& v, const path& hp, std::vector<std::st
   present = type != json_type::null;
   return for_objects(v, hp, [&](od::object& h, const path& p) -> result<void> {
     scalar name;
-    if (result<void> r = for_fields(h, p,
-                                    [&](std::string_view key, od::value& x) -> result<void> {
-                                      return key == "name" ? take(name, x, p.field(key))
-                                                           : result<void>();
-                                    });
-        !r) {
+    if (result<void> r = take_fields(h, p, {{"name", &name}}); !r) {
       return r;
     }
     const result<std::string_view> text = get_text(name, p.field("name"));
@@ -1220,19 +1211,10 @@ result<endpoint> decode_endpoint(od::object& e, const path& ep_path, slice_addre
     }
     if (key == "conditions") {
       scalar ready, serving, terminating;
-      if (result<void> c = for_fields_of(v, f,
-                                         [&](std::string_view k, od::value& x) -> result<void> {
-                                           if (k == "ready") {
-                                             return take(ready, x, f.field(k));
-                                           }
-                                           if (k == "serving") {
-                                             return take(serving, x, f.field(k));
-                                           }
-                                           if (k == "terminating") {
-                                             return take(terminating, x, f.field(k));
-                                           }
-                                           return {};
-                                         });
+      if (result<void> c = for_fields_of(
+              v, f,
+              scalar_fields(
+                  f, {{"ready", &ready}, {"serving", &serving}, {"terminating", &terminating}}));
           !c) {
         return c;
       }
@@ -1246,12 +1228,6 @@ result<endpoint> decode_endpoint(od::object& e, const path& ep_path, slice_addre
         *slot = *b;
       }
       return {};
-    }
-    if (key == "nodeName") {
-      return take(node_name, v, f);
-    }
-    if (key == "zone") {
-      return take(zone, v, f);
     }
     if (key == "hints") {
       return for_fields_of(v, f, [&](std::string_view k, od::value& x) -> result<void> {
@@ -1268,15 +1244,13 @@ result<endpoint> decode_endpoint(od::object& e, const path& ep_path, slice_addre
   };
   if (result<void> r = for_fields(
           e, ep_path,
-          [&](std::string_view key, od::value& v) { return held.hold(key, each(key, v)); });
+          scalar_fields(ep_path, {{"nodeName", &node_name}, {"zone", &zone}}, holding(held, each)));
       !r) {
     return std::unexpected(std::move(r.error()));
   }
   // The old lookup order: addresses, conditions, nodeName, zone, hints.
-  for (const std::string_view key : {"addresses", "conditions"}) {
-    if (result<void> r = held.check(key); !r) {
-      return std::unexpected(std::move(r.error()));
-    }
+  if (result<void> r = held.check({"addresses", "conditions"}); !r) {
+    return std::unexpected(std::move(r.error()));
   }
   const result<std::string_view> node_text = get_text(node_name, ep_path.field("nodeName"));
   if (!node_text) {
@@ -1288,7 +1262,7 @@ result<endpoint> decode_endpoint(od::object& e, const path& ep_path, slice_addre
     return std::unexpected(zone_text.error());
   }
   ep.zone = *zone_text;
-  if (result<void> r = held.check("hints"); !r) {
+  if (result<void> r = held.check({"hints"}); !r) {
     return std::unexpected(std::move(r.error()));
   }
   return ep;
@@ -1323,16 +1297,10 @@ struct slice_body {
 
   result<void> decode_endpoints(od::value& v, const path& root) {
     slice.endpoints.clear();
-    result<void> r = for_objects(v, root.field("endpoints"),
-                                 [&](od::object& e, const path& p) -> result<void> {
-                                   result<endpoint> ep =
-                                       decode_endpoint(e, p, *type, address_type.text);
-                                   if (!ep) {
-                                     return std::unexpected(std::move(ep.error()));
-                                   }
-                                   slice.endpoints.push_back(std::move(*ep));
-                                   return {};
-                                 });
+    result<void> r = append_objects(v, root.field("endpoints"), slice.endpoints,
+                                    [&](od::object& e, const path& p) {
+                                      return decode_endpoint(e, p, *type, address_type.text);
+                                    });
     // Doubling leaves a third of the capacity unused on average, and 100k endpoints are held
     // for the agent's lifetime (an on-demand array has no cheap count to reserve from).
     slice.endpoints.shrink_to_fit();
@@ -1353,15 +1321,7 @@ struct slice_body {
     }
     if (key == "ports") {
       slice.ports.clear();
-      return held.hold(
-          key, for_objects(v, root.field(key), [&](od::object& p, const path& pp) -> result<void> {
-            result<endpoint_port> port = decode_endpoint_port(p, pp);
-            if (!port) {
-              return std::unexpected(std::move(port.error()));
-            }
-            slice.ports.push_back(std::move(*port));
-            return {};
-          }));
+      return held.hold(key, append_objects(v, root.field(key), slice.ports, decode_endpoint_port));
     }
     return {};
   }
@@ -1392,15 +1352,11 @@ struct slice_body {
         return std::unexpected(std::move(r.error()));
       }
     }
-    if (result<void> r = held.check("ports"); !r) {
+    if (result<void> r = held.check({"ports"}); !r) {
       return std::unexpected(std::move(r.error()));
     }
     slice.service_name = meta.labels.find(std::string(label_service_name))->second;
-    slice.namespace_ = std::move(meta.namespace_);
-    slice.name = std::move(meta.name);
-    slice.labels = std::move(meta.labels);
-    slice.annotations = std::move(meta.annotations);
-    slice.resource_version = std::move(meta.resource_version);
+    adopt_metadata(std::move(meta), slice);
     return std::move(slice);
   }
 };
@@ -1420,27 +1376,12 @@ struct node_body {
       const path f = sp.field(key);
       if (key == "podCIDRs") {
         n.pod_cidrs.clear();
-        return for_scalars(x, f, [&](const scalar& s, const path& p) -> result<void> {
-          const result<ip_prefix> prefix = get_prefix(s, p);
-          if (!prefix) {
-            return std::unexpected(prefix.error());
-          }
-          n.pod_cidrs.push_back(*prefix);
-          return {};
-        });
-      }
-      if (key == "podCIDR") {
-        return take(pod_cidr, x, f);
+        return append_scalars(x, f, n.pod_cidrs, get_prefix);
       }
       if (key == "taints") {
         return for_objects(x, f, [&](od::object& t, const path& p) -> result<void> {
           scalar taint_key;
-          if (result<void> r = for_fields(t, p,
-                                          [&](std::string_view k, od::value& y) -> result<void> {
-                                            return k == "key" ? take(taint_key, y, p.field(k))
-                                                              : result<void>();
-                                          });
-              !r) {
+          if (result<void> r = take_fields(t, p, {{"key", &taint_key}}); !r) {
             return r;
           }
           const result<std::string_view> text = get_text(taint_key, p.field("key"));
@@ -1455,8 +1396,7 @@ struct node_body {
       }
       return {};
     };
-    return for_fields_of(
-        v, sp, [&](std::string_view key, od::value& x) { return held.hold(key, each(key, x)); });
+    return for_fields_of(v, sp, scalar_fields(sp, {{"podCIDR", &pod_cidr}}, holding(held, each)));
   }
 
   result<void> decode_status(od::value& v, const path& st) {
@@ -1468,17 +1408,7 @@ struct node_body {
       n.external_ips.clear();
       return for_objects(x, st.field(key), [&](od::object& a, const path& p) -> result<void> {
         scalar type, address;
-        if (result<void> r = for_fields(a, p,
-                                        [&](std::string_view k, od::value& y) -> result<void> {
-                                          if (k == "type") {
-                                            return take(type, y, p.field(k));
-                                          }
-                                          if (k == "address") {
-                                            return take(address, y, p.field(k));
-                                          }
-                                          return {};
-                                        });
-            !r) {
+        if (result<void> r = take_fields(a, p, {{"type", &type}, {"address", &address}}); !r) {
           return r;
         }
         const result<std::string_view> type_text = get_text(type, p.field("type"));
@@ -1510,7 +1440,7 @@ struct node_body {
   }
 
   result<node> finish(od::object&, const path& root, metadata&& meta) {
-    if (result<void> r = held.check("podCIDRs"); !r) {
+    if (result<void> r = held.check({"podCIDRs"}); !r) {
       return std::unexpected(std::move(r.error()));
     }
     if (n.pod_cidrs.empty() && !pod_cidr.null()) {
@@ -1520,20 +1450,66 @@ struct node_body {
       }
       n.pod_cidrs.push_back(*prefix);
     }
-    for (const std::string_view key : {"taints", "status"}) {
-      if (result<void> r = held.check(key); !r) {
-        return std::unexpected(std::move(r.error()));
-      }
+    if (result<void> r = held.check({"taints", "status"}); !r) {
+      return std::unexpected(std::move(r.error()));
     }
-    n.name = std::move(meta.name);
-    n.labels = std::move(meta.labels);
-    n.resource_version = std::move(meta.resource_version);
     n.deleting = meta.deleting;
+    adopt_metadata(std::move(meta), n);
     return std::move(n);
   }
 };
 
 // ---- Pod ----
+
+// One of a container's ports (spec.containers[].ports[]).
+result<pod_port> decode_container_port(od::object& p, const path& pp) {
+  scalar name, number, protocol, host_port, host_ip;
+  if (result<void> r = take_fields(p, pp,
+                                   {{"name", &name},
+                                    {"containerPort", &number},
+                                    {"protocol", &protocol},
+                                    {"hostPort", &host_port},
+                                    {"hostIP", &host_ip}});
+      !r) {
+    return std::unexpected(std::move(r.error()));
+  }
+  pod_port port;
+  const result<std::string_view> name_text = get_text(name, pp.field("name"));
+  if (!name_text) {
+    return std::unexpected(name_text.error());
+  }
+  port.name = *name_text;
+  const result<std::optional<int64_t>> value = get_int(number, pp.field("containerPort"), 1, 65535);
+  if (!value) {
+    return std::unexpected(value.error());
+  }
+  if (!*value) {
+    return fail_in(pp.field("containerPort"), pp, "missing");
+  }
+  port.container_port = static_cast<uint16_t>(**value);
+  const result<uint8_t> proto = get_protocol(protocol, pp.field("protocol"));
+  if (!proto) {
+    return std::unexpected(proto.error());
+  }
+  port.protocol = *proto;
+  const result<std::optional<int64_t>> hp = get_int(host_port, pp.field("hostPort"), 0, 65535);
+  if (!hp) {
+    return std::unexpected(hp.error());
+  }
+  port.host_port = static_cast<uint16_t>(hp->value_or(0));
+  const result<std::string_view> host_ip_text = get_text(host_ip, pp.field("hostIP"));
+  if (!host_ip_text) {
+    return std::unexpected(host_ip_text.error());
+  }
+  if (!host_ip_text->empty()) {
+    const result<ip_addr> addr = get_ip(host_ip, pp.field("hostIP"), pp);
+    if (!addr) {
+      return std::unexpected(addr.error());
+    }
+    port.host_ip = *addr;
+  }
+  return port;
+}
 
 // Ports of spec.containers or spec.initContainers. Only init containers that keep running
 // (restartPolicy Always, "sidecars") have ports the EndpointSlice controller resolves named
@@ -1546,89 +1522,22 @@ result<void> decode_container_ports(od::value& v, const path& cp_list, bool side
     scalar restart;
     std::vector<pod_port> ports;
     std::optional<failure> ports_error;
-    if (result<void> r = for_fields(
-            c, cp,
-            [&](std::string_view key, od::value& x) -> result<void> {
-              if (key == "restartPolicy") {
-                return take(restart, x, cp.field(key));
-              }
-              if (key != "ports") {
-                return {};
-              }
-              ports.clear();
-              ports_error.reset();
-              result<void> pr =
-                  for_objects(x, cp.field(key), [&](od::object& p, const path& pp) -> result<void> {
-                    scalar name, number, protocol, host_port, host_ip;
-                    if (result<void> f =
-                            for_fields(p, pp,
-                                       [&](std::string_view k, od::value& y) -> result<void> {
-                                         if (k == "name") {
-                                           return take(name, y, pp.field(k));
-                                         }
-                                         if (k == "containerPort") {
-                                           return take(number, y, pp.field(k));
-                                         }
-                                         if (k == "protocol") {
-                                           return take(protocol, y, pp.field(k));
-                                         }
-                                         if (k == "hostPort") {
-                                           return take(host_port, y, pp.field(k));
-                                         }
-                                         if (k == "hostIP") {
-                                           return take(host_ip, y, pp.field(k));
-                                         }
+    if (result<void> r =
+            for_fields(c, cp,
+                       scalar_fields(cp, {{"restartPolicy", &restart}},
+                                     [&](std::string_view key, od::value& x) -> result<void> {
+                                       if (key != "ports") {
                                          return {};
-                                       });
-                        !f) {
-                      return f;
-                    }
-                    pod_port port;
-                    const result<std::string_view> name_text = get_text(name, pp.field("name"));
-                    if (!name_text) {
-                      return std::unexpected(name_text.error());
-                    }
-                    port.name = *name_text;
-                    const result<std::optional<int64_t>> value =
-                        get_int(number, pp.field("containerPort"), 1, 65535);
-                    if (!value) {
-                      return std::unexpected(value.error());
-                    }
-                    if (!*value) {
-                      return fail_in(pp.field("containerPort"), pp, "missing");
-                    }
-                    port.container_port = static_cast<uint16_t>(**value);
-                    const result<uint8_t> proto = get_protocol(protocol, pp.field("protocol"));
-                    if (!proto) {
-                      return std::unexpected(proto.error());
-                    }
-                    port.protocol = *proto;
-                    const result<std::optional<int64_t>> hp =
-                        get_int(host_port, pp.field("hostPort"), 0, 65535);
-                    if (!hp) {
-                      return std::unexpected(hp.error());
-                    }
-                    port.host_port = static_cast<uint16_t>(hp->value_or(0));
-                    const result<std::string_view> host_ip_text =
-                        get_text(host_ip, pp.field("hostIP"));
-                    if (!host_ip_text) {
-                      return std::unexpected(host_ip_text.error());
-                    }
-                    if (!host_ip_text->empty()) {
-                      const result<ip_addr> addr = get_ip(host_ip, pp.field("hostIP"), pp);
-                      if (!addr) {
-                        return std::unexpected(addr.error());
-                      }
-                      port.host_ip = *addr;
-                    }
-                    ports.push_back(std::move(port));
-                    return {};
-                  });
-              if (!pr) {
-                ports_error = std::move(pr.error());
-              }
-              return {};
-            });
+                                       }
+                                       ports.clear();
+                                       ports_error.reset();
+                                       result<void> pr = append_objects(x, cp.field(key), ports,
+                                                                        decode_container_port);
+                                       if (!pr) {
+                                         ports_error = std::move(pr.error());
+                                       }
+                                       return {};
+                                     }));
         !r) {
       return r;
     }
@@ -1657,95 +1566,66 @@ struct pod_body {
   held_failures held;
 
   result<void> decode_spec(od::value& v, const path& sp) {
-    return for_fields_of(v, sp,
-                         holding(held,
-                                 [&](std::string_view key, od::value& x) -> result<void> {
-                                   const path f = sp.field(key);
-                                   if (key == "nodeName") {
-                                     return take(node_name, x, f);
-                                   }
-                                   if (key == "hostNetwork") {
-                                     return take(host_network, x, f);
-                                   }
-                                   if (key == "initContainers") {
-                                     return decode_container_ports(x, f, true, init_ports);
-                                   }
-                                   if (key == "containers") {
-                                     return decode_container_ports(x, f, false, container_ports);
-                                   }
-                                   return {};
-                                 }),
-                         &has_spec);
+    const auto each = [&](std::string_view key, od::value& x) -> result<void> {
+      const path f = sp.field(key);
+      if (key == "initContainers") {
+        return decode_container_ports(x, f, true, init_ports);
+      }
+      if (key == "containers") {
+        return decode_container_ports(x, f, false, container_ports);
+      }
+      return {};
+    };
+    return for_fields_of(
+        v, sp,
+        scalar_fields(sp, {{"nodeName", &node_name}, {"hostNetwork", &host_network}},
+                      holding(held, each)),
+        &has_spec);
   }
 
   result<void> decode_status(od::value& v, const path& st) {
+    const auto each = [&](std::string_view key, od::value& x) -> result<void> {
+      const path f = st.field(key);
+      if (key == "podIPs") {
+        p.pod_ips.clear();
+        return for_objects(x, f, [&](od::object& item, const path& ip_path) -> result<void> {
+          scalar ip;
+          if (result<void> r = take_fields(item, ip_path, {{"ip", &ip}}); !r) {
+            return r;
+          }
+          const result<ip_addr> addr = get_ip(ip, ip_path.field("ip"), ip_path);
+          if (!addr) {
+            return std::unexpected(addr.error());
+          }
+          p.pod_ips.push_back(*addr);
+          return {};
+        });
+      }
+      if (key == "conditions") {
+        return for_objects(x, f, [&](od::object& c, const path& cp) -> result<void> {
+          scalar type, status;
+          if (result<void> r = take_fields(c, cp, {{"type", &type}, {"status", &status}}); !r) {
+            return r;
+          }
+          const result<std::string_view> type_text = get_text(type, cp.field("type"));
+          if (!type_text) {
+            return std::unexpected(type_text.error());
+          }
+          if (*type_text != "Ready") {
+            return {};
+          }
+          const result<std::string_view> value = get_text(status, cp.field("status"));
+          if (!value) {
+            return std::unexpected(value.error());
+          }
+          p.ready = *value == "True";
+          return {};
+        });
+      }
+      return {};
+    };
     return for_fields_of(
-        v, st,
-        holding(held,
-                [&](std::string_view key, od::value& x) -> result<void> {
-                  const path f = st.field(key);
-                  if (key == "podIPs") {
-                    p.pod_ips.clear();
-                    return for_objects(
-                        x, f, [&](od::object& item, const path& ip_path) -> result<void> {
-                          scalar ip;
-                          if (result<void> r =
-                                  for_fields(item, ip_path,
-                                             [&](std::string_view k, od::value& y) -> result<void> {
-                                               return k == "ip" ? take(ip, y, ip_path.field(k))
-                                                                : result<void>();
-                                             });
-                              !r) {
-                            return r;
-                          }
-                          const result<ip_addr> addr = get_ip(ip, ip_path.field("ip"), ip_path);
-                          if (!addr) {
-                            return std::unexpected(addr.error());
-                          }
-                          p.pod_ips.push_back(*addr);
-                          return {};
-                        });
-                  }
-                  if (key == "podIP") {
-                    return take(pod_ip, x, f);
-                  }
-                  if (key == "phase") {
-                    return take(phase, x, f);
-                  }
-                  if (key == "conditions") {
-                    return for_objects(x, f, [&](od::object& c, const path& cp) -> result<void> {
-                      scalar type, status;
-                      if (result<void> r =
-                              for_fields(c, cp,
-                                         [&](std::string_view k, od::value& y) -> result<void> {
-                                           if (k == "type") {
-                                             return take(type, y, cp.field(k));
-                                           }
-                                           if (k == "status") {
-                                             return take(status, y, cp.field(k));
-                                           }
-                                           return {};
-                                         });
-                          !r) {
-                        return r;
-                      }
-                      const result<std::string_view> type_text = get_text(type, cp.field("type"));
-                      if (!type_text) {
-                        return std::unexpected(type_text.error());
-                      }
-                      if (*type_text != "Ready") {
-                        return {};
-                      }
-                      const result<std::string_view> value = get_text(status, cp.field("status"));
-                      if (!value) {
-                        return std::unexpected(value.error());
-                      }
-                      p.ready = *value == "True";
-                      return {};
-                    });
-                  }
-                  return {};
-                }),
+        v, st, scalar_fields(st, {{"podIP", &pod_ip}, {"phase", &phase}}, holding(held, each)),
         &has_status);
   }
 
@@ -1772,17 +1652,15 @@ struct pod_body {
         return std::unexpected(hn.error());
       }
       p.host_network = hn->value_or(false);
-      for (const std::string_view key : {"initContainers", "containers"}) {
-        if (result<void> r = held.check(key); !r) {
-          return std::unexpected(std::move(r.error()));
-        }
+      if (result<void> r = held.check({"initContainers", "containers"}); !r) {
+        return std::unexpected(std::move(r.error()));
       }
       p.ports = std::move(init_ports);
       std::move(container_ports.begin(), container_ports.end(), std::back_inserter(p.ports));
     }
     if (has_status) {
       const path st = root.field("status");
-      if (result<void> r = held.check("podIPs"); !r) {
+      if (result<void> r = held.check({"podIPs"}); !r) {
         return std::unexpected(std::move(r.error()));
       }
       const result<std::string_view> single = get_text(pod_ip, st.field("podIP"));
@@ -1801,15 +1679,12 @@ struct pod_body {
         return std::unexpected(phase_text.error());
       }
       p.finished = *phase_text == "Succeeded" || *phase_text == "Failed";
-      if (result<void> r = held.check("conditions"); !r) {
+      if (result<void> r = held.check({"conditions"}); !r) {
         return std::unexpected(std::move(r.error()));
       }
     }
-    p.namespace_ = std::move(meta.namespace_);
-    p.name = std::move(meta.name);
-    p.labels = std::move(meta.labels);
-    p.resource_version = std::move(meta.resource_version);
     p.terminating = meta.deleting;
+    adopt_metadata(std::move(meta), p);
     return std::move(p);
   }
 };
@@ -1821,17 +1696,7 @@ result<void> decode_subset_addresses(od::value& v, const path& ap_list,
   out.clear();
   return for_objects(v, ap_list, [&](od::object& a, const path& ap) -> result<void> {
     scalar ip, node_name;
-    if (result<void> r = for_fields(a, ap,
-                                    [&](std::string_view k, od::value& y) -> result<void> {
-                                      if (k == "ip") {
-                                        return take(ip, y, ap.field(k));
-                                      }
-                                      if (k == "nodeName") {
-                                        return take(node_name, y, ap.field(k));
-                                      }
-                                      return {};
-                                    });
-        !r) {
+    if (result<void> r = take_fields(a, ap, {{"ip", &ip}, {"nodeName", &node_name}}); !r) {
       return r;
     }
     const result<ip_addr> addr = get_ip(ip, ap.field("ip"), ap);
@@ -1892,9 +1757,7 @@ struct endpoints_body {
   }
 
   result<endpoints> finish(od::object&, const path&, metadata&& meta) {
-    eps.namespace_ = std::move(meta.namespace_);
-    eps.name = std::move(meta.name);
-    eps.labels = std::move(meta.labels);
+    adopt_metadata(std::move(meta), eps);
     return std::move(eps);
   }
 };
