@@ -279,9 +279,9 @@ sync_report map_writer::run(reconcile_result plan) {
   // The mirror follows the ops on a second thread while the kernel takes them: on the first
   // sync of a large cluster each half takes a few hundred milliseconds. A failed write makes
   // the mirror be re-read from the kernel below anyway, so applying it early loses nothing.
-  std::thread mirror_thread;
+  std::jthread mirror_thread;  // joins on every way out of this function
   if (ops.size() >= parallel_apply_min_ops) {
-    mirror_thread = std::thread([this, &ops] { apply_ops(mirror_, ops); });
+    mirror_thread = std::jthread([this, &ops] { apply_ops(mirror_, ops); });
   }
 
   for (size_t begin = 0; begin < ops.size();) {
