@@ -266,21 +266,35 @@ result<ip_prefix> get_prefix(const scalar& s, const path& at) {
   return *prefix;
 }
 
-result<uint8_t> get_protocol(const scalar& s, const path& at) {
+// One of an enum's names, as a value. The empty text (absent or null) is the first name: the API
+// server's default. Anything else fails naming the accepted ones: `unknown NOUN "x" (want A, B
+// or C)`.
+template <typename T>
+result<T> get_one_of(const scalar& s, const path& at, std::string_view noun,
+                     std::initializer_list<std::pair<std::string_view, T>> names) {
   const result<std::string_view> text = get_text(s, at);
   if (!text) {
     return std::unexpected(text.error());
   }
-  if (text->empty() || *text == "TCP") {
-    return uint8_t{IPPROTO_TCP};  // the API server defaults protocol to TCP
+  if (text->empty()) {
+    return names.begin()->second;
   }
-  if (*text == "UDP") {
-    return uint8_t{IPPROTO_UDP};
+  std::string want;
+  size_t i = 0;
+  for (const auto& [name, value] : names) {
+    if (*text == name) {
+      return value;
+    }
+    want += i == 0 ? "" : i + 1 == names.size() ? " or " : ", ";
+    want += name;
+    ++i;
   }
-  if (*text == "SCTP") {
-    return uint8_t{IPPROTO_SCTP};
-  }
-  return fail(at, fmt::format("unknown protocol \"{}\" (want TCP, UDP or SCTP)", *text));
+  return fail(at, fmt::format("unknown {} \"{}\" (want {})", noun, *text, want));
+}
+
+result<uint8_t> get_protocol(const scalar& s, const path& at) {
+  return get_one_of<uint8_t>(s, at, "protocol",
+                             {{"TCP", IPPROTO_TCP}, {"UDP", IPPROTO_UDP}, {"SCTP", IPPROTO_SCTP}});
 }
 
 // A named port (IANA_SVC_NAME): 1..15 of [a-z0-9-], at least one letter.
@@ -725,17 +739,8 @@ result<service_port> decode_service_port(od::object& p, const path& pp) {
 }
 
 result<traffic_policy> get_traffic_policy(const scalar& s, const path& at) {
-  const result<std::string_view> text = get_text(s, at);
-  if (!text) {
-    return std::unexpected(text.error());
-  }
-  if (text->empty() || *text == "Cluster") {
-    return traffic_policy::cluster;
-  }
-  if (*text == "Local") {
-    return traffic_policy::local;
-  }
-  return fail(at, fmt::format("unknown policy \"{}\" (want Cluster or Local)", *text));
+  return get_one_of<traffic_policy>(
+      s, at, "policy", {{"Cluster", traffic_policy::cluster}, {"Local", traffic_policy::local}});
 }
 
 // spec.sessionAffinityConfig, read as it goes by but judged only for ClientIP affinity (as
@@ -885,24 +890,16 @@ result<void> decode_service_spec(od::object& spec, const path& sp, service& svc)
   }
   // In the order the old DOM decoder looked fields up, so one object gets the same message.
 
-  const result<std::string_view> type_text = get_text(type, sp.field("type"));
-  if (!type_text) {
-    return std::unexpected(type_text.error());
+  const result<service_type> type_value =
+      get_one_of<service_type>(type, sp.field("type"), "type",
+                               {{"ClusterIP", service_type::cluster_ip},
+                                {"NodePort", service_type::node_port},
+                                {"LoadBalancer", service_type::load_balancer},
+                                {"ExternalName", service_type::external_name}});
+  if (!type_value) {
+    return std::unexpected(type_value.error());
   }
-  if (type_text->empty() || *type_text == "ClusterIP") {
-    svc.type = service_type::cluster_ip;
-  } else if (*type_text == "NodePort") {
-    svc.type = service_type::node_port;
-  } else if (*type_text == "LoadBalancer") {
-    svc.type = service_type::load_balancer;
-  } else if (*type_text == "ExternalName") {
-    svc.type = service_type::external_name;
-  } else {
-    return fail(sp.field("type"),
-                fmt::format("unknown type \"{}\" (want ClusterIP, NodePort, LoadBalancer or "
-                            "ExternalName)",
-                            *type_text));
-  }
+  svc.type = *type_value;
 
   if (result<void> r = held.check({"clusterIPs"}); !r) {
     return r;
@@ -948,11 +945,12 @@ result<void> decode_service_spec(od::object& spec, const path& sp, service& svc)
   if (result<void> r = held.check({"ports"}); !r) {
     return r;
   }
-  const result<std::string_view> affinity_text = get_text(affinity, sp.field("sessionAffinity"));
-  if (!affinity_text) {
-    return std::unexpected(affinity_text.error());
+  const result<bool> client_ip = get_one_of<bool>(affinity, sp.field("sessionAffinity"), "value",
+                                                  {{"None", false}, {"ClientIP", true}});
+  if (!client_ip) {
+    return std::unexpected(client_ip.error());
   }
-  if (*affinity_text == "ClientIP") {
+  if (*client_ip) {
     svc.session_affinity_client_ip = true;
     svc.affinity_timeout_s = default_affinity_timeout_s;
     if (config) {
@@ -963,9 +961,6 @@ result<void> decode_service_spec(od::object& spec, const path& sp, service& svc)
         svc.affinity_timeout_s = static_cast<uint32_t>(*config->timeout);
       }
     }
-  } else if (!affinity_text->empty() && *affinity_text != "None") {
-    return fail(sp.field("sessionAffinity"),
-                fmt::format("unknown value \"{}\" (want None or ClientIP)", *affinity_text));
   }
 
   if (result<void> r = held.check({"externalIPs", "loadBalancerSourceRanges"}); !r) {
@@ -1011,22 +1006,15 @@ result<void> decode_service_spec(od::object& spec, const path& sp, service& svc)
   if (result<void> r = held.check({"ipFamilies"}); !r) {
     return r;
   }
-  const result<std::string_view> policy = get_text(family_policy, sp.field("ipFamilyPolicy"));
+  const result<ip_family_policy> policy =
+      get_one_of<ip_family_policy>(family_policy, sp.field("ipFamilyPolicy"), "policy",
+                                   {{"SingleStack", ip_family_policy::single_stack},
+                                    {"PreferDualStack", ip_family_policy::prefer_dual_stack},
+                                    {"RequireDualStack", ip_family_policy::require_dual_stack}});
   if (!policy) {
     return std::unexpected(policy.error());
   }
-  if (policy->empty() || *policy == "SingleStack") {
-    svc.family_policy = ip_family_policy::single_stack;
-  } else if (*policy == "PreferDualStack") {
-    svc.family_policy = ip_family_policy::prefer_dual_stack;
-  } else if (*policy == "RequireDualStack") {
-    svc.family_policy = ip_family_policy::require_dual_stack;
-  } else {
-    return fail(sp.field("ipFamilyPolicy"),
-                fmt::format("unknown policy \"{}\" (want SingleStack, PreferDualStack or "
-                            "RequireDualStack)",
-                            *policy));
-  }
+  svc.family_policy = *policy;
 
   const result<std::optional<bool>> allocate_value =
       get_bool(allocate, sp.field("allocateLoadBalancerNodePorts"));
@@ -1060,17 +1048,13 @@ result<void> decode_service_status(od::value& v, const path& st,
         if (!ip_text) {
           return std::unexpected(ip_text.error());
         }
-        const result<std::string_view> mode_text = get_text(mode, p.field("ipMode"));
-        if (!mode_text) {
-          return std::unexpected(mode_text.error());
+        const result<bool> proxy =
+            get_one_of<bool>(mode, p.field("ipMode"), "ipMode", {{"VIP", false}, {"Proxy", true}});
+        if (!proxy) {
+          return std::unexpected(proxy.error());
         }
         load_balancer_ingress entry;
-        if (*mode_text == "Proxy") {
-          entry.ip_mode_proxy = true;
-        } else if (!mode_text->empty() && *mode_text != "VIP") {
-          return fail(p.field("ipMode"),
-                      fmt::format("unknown ipMode \"{}\" (want VIP or Proxy)", *mode_text));
-        }
+        entry.ip_mode_proxy = *proxy;
         if (ip_text->empty()) {
           return {};  // hostname-only (AWS ELB style): nothing to program
         }
