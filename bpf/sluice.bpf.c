@@ -18,7 +18,7 @@ static __always_inline void lb_count(__u32 stat, __u32 len, __u32 svc_id)
 	struct lb_svc_stat_value *s;
 	struct lb_stat_value *v;
 
-	v = bpf_map_lookup_elem(&lb_stats_v2, &stat);
+	v = bpf_map_lookup_elem(&lb_stats_v3, &stat);
 	if (v) {
 		v->packets++;
 		v->bytes += len;
@@ -133,7 +133,7 @@ static __always_inline int lb_new_flow(struct __sk_buff *skb, struct lb_pkt *p,
 	hairpin = lb_addr_eq(&b.addr, &p->saddr);
 
 	st.dir = LB_CT_FORWARD;
-	st.flags = hairpin ? LB_CT_F_HAIRPIN : 0;
+	st.flags = hairpin ? LB_CT_F_SNAT : 0;
 	st.nat_port = b.port;
 	st.backend_id = b.id;
 	st.svc_id = svc->svc_id;
@@ -154,7 +154,7 @@ static __always_inline int lb_new_flow(struct __sk_buff *skb, struct lb_pkt *p,
 		st = *won;
 		b.addr = nat.addr;
 		b.port = won->nat_port;
-		hairpin = won->flags & LB_CT_F_HAIRPIN;
+		hairpin = won->flags & LB_CT_F_SNAT;
 	} else {
 		lb_ct_peer(&rt, t, &st, &nat);
 		st.dir = LB_CT_REPLY;
@@ -180,7 +180,7 @@ static __always_inline int lb_ct_xlate(struct __sk_buff *skb, const struct lb_pk
 				       const struct lb_tuple *t, struct lb_ct_state *st,
 				       const struct lb_ct_nat *nat, __u64 now, __u32 *svc_id)
 {
-	bool hairpin = st->flags & LB_CT_F_HAIRPIN;
+	bool hairpin = st->flags & LB_CT_F_SNAT;
 	int err;
 
 	*svc_id = st->svc_id;

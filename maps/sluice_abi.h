@@ -26,8 +26,18 @@
 #define LB_MAX_AFFINITY		65536	/* per family */
 #define LB_MAX_FRAGMENTS	8192	/* per family, datagrams in flight in pieces */
 #define LB_MAX_BACKENDS_PER_SVC	65535	/* slot numbers are __u16, slot 0 is the master */
+#define LB_MAX_SRC_RANGES	65536	/* loadBalancerSourceRanges prefixes, per family */
+#define LB_MAX_DEVICES		64	/* native devices (--devices) */
 /*
- * Entries of lb_stats_v2: more than enum lb_stat uses, so that a new stat needs no new map
+ * Maglev lookup table size (entries, a prime). Cilium's default is 16381; at 100 backends that
+ * moves up to 1.51% of the other backends' flows when one backend goes (measured over seeds,
+ * tests/agent/maglev_test.cc), above the 1.5% sluice promises, so the default is the next size
+ * of Cilium's list. 128 KiB of kernel memory per Maglev frontend.
+ */
+#define LB_MAGLEV_DEFAULT_SIZE	32749
+#define LB_MAGLEV_MAX_SIZE	131071
+/*
+ * Entries of lb_stats_v3: more than enum lb_stat uses, so that a new stat needs no new map
  * version (an array's size is part of its pinned layout). Never lower it.
  */
 #define LB_STATS_SLOTS		64
@@ -38,17 +48,24 @@
 #define LB6_SERVICES_MAP	"lb6_services_v1"
 #define LB4_BACKENDS_MAP	"lb4_backends_v1"
 #define LB6_BACKENDS_MAP	"lb6_backends_v1"
-#define LB4_CT_MAP		"lb4_ct_v1"
-#define LB6_CT_MAP		"lb6_ct_v1"
+#define LB4_CT_MAP		"lb4_ct_v2"	/* v2: snat_port, snat_addr */
+#define LB6_CT_MAP		"lb6_ct_v2"
 #define LB4_AFFINITY_MAP	"lb4_affinity_v1"
 #define LB6_AFFINITY_MAP	"lb6_affinity_v1"
 #define LB4_FRAGS_MAP		"lb4_frags_v1"
 #define LB6_FRAGS_MAP		"lb6_frags_v1"
-#define LB_STATS_MAP		"lb_stats_v2"	/* v2: LB_STATS_SLOTS entries */
+#define LB_STATS_MAP		"lb_stats_v3"	/* v2: LB_STATS_SLOTS entries; v3: north-south stats */
 #define LB_SVC_STATS_MAP	"lb_svc_stats_v1"
+#define LB4_SRC_RANGES_MAP	"lb4_src_ranges_v1"
+#define LB6_SRC_RANGES_MAP	"lb6_src_ranges_v1"
+#define LB_MAGLEV_MAP		"lb_maglev_v1"
+#define LB_DEVICES_MAP		"lb_devices_v1"
 
-/* Name of the tc program on pod-facing devices (the kernel keeps 15 characters). */
-#define LB_POD_INGRESS_PROG	"lb_pod_ingress"
+/* Program names (the kernel keeps 15 characters). */
+#define LB_POD_INGRESS_PROG	"lb_pod_ingress"	/* tc ingress of pod-facing devices */
+#define LB_NODE_XDP_PROG	"lb_node_xdp"		/* XDP on native devices (--devices) */
+#define LB_NODE_INGRESS_PROG	"lb_node_ingress"	/* tc ingress of native devices */
+#define LB_NODE_EGRESS_PROG	"lb_node_egress"	/* tc egress of native devices */
 /* tc filter identity on the clsact ingress hook; the agent replaces/detaches by these. */
 #define LB_TC_HANDLE		0x51ce
 #define LB_TC_PRIORITY		0x51
@@ -56,7 +73,12 @@
 /* ---- services: master entry (slot 0) + one entry per backend slot ------------------------ */
 
 enum lb_scope {
-	LB_SCOPE_ALL = 0,	/* every source; the only scope until traffic policies land */
+	LB_SCOPE_ALL = 0,	/* every source, unless the master says LB_SVC_F_EXT_LOCAL */
+	/*
+	 * externalTrafficPolicy Local: the backends for traffic from outside the node (this
+	 * node's endpoints only; the client address is kept). Same svc_id as the ALL entries.
+	 */
+	LB_SCOPE_EXTERNAL = 1,
 };
 
 enum lb_svc_flags {
@@ -67,6 +89,14 @@ enum lb_svc_flags {
 	 * DROPs there; REJECT is only for a service without any endpoint).
 	 */
 	LB_SVC_F_DROP_EMPTY = 1 << 1,
+	/* NodePort, LoadBalancer, ExternalIP or HostPort: served on native devices (XDP/tc). */
+	LB_SVC_F_EXTERNAL = 1 << 2,
+	/* Master of scope ALL: traffic from outside the node uses the LB_SCOPE_EXTERNAL entries. */
+	LB_SVC_F_EXT_LOCAL = 1 << 3,
+	/* New flows only from clients in lb{4,6}_src_ranges_v1 under svc_id; others dropped. */
+	LB_SVC_F_SOURCE_RANGES = 1 << 4,
+	/* Traffic from outside the node picks its backend from lb_maglev_v1[svc_id]. */
+	LB_SVC_F_MAGLEV = 1 << 5,
 };
 
 struct lb4_svc_key {
@@ -132,11 +162,23 @@ enum lb_ct_dir {
 };
 
 enum lb_ct_flags {
-	LB_CT_F_HAIRPIN = 1 << 0,	/* client is its own backend: source rewritten to the VIP */
+	/*
+	 * Source NAT: FORWARD rewrites the source to snat_addr:snat_port, REPLY restores the
+	 * destination to snat_addr:snat_port. A pod that is its own backend (hairpin) is hidden
+	 * behind the VIP with its own port; NodePort SNAT uses the node address and a new port.
+	 */
+	LB_CT_F_SNAT = 1 << 0,
 	LB_CT_F_FIN_FWD = 1 << 1,	/* TCP FIN seen from the client */
 	LB_CT_F_FIN_REPLY = 1 << 2,	/* TCP FIN seen from the backend */
 	LB_CT_F_RST = 1 << 3,		/* TCP RST seen either way */
 	LB_CT_F_SEEN_REPLY = 1 << 4,	/* the backend has answered */
+	/*
+	 * FORWARD: the backend is on another node and answers the client directly; the service
+	 * address travels in a DSR option (TCP SYN, every UDP datagram). REPLY: made on the
+	 * backend's node from such an option.
+	 */
+	LB_CT_F_DSR = 1 << 5,
+	LB_CT_F_REMOTE = 1 << 6,	/* FORWARD: the backend is behind a native device (XDP_TX) */
 };
 
 struct lb4_ct_key {
@@ -164,26 +206,27 @@ struct lb_ct_state {
 	__be16 nat_port;	/* be: FORWARD: backend port; REPLY: service port */
 	__u32 backend_id;	/* host */
 	__u32 svc_id;		/* host */
-	__u32 pad;
+	__be16 snat_port;	/* be: with LB_CT_F_SNAT, see there */
+	__u8 pad[2];
 	__u64 created_ns;	/* host: bpf_ktime_get_ns() (CLOCK_MONOTONIC) at creation */
 	__u64 last_seen_ns;	/* host: CLOCK_MONOTONIC, refreshed at most every LB_CT_REFRESH_S */
 };
 
 /*
- * FORWARD entry: nat_addr:state.nat_port = backend; hairpin_addr = the VIP used as new source.
- * REPLY entry:   nat_addr:state.nat_port = VIP:port; hairpin_addr = the client to restore as
- *                destination. hairpin_addr is meaningful only with LB_CT_F_HAIRPIN.
+ * FORWARD entry: nat_addr:state.nat_port = backend; snat_addr:snat_port = the new source.
+ * REPLY entry:   nat_addr:state.nat_port = VIP:port; snat_addr:snat_port = the client to restore
+ *                as destination. snat_* are meaningful only with LB_CT_F_SNAT.
  */
 struct lb4_ct_value {
 	struct lb_ct_state state;
 	__be32 nat_addr;	/* be */
-	__be32 hairpin_addr;	/* be */
+	__be32 snat_addr;	/* be */
 };
 
 struct lb6_ct_value {
 	struct lb_ct_state state;
 	__be32 nat_addr[4];	/* be */
-	__be32 hairpin_addr[4];	/* be */
+	__be32 snat_addr[4];	/* be */
 };
 
 /* ---- ClientIP session affinity ---------------------------------------------------------- */
@@ -227,10 +270,76 @@ struct lb_frag_value {
 	__be16 dport;		/* be */
 };
 
+/* ---- loadBalancerSourceRanges: LPM tries keyed by (svc_id, client prefix) ---------------- */
+
+/* prefixlen = 32 (svc_id, always matched) + the prefix length of addr. */
+struct lb4_src_range_key {
+	__u32 prefixlen;	/* host */
+	__u32 svc_id;		/* host (matched as bytes, all 32 bits) */
+	__be32 addr;		/* be */
+};
+
+struct lb6_src_range_key {
+	__u32 prefixlen;	/* host */
+	__u32 svc_id;		/* host */
+	__be32 addr[4];		/* be */
+};
+
+#define LB_SRC_RANGE_KEY_PREFIX	32	/* bits of svc_id ahead of the address */
+
+/* ---- Maglev: lb_maglev_v1[svc_id] is an array map of LB_MAGLEV size backend ids (host) ---- */
+
+/* ---- native devices: where north-south traffic arrives and leaves ---------------------- */
+
+enum lb_device_flags {
+	LB_DEV_F_XDP = 1 << 0,	/* lb_node_xdp is attached: tc ingress need not look again */
+};
+
+/* Key: ifindex (host). Addresses used as the SNAT source of flows sent out of the device. */
+struct lb_device {
+	__be32 addr4;		/* be: 0 = none */
+	__be32 addr6[4];	/* be: :: = none */
+	__u32 flags;		/* host: enum lb_device_flags */
+};
+
+/* How a north-south flow reaches a backend on another node (cfg_lb_mode, --lb-mode). */
+enum lb_mode {
+	LB_MODE_SNAT = 0,	/* source becomes the node, replies come back through it */
+	LB_MODE_DSR = 1,	/* client address kept, the backend's node answers directly */
+	LB_MODE_HYBRID = 2,	/* DSR for TCP, SNAT for UDP (no per-datagram option) */
+};
+
+/* Default SNAT source ports: above Linux's ephemeral range (32768-60999), below 65536. */
+#define LB_SNAT_PORT_MIN	61000
+#define LB_SNAT_PORT_MAX	65535
+
+/* ---- DSR: how the service address travels to the backend's node ----------------------- */
+
+/* IPv4 option (Cilium's encoding): copied on fragmentation, class 0, number 26. */
+#define LB_DSR_OPT4_TYPE	0x9a
+struct lb_dsr_opt4 {
+	__u8 type;		/* LB_DSR_OPT4_TYPE */
+	__u8 len;		/* 8 */
+	__be16 port;		/* be: service port */
+	__be32 addr;		/* be: service address */
+};
+
+/* IPv6 destination option type 0x1b: top bits 00 = a node that does not know it skips it. */
+#define LB_DSR_OPT6_TYPE	0x1b
+struct lb_dsr_opt6 {
+	__u8 nexthdr;		/* the header that follows */
+	__u8 hdrlen;		/* 2: (24 / 8) - 1 */
+	__u8 opt_type;		/* LB_DSR_OPT6_TYPE */
+	__u8 opt_len;		/* 18 */
+	__be32 addr[4];		/* be: service address */
+	__be16 port;		/* be: service port */
+	__u8 pad[2];		/* PadN would need 2 bytes of its own: zero = Pad1 Pad1 */
+};
+
 /* ---- counters ------------------------------------------------------------------------ */
 
 /*
- * Index into lb_stats_v2: what happened to a packet. Values below LB_STAT_DROP_FIRST are not
+ * Index into lb_stats_v3: what happened to a packet. Values below LB_STAT_DROP_FIRST are not
  * drops. Names for each value are in lb_stat_names below so every tool prints the same words.
  */
 enum lb_stat {
@@ -242,6 +351,11 @@ enum lb_stat {
 	LB_STAT_PASS_FRAG_UNKNOWN,	/* non-first fragment of a datagram we never saw start */
 	LB_STAT_PASS_MALFORMED,		/* header too short or inconsistent, left to the stack */
 	LB_STAT_PASS_ROUTING_HDR,	/* IPv6 routing header with segments left: not final dst */
+	LB_STAT_FWD_REMOTE_NEW,		/* north-south first packet sent to another node's backend */
+	LB_STAT_FWD_REMOTE,		/* north-south later packet sent to another node's backend */
+	LB_STAT_DSR_LEARNT,		/* DSR option from a load-balancing node: reply entry made */
+	LB_STAT_ICMP_XLATE,		/* ICMP error about a translated flow, translated too */
+	LB_STAT_PASS_TO_STACK,		/* XDP: left for tc (neighbour unresolved, too big, ...) */
 	LB_STAT_DROP_FIRST,
 	LB_STAT_DROP_NO_BACKEND = LB_STAT_DROP_FIRST, /* slot/backend vanished mid-update */
 	LB_STAT_DROP_CT_INSERT,		/* conntrack insert failed: fail closed */
@@ -249,6 +363,9 @@ enum lb_stat {
 	LB_STAT_DROP_UDP6_ZERO_CSUM,	/* RFC 8200 8.1: zero UDP checksum is invalid on IPv6 */
 	LB_STAT_DROP_ICMP_FAILED,	/* could not build the ICMP unreachable */
 	LB_STAT_DROP_NO_LOCAL_ENDPOINT,	/* count == 0 with LB_SVC_F_DROP_EMPTY: Local policy */
+	LB_STAT_DROP_SOURCE_RANGE,	/* client outside the service's loadBalancerSourceRanges */
+	LB_STAT_DROP_SNAT_PORTS,	/* no free SNAT port for the flow after the retries */
+	LB_STAT_DROP_FIB,		/* no route to the backend or the client */
 	LB_STAT_MAX,			/* <= LB_STATS_SLOTS */
 };
 
@@ -261,12 +378,20 @@ enum lb_stat {
 	[LB_STAT_PASS_FRAG_UNKNOWN] = "pass_fragment_unknown", \
 	[LB_STAT_PASS_MALFORMED] = "pass_malformed", \
 	[LB_STAT_PASS_ROUTING_HDR] = "pass_routing_header", \
+	[LB_STAT_FWD_REMOTE_NEW] = "forward_remote_new", \
+	[LB_STAT_FWD_REMOTE] = "forward_remote", \
+	[LB_STAT_DSR_LEARNT] = "dsr_learnt", \
+	[LB_STAT_ICMP_XLATE] = "icmp_translated", \
+	[LB_STAT_PASS_TO_STACK] = "pass_to_stack", \
 	[LB_STAT_DROP_NO_BACKEND] = "drop_no_backend", \
 	[LB_STAT_DROP_CT_INSERT] = "drop_ct_insert", \
 	[LB_STAT_DROP_REWRITE] = "drop_rewrite", \
 	[LB_STAT_DROP_UDP6_ZERO_CSUM] = "drop_udp6_zero_csum", \
 	[LB_STAT_DROP_ICMP_FAILED] = "drop_icmp_failed", \
 	[LB_STAT_DROP_NO_LOCAL_ENDPOINT] = "drop_no_local_endpoint", \
+	[LB_STAT_DROP_SOURCE_RANGE] = "drop_source_range", \
+	[LB_STAT_DROP_SNAT_PORTS] = "drop_snat_ports", \
+	[LB_STAT_DROP_FIB] = "drop_fib", \
 }
 
 struct lb_stat_value {

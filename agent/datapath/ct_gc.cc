@@ -92,17 +92,17 @@ std::string bytes_of(const T& v) {
 // The key of the other entry of the flow `k` belongs to (bpf/lib/conntrack.h lb_ct_peer()).
 template <typename Key, typename Value>
 Key peer_of(const Key& k, const Value& v) {
-  const bool hairpin = v.state.flags & LB_CT_F_HAIRPIN;
+  const bool hairpin = v.state.flags & LB_CT_F_SNAT;
   Key p{};
   p.proto = k.proto;
   if (v.state.dir == LB_CT_FORWARD) {
     std::memcpy(&p.saddr, &v.nat_addr, sizeof(p.saddr));
-    std::memcpy(&p.daddr, hairpin ? static_cast<const void*>(&v.hairpin_addr) : &k.saddr,
+    std::memcpy(&p.daddr, hairpin ? static_cast<const void*>(&v.snat_addr) : &k.saddr,
                 sizeof(p.daddr));
     p.sport = v.state.nat_port;
     p.dport = k.sport;
   } else {
-    std::memcpy(&p.saddr, hairpin ? static_cast<const void*>(&v.hairpin_addr) : &k.daddr,
+    std::memcpy(&p.saddr, hairpin ? static_cast<const void*>(&v.snat_addr) : &k.daddr,
                 sizeof(p.saddr));
     std::memcpy(&p.daddr, &v.nat_addr, sizeof(p.daddr));
     p.sport = k.dport;
@@ -314,15 +314,15 @@ result<ct_sweep_counts> ct_sweeper::sweep(const map_state& mirror, const ct_swee
     result<bool> done;
     switch (map_) {
       case 0: {
-        ct_pass<lb4_ct_key, lb4_ct_value, 4> pass(bpf_map__fd(m.lb4_ct_v1), svc, t, now, c);
+        ct_pass<lb4_ct_key, lb4_ct_value, 4> pass(bpf_map__fd(m.lb4_ct_v2), svc, t, now, c);
         done =
-            walk<lb4_ct_key, lb4_ct_value>(bpf_map__fd(m.lb4_ct_v1), started_, batch_, left, pass);
+            walk<lb4_ct_key, lb4_ct_value>(bpf_map__fd(m.lb4_ct_v2), started_, batch_, left, pass);
         break;
       }
       case 1: {
-        ct_pass<lb6_ct_key, lb6_ct_value, 16> pass(bpf_map__fd(m.lb6_ct_v1), svc, t, now, c);
+        ct_pass<lb6_ct_key, lb6_ct_value, 16> pass(bpf_map__fd(m.lb6_ct_v2), svc, t, now, c);
         done =
-            walk<lb6_ct_key, lb6_ct_value>(bpf_map__fd(m.lb6_ct_v1), started_, batch_, left, pass);
+            walk<lb6_ct_key, lb6_ct_value>(bpf_map__fd(m.lb6_ct_v2), started_, batch_, left, pass);
         break;
       }
       case 2: {

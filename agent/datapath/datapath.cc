@@ -80,7 +80,7 @@ result<datapath> datapath::load(const std::string& bpffs_root) {
   }
   // Maps an older release pinned under names this one no longer uses (a layout change got a new
   // name): nothing reads them any more.
-  for (const char* old : {"lb_stats_v1"}) {
+  for (const char* old : {"lb_stats_v1", "lb_stats_v2", "lb4_ct_v1", "lb6_ct_v1"}) {
     unlink((fs::path(bpffs_root) / old).c_str());
   }
   return datapath(std::move(s));

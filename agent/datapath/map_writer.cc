@@ -419,8 +419,8 @@ result<map_fill> read_map_fill(::sluice_bpf* skel) {
       {m.lb6_services_v1, &f.services6},
       {m.lb4_backends_v1, &f.backends4},
       {m.lb6_backends_v1, &f.backends6},
-      {m.lb4_ct_v1, &f.ct4},
-      {m.lb6_ct_v1, &f.ct6},
+      {m.lb4_ct_v2, &f.ct4},
+      {m.lb6_ct_v2, &f.ct6},
       {m.lb4_affinity_v1, &f.affinity4},
       {m.lb6_affinity_v1, &f.affinity6},
   };

@@ -47,9 +47,9 @@ SLUICE_OFF(struct lb_ct_state, created_ns, 16);
 SLUICE_OFF(struct lb_ct_state, last_seen_ns, 24);
 SLUICE_ABI(struct lb4_ct_value, 40);
 SLUICE_OFF(struct lb4_ct_value, nat_addr, 32);
-SLUICE_OFF(struct lb4_ct_value, hairpin_addr, 36);
+SLUICE_OFF(struct lb4_ct_value, snat_addr, 36);
 SLUICE_ABI(struct lb6_ct_value, 64);
-SLUICE_OFF(struct lb6_ct_value, hairpin_addr, 48);
+SLUICE_OFF(struct lb6_ct_value, snat_addr, 48);
 
 SLUICE_ABI(struct lb4_affinity_key, 8);
 SLUICE_ABI(struct lb6_affinity_key, 20);
@@ -65,4 +65,4 @@ SLUICE_ABI(struct lb_frag_value, 4);
 SLUICE_ABI(struct lb_stat_value, 16);
 SLUICE_ABI(struct lb_svc_stat_value, 48);
 
-static_assert(LB_STAT_MAX <= LB_STATS_SLOTS, "enum lb_stat outgrew lb_stats_v2 (LB_STATS_SLOTS)");
+static_assert(LB_STAT_MAX <= LB_STATS_SLOTS, "enum lb_stat outgrew lb_stats_v3 (LB_STATS_SLOTS)");

@@ -40,7 +40,7 @@ void add_datapath_collectors(metrics::agent_metrics& m, ::sluice_bpf* skel) {
   static const char* const names[LB_STAT_MAX] = LB_STAT_NAMES_INIT;
   auto deltas = std::make_shared<delta_tracker>();
   m.reg.add_collect_hook([&m, skel, deltas] {
-    const int fd = bpf_map__fd(skel->maps.lb_stats_v2);
+    const int fd = bpf_map__fd(skel->maps.lb_stats_v3);
     for (uint32_t i = 0; i < LB_STAT_MAX; ++i) {
       lb_stat_value v{};
       if (!percpu_sum(fd, i, v)) {

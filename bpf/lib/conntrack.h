@@ -49,13 +49,13 @@ static __always_inline struct lb_ct_state *lb_ct_lookup(const struct lb_tuple *t
 	if (t->family == 4) {
 		struct lb4_ct_key k = { .saddr = t->s.a[0], .daddr = t->d.a[0], .sport = t->sport,
 					.dport = t->dport, .proto = t->proto };
-		struct lb4_ct_value *v = bpf_map_lookup_elem(&lb4_ct_v1, &k);
+		struct lb4_ct_value *v = bpf_map_lookup_elem(&lb4_ct_v2, &k);
 
 		if (!v)
 			return NULL;
 		if (nat) {
 			nat->addr.a[0] = v->nat_addr;
-			nat->hairpin.a[0] = v->hairpin_addr;
+			nat->hairpin.a[0] = v->snat_addr;
 		}
 		return &v->state;
 	} else {
@@ -64,12 +64,12 @@ static __always_inline struct lb_ct_state *lb_ct_lookup(const struct lb_tuple *t
 
 		__builtin_memcpy(k.saddr, t->s.a, 16);
 		__builtin_memcpy(k.daddr, t->d.a, 16);
-		v = bpf_map_lookup_elem(&lb6_ct_v1, &k);
+		v = bpf_map_lookup_elem(&lb6_ct_v2, &k);
 		if (!v)
 			return NULL;
 		if (nat) {
 			__builtin_memcpy(nat->addr.a, v->nat_addr, 16);
-			__builtin_memcpy(nat->hairpin.a, v->hairpin_addr, 16);
+			__builtin_memcpy(nat->hairpin.a, v->snat_addr, 16);
 		}
 		return &v->state;
 	}
@@ -82,9 +82,9 @@ static __always_inline int lb_ct_write(const struct lb_tuple *t, const struct lb
 		struct lb4_ct_key k = { .saddr = t->s.a[0], .daddr = t->d.a[0], .sport = t->sport,
 					.dport = t->dport, .proto = t->proto };
 		struct lb4_ct_value v = { .state = *st, .nat_addr = nat->addr.a[0],
-					  .hairpin_addr = nat->hairpin.a[0] };
+					  .snat_addr = nat->hairpin.a[0] };
 
-		return bpf_map_update_elem(&lb4_ct_v1, &k, &v, flags);
+		return bpf_map_update_elem(&lb4_ct_v2, &k, &v, flags);
 	} else {
 		struct lb6_ct_key k = { .sport = t->sport, .dport = t->dport, .proto = t->proto };
 		struct lb6_ct_value v = { .state = *st };
@@ -92,8 +92,8 @@ static __always_inline int lb_ct_write(const struct lb_tuple *t, const struct lb
 		__builtin_memcpy(k.saddr, t->s.a, 16);
 		__builtin_memcpy(k.daddr, t->d.a, 16);
 		__builtin_memcpy(v.nat_addr, nat->addr.a, 16);
-		__builtin_memcpy(v.hairpin_addr, nat->hairpin.a, 16);
-		return bpf_map_update_elem(&lb6_ct_v1, &k, &v, flags);
+		__builtin_memcpy(v.snat_addr, nat->hairpin.a, 16);
+		return bpf_map_update_elem(&lb6_ct_v2, &k, &v, flags);
 	}
 }
 
@@ -103,13 +103,13 @@ static __always_inline void lb_ct_delete(const struct lb_tuple *t)
 		struct lb4_ct_key k = { .saddr = t->s.a[0], .daddr = t->d.a[0], .sport = t->sport,
 					.dport = t->dport, .proto = t->proto };
 
-		bpf_map_delete_elem(&lb4_ct_v1, &k);
+		bpf_map_delete_elem(&lb4_ct_v2, &k);
 	} else {
 		struct lb6_ct_key k = { .sport = t->sport, .dport = t->dport, .proto = t->proto };
 
 		__builtin_memcpy(k.saddr, t->s.a, 16);
 		__builtin_memcpy(k.daddr, t->d.a, 16);
-		bpf_map_delete_elem(&lb6_ct_v1, &k);
+		bpf_map_delete_elem(&lb6_ct_v2, &k);
 	}
 }
 
@@ -121,7 +121,7 @@ static __always_inline void lb_ct_delete(const struct lb_tuple *t)
 static __always_inline void lb_ct_peer(struct lb_tuple *peer, const struct lb_tuple *t,
 				       const struct lb_ct_state *st, const struct lb_ct_nat *nat)
 {
-	bool hairpin = st->flags & LB_CT_F_HAIRPIN;
+	bool hairpin = st->flags & LB_CT_F_SNAT;
 
 	peer->proto = t->proto;
 	peer->family = t->family;

@@ -35,12 +35,57 @@ LB_AGENT_HASH(lb6_services_v1, struct lb6_svc_key, struct lb_svc_value, LB_MAX_S
 LB_AGENT_HASH(lb4_backends_v1, __u32, struct lb4_backend, LB_MAX_BACKENDS);
 LB_AGENT_HASH(lb6_backends_v1, __u32, struct lb6_backend, LB_MAX_BACKENDS);
 
-LB_FLOW_LRU(lb4_ct_v1, struct lb4_ct_key, struct lb4_ct_value, LB_MAX_CT_ENTRIES);
-LB_FLOW_LRU(lb6_ct_v1, struct lb6_ct_key, struct lb6_ct_value, LB_MAX_CT_ENTRIES);
+LB_FLOW_LRU(lb4_ct_v2, struct lb4_ct_key, struct lb4_ct_value, LB_MAX_CT_ENTRIES);
+LB_FLOW_LRU(lb6_ct_v2, struct lb6_ct_key, struct lb6_ct_value, LB_MAX_CT_ENTRIES);
 LB_FLOW_LRU(lb4_affinity_v1, struct lb4_affinity_key, struct lb_affinity_value, LB_MAX_AFFINITY);
 LB_FLOW_LRU(lb6_affinity_v1, struct lb6_affinity_key, struct lb_affinity_value, LB_MAX_AFFINITY);
 LB_FLOW_LRU(lb4_frags_v1, struct lb4_frag_key, struct lb_frag_value, LB_MAX_FRAGMENTS);
 LB_FLOW_LRU(lb6_frags_v1, struct lb6_frag_key, struct lb_frag_value, LB_MAX_FRAGMENTS);
+
+/* Written by the agent, read per new north-south flow. */
+#define LB_AGENT_LPM(name, ktype)					\
+	struct {							\
+		__uint(type, BPF_MAP_TYPE_LPM_TRIE);			\
+		__type(key, ktype);					\
+		__type(value, __u8);					\
+		__uint(max_entries, LB_MAX_SRC_RANGES);			\
+		__uint(map_flags, BPF_F_NO_PREALLOC);			\
+		__uint(pinning, LIBBPF_PIN_BY_NAME);			\
+	} name SEC(".maps")
+
+LB_AGENT_LPM(lb4_src_ranges_v1, struct lb4_src_range_key);
+LB_AGENT_LPM(lb6_src_ranges_v1, struct lb6_src_range_key);
+
+/*
+ * One array of backend ids per Maglev frontend. The agent builds a new inner map and swaps it
+ * in with one update of the outer map, so a reader sees the whole old table or the whole new
+ * one. BPF_F_INNER_MAP lets the size (--maglev-table-size, cfg_maglev_size) differ from this
+ * template's.
+ */
+struct lb_maglev_inner {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(max_entries, LB_MAGLEV_DEFAULT_SIZE);
+	__uint(map_flags, BPF_F_INNER_MAP);
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH_OF_MAPS);
+	__type(key, __u32);	/* svc_id */
+	__uint(max_entries, LB_MAX_SERVICES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+	__array(values, struct lb_maglev_inner);
+} lb_maglev_v1 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u32);	/* ifindex */
+	__type(value, struct lb_device);
+	__uint(max_entries, LB_MAX_DEVICES);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_devices_v1 SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -48,9 +93,9 @@ struct {
 	__type(value, struct lb_stat_value);
 	__uint(max_entries, LB_STATS_SLOTS);	/* headroom: a new stat keeps the layout */
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} lb_stats_v2 SEC(".maps");
+} lb_stats_v3 SEC(".maps");
 
-_Static_assert(LB_STAT_MAX <= LB_STATS_SLOTS, "enum lb_stat outgrew lb_stats_v2");
+_Static_assert(LB_STAT_MAX <= LB_STATS_SLOTS, "enum lb_stat outgrew lb_stats_v3");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

@@ -252,7 +252,7 @@ Bytes run_step(Fixture& fx, const Step& s, const std::vector<std::uint32_t>& svc
          << " (expected " << static_cast<std::int64_t>(want - st0[i]) << ");";
     }
   }
-  CHECK_MESSAGE(stats_ok, "lb_stats_v2 (expected only " << stat_name(s.stat) << " +1):" << sm.str());
+  CHECK_MESSAGE(stats_ok, "lb_stats_v3 (expected only " << stat_name(s.stat) << " +1):" << sm.str());
 
   for (std::size_t k = 0; k < svcs.size(); ++k) {
     const lb_svc_stat_value now = fx.svc_stats(svcs[k]);

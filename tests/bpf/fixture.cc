@@ -180,10 +180,10 @@ RunResult Fixture::run(const Bytes& in) {
 
 StatArray Fixture::stats() const {
   StatArray out{};
-  const int fd = bpf_map__fd(skel_->maps.lb_stats_v2);
+  const int fd = bpf_map__fd(skel_->maps.lb_stats_v3);
   for (std::uint32_t i = 0; i < LB_STAT_MAX; ++i) {
     lb_stat_value v{};
-    if (!sluice::percpu_sum(fd, i, v)) fail("lookup lb_stats_v2", errno);
+    if (!sluice::percpu_sum(fd, i, v)) fail("lookup lb_stats_v3", errno);
     out[i] = v.packets;
   }
   return out;
@@ -211,7 +211,7 @@ std::optional<CtValue> read_ct(bpf_map* map, const CtKey& k) {
   if (bpf_map_lookup_elem(bpf_map__fd(map), &key, &v) != 0) return std::nullopt;
   CtValue out;
   out.nat_addr = addr_from(reinterpret_cast<const __be32*>(&v.nat_addr), v6);
-  out.hairpin_addr = addr_from(reinterpret_cast<const __be32*>(&v.hairpin_addr), v6);
+  out.snat_addr = addr_from(reinterpret_cast<const __be32*>(&v.snat_addr), v6);
   out.nat_port = ntohs(v.state.nat_port);
   out.dir = v.state.dir;
   out.flags = v.state.flags;
@@ -223,8 +223,8 @@ std::optional<CtValue> read_ct(bpf_map* map, const CtKey& k) {
 }
 
 std::optional<CtValue> Fixture::ct(const CtKey& k) const {
-  return k.saddr.v6 ? read_ct<lb6_ct_key, lb6_ct_value>(skel_->maps.lb6_ct_v1, k)
-                    : read_ct<lb4_ct_key, lb4_ct_value>(skel_->maps.lb4_ct_v1, k);
+  return k.saddr.v6 ? read_ct<lb6_ct_key, lb6_ct_value>(skel_->maps.lb6_ct_v2, k)
+                    : read_ct<lb4_ct_key, lb4_ct_value>(skel_->maps.lb4_ct_v2, k);
 }
 
 template <typename Key, typename Value>
@@ -243,14 +243,14 @@ void age_ct(bpf_map* map, const CtKey& k, std::uint64_t last_seen_ns) {
 
 void Fixture::set_ct_last_seen(const CtKey& k, std::uint64_t last_seen_ns) {
   if (k.saddr.v6) {
-    age_ct<lb6_ct_key, lb6_ct_value>(skel_->maps.lb6_ct_v1, k, last_seen_ns);
+    age_ct<lb6_ct_key, lb6_ct_value>(skel_->maps.lb6_ct_v2, k, last_seen_ns);
   } else {
-    age_ct<lb4_ct_key, lb4_ct_value>(skel_->maps.lb4_ct_v1, k, last_seen_ns);
+    age_ct<lb4_ct_key, lb4_ct_value>(skel_->maps.lb4_ct_v2, k, last_seen_ns);
   }
 }
 
 std::size_t Fixture::ct_entries(bool v6) const {
-  return map_entries(v6 ? skel_->maps.lb6_ct_v1 : skel_->maps.lb4_ct_v1);
+  return map_entries(v6 ? skel_->maps.lb6_ct_v2 : skel_->maps.lb4_ct_v2);
 }
 
 std::optional<lb_affinity_value> Fixture::affinity(const IpAddr& client, std::uint32_t svc_id) const {
@@ -313,7 +313,7 @@ std::optional<lb_frag_value> Fixture::frag(const IpAddr& saddr, const IpAddr& da
 }
 
 void Fixture::clear_flows() {
-  for (const bpf_map* m : {skel_->maps.lb4_ct_v1, skel_->maps.lb6_ct_v1, skel_->maps.lb4_affinity_v1,
+  for (const bpf_map* m : {skel_->maps.lb4_ct_v2, skel_->maps.lb6_ct_v2, skel_->maps.lb4_affinity_v1,
                            skel_->maps.lb6_affinity_v1, skel_->maps.lb4_frags_v1,
                            skel_->maps.lb6_frags_v1})
     clear_map(m);

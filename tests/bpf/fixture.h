@@ -47,7 +47,7 @@ struct CtKey {
 };
 
 struct CtValue {
-  IpAddr nat_addr{}, hairpin_addr{};
+  IpAddr nat_addr{}, snat_addr{};
   std::uint16_t nat_port = 0;             // host order
   std::uint8_t dir = 0, flags = 0;
   std::uint32_t backend_id = 0, svc_id = 0;

@@ -66,9 +66,9 @@ Case hairpin(const char* name, const Fam& f, std::uint8_t proto) {
                           check_ct_pair(fx, in, out, self.id, svc);
                           const auto fwd = fx.ct(CtKey{in.src, in.dst, in.sport, in.dport, in.proto});
                           REQUIRE(fwd.has_value());
-                          CHECK_MESSAGE((fwd->flags & LB_CT_F_HAIRPIN) != 0, "FORWARD entry lacks LB_CT_F_HAIRPIN");
-                          CHECK_MESSAGE(fwd->hairpin_addr == f.vip,
-                                        "FORWARD hairpin_addr " << fwd->hairpin_addr.str() << ", expected the VIP");
+                          CHECK_MESSAGE((fwd->flags & LB_CT_F_SNAT) != 0, "FORWARD entry lacks LB_CT_F_SNAT");
+                          CHECK_MESSAGE(fwd->snat_addr == f.vip,
+                                        "FORWARD snat_addr " << fwd->snat_addr.str() << ", expected the VIP");
                         }),
              reply_step("the backend (client) answers the VIP", back, back_out, svc)});
 }

@@ -81,7 +81,7 @@ struct node {
 
   size_t ct_entries(bool six = false) {
     auto n =
-        count_entries(bpf_map__fd(six ? dp->skel()->maps.lb6_ct_v1 : dp->skel()->maps.lb4_ct_v1));
+        count_entries(bpf_map__fd(six ? dp->skel()->maps.lb6_ct_v2 : dp->skel()->maps.lb4_ct_v2));
     REQUIRE(n);
     return *n;
   }
@@ -108,14 +108,14 @@ struct node {
     k.dport = htons(dp_);
     k.proto = proto;
     lb4_ct_value v{};
-    if (bpf_map_lookup_elem(bpf_map__fd(dp->skel()->maps.lb4_ct_v1), &k, &v) != 0) {
+    if (bpf_map_lookup_elem(bpf_map__fd(dp->skel()->maps.lb4_ct_v2), &k, &v) != 0) {
       return std::nullopt;
     }
     return v;
   }
 
   void put_ct4(const lb4_ct_key& k, const lb4_ct_value& v) {
-    REQUIRE(bpf_map_update_elem(bpf_map__fd(dp->skel()->maps.lb4_ct_v1), &k, &v, BPF_ANY) == 0);
+    REQUIRE(bpf_map_update_elem(bpf_map__fd(dp->skel()->maps.lb4_ct_v2), &k, &v, BPF_ANY) == 0);
   }
 };
 

@@ -137,8 +137,8 @@ TEST_CASE("bpftool map dump pinned prints named fields for every map (BTF)") {
   // The flow maps are empty until traffic passes: give each one zeroed entry.
   auto& m = dp->skel()->maps;
   const std::vector<std::pair<bpf_map*, std::pair<size_t, size_t>>> flow_maps = {
-      {m.lb4_ct_v1, {sizeof(lb4_ct_key), sizeof(lb4_ct_value)}},
-      {m.lb6_ct_v1, {sizeof(lb6_ct_key), sizeof(lb6_ct_value)}},
+      {m.lb4_ct_v2, {sizeof(lb4_ct_key), sizeof(lb4_ct_value)}},
+      {m.lb6_ct_v2, {sizeof(lb6_ct_key), sizeof(lb6_ct_value)}},
       {m.lb4_affinity_v1, {sizeof(lb4_affinity_key), sizeof(lb_affinity_value)}},
       {m.lb6_affinity_v1, {sizeof(lb6_affinity_key), sizeof(lb_affinity_value)}},
       {m.lb4_frags_v1, {sizeof(lb4_frag_key), sizeof(lb_frag_value)}},
@@ -154,7 +154,7 @@ TEST_CASE("bpftool map dump pinned prints named fields for every map (BTF)") {
       {LB4_BACKENDS_MAP, {"\"addr\"", "\"state\"", "\"svc_id\""}},
       {LB6_BACKENDS_MAP, {"\"addr\"", "\"port\""}},
       {LB4_CT_MAP, {"\"saddr\"", "\"state\"", "\"backend_id\"", "\"nat_addr\""}},
-      {LB6_CT_MAP, {"\"daddr\"", "\"last_seen_ns\"", "\"hairpin_addr\""}},
+      {LB6_CT_MAP, {"\"daddr\"", "\"last_seen_ns\"", "\"snat_addr\""}},
       {LB4_AFFINITY_MAP, {"\"client\"", "\"last_used_ns\""}},
       {LB6_AFFINITY_MAP, {"\"client\"", "\"backend_id\""}},
       {LB4_FRAGS_MAP, {"\"id\"", "\"sport\""}},
@@ -291,7 +291,7 @@ TEST_CASE("map writer: the DROP flag reaches the master entry") {
 namespace sluice {
 namespace {
 
-TEST_CASE("load: the pin of the replaced lb_stats_v1 is removed, lb_stats_v2 has headroom") {
+TEST_CASE("load: the pin of the replaced lb_stats_v1 is removed, lb_stats_v3 has headroom") {
   temp_bpffs fs;
   REQUIRE(ensure_bpffs(fs.root()));
   const int fd = bpf_map_create(BPF_MAP_TYPE_PERCPU_ARRAY, "lb_stats_v1", 4, sizeof(lb_stat_value),
@@ -304,7 +304,7 @@ TEST_CASE("load: the pin of the replaced lb_stats_v1 is removed, lb_stats_v2 has
   REQUIRE(dp);
   CHECK_FALSE(std::filesystem::exists(old));
   CHECK(std::filesystem::exists(fs.root() + "/" LB_STATS_MAP));
-  CHECK(bpf_map__max_entries(dp->skel()->maps.lb_stats_v2) == LB_STATS_SLOTS);
+  CHECK(bpf_map__max_entries(dp->skel()->maps.lb_stats_v3) == LB_STATS_SLOTS);
 }
 
 TEST_CASE("map writer: a large sync that overflows the backends map leaves a mirror of the kernel") {

@@ -100,7 +100,7 @@ TEST_CASE("writer bench: 10k frontends / 100k backends per family") {
     }
   }
   auto count = static_cast<__u32>(keys.size());
-  REQUIRE(bpf_map_update_batch(bpf_map__fd(dp->skel()->maps.lb4_ct_v1), keys.data(), values.data(),
+  REQUIRE(bpf_map_update_batch(bpf_map__fd(dp->skel()->maps.lb4_ct_v2), keys.data(), values.data(),
                                &count, nullptr) == 0);
   ct_sweep_counts c;
   const double full_ms = ms([&] {

@@ -643,7 +643,7 @@ e2e_ctl() {
 e2e_ct_dump() {
     command -v bpftool >/dev/null 2>&1 || { echo "(bpftool not found: no conntrack dump)"; return 0; }
     local m
-    for m in lb4_ct_v1 lb6_ct_v1; do
+    for m in lb4_ct_v2 lb6_ct_v2; do
         [[ -e $E2E_BPFFS/$m ]] || continue
         timeout -k 2 10 ip netns exec "$E2E_NODE" bpftool -j map dump pinned "$E2E_BPFFS/$m" 2>&1 |
             "$E2E_PY" -c '
