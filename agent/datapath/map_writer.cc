@@ -8,6 +8,10 @@
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
 #include <system_error>
 #include <thread>
 #include <vector>
@@ -157,6 +161,38 @@ result<void> restore_ranges(int fd, ip_family fam, map_state& st) {
   return {};
 }
 
+// An inner table's name: "mg" and 13 characters (78 bits) of a MurmurHash3 of what the table is
+// built from: size, seed, and each backend's id and identity. restore() compares it instead of
+// reading the table back (verified_table). Characters from the 64 a map name may hold.
+std::string table_name(const maglev_options& opts, std::span<const uint32_t> ids,
+                       std::span<const maglev_backend> backends) {
+  std::vector<uint8_t> bytes(opts.seed.bytes.begin(), opts.seed.bytes.end());
+  const auto put = [&](const void* p, size_t n) {
+    const auto* b = static_cast<const uint8_t*>(p);
+    bytes.insert(bytes.end(), b, b + n);
+  };
+  put(&opts.table_size, sizeof(opts.table_size));
+  for (size_t i = 0; i < ids.size() && i < backends.size(); ++i) {
+    const maglev_backend& b = backends[i];
+    put(&ids[i], sizeof(ids[i]));
+    put(&b.addr.family, sizeof(b.addr.family));
+    put(b.addr.bytes.data(), b.addr.bytes.size());
+    put(&b.port, sizeof(b.port));
+    put(&b.proto, sizeof(b.proto));
+  }
+  const murmur3_128 h = murmur3_x64_128(bytes, 0);
+  static constexpr std::string_view alphabet =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.";
+  std::string name = "mg";
+  uint64_t lo = h.h1, hi = h.h2;
+  for (int i = 0; i < 13; ++i) {
+    name += alphabet[lo & 63];
+    lo = (lo >> 6) | (hi << 58);
+    hi >>= 6;
+  }
+  return name;
+}
+
 // Reads all M entries of an inner Maglev array (one batch lookup, key by key if refused).
 bool read_table(int fd, uint32_t m, std::vector<uint32_t>& values) {
   std::vector<uint32_t> keys(m);
@@ -181,10 +217,33 @@ bool read_table(int fd, uint32_t m, std::vector<uint32_t>& values) {
   return true;
 }
 
+// The identities of these backend ids as the mirror knows them, if each is a backend of svc_id.
+std::optional<std::vector<maglev_backend>> identities(const map_state& st, uint32_t svc_id,
+                                                      std::span<const uint32_t> ids) {
+  std::vector<maglev_backend> backends;
+  backends.reserve(ids.size());
+  for (const uint32_t id : ids) {
+    const auto it = st.backends.find(id);
+    if (it == st.backends.end() || it->second.svc_id != svc_id) {
+      return std::nullopt;
+    }
+    backends.push_back(
+        {.addr = it->second.addr, .port = it->second.port, .proto = it->second.proto});
+  }
+  return backends;
+}
+
 // The backend ids lb_maglev_v1[svc_id] (inner map `inner_id`) was built from, if its content is
 // exactly what `opts` build from them; empty otherwise (rewritten by the next sync).
+//
+// `expected`: the ids the frontend's slots say the table should be built from. When the inner
+// map's name is the one table_name() gives for them, the table is taken as is: it was filled
+// before it was swapped in, so a named table is whole, and reading its M entries back costs
+// about as much as writing them (4 ms per table at the default size). Otherwise the content is
+// read and checked against a fresh build from the ids it holds.
 std::vector<uint32_t> verified_table(uint32_t svc_id, uint32_t inner_id, const map_state& st,
-                                     const maglev_options& opts) {
+                                     const maglev_options& opts,
+                                     const std::vector<uint32_t>& expected) {
   const map_fd inner(bpf_map_get_fd_by_id(inner_id));
   if (inner.get() < 0) {
     return {};
@@ -196,6 +255,12 @@ std::vector<uint32_t> verified_table(uint32_t svc_id, uint32_t inner_id, const m
       info.max_entries != opts.table_size) {
     return {};  // another --maglev-table-size: every table is rebuilt
   }
+  if (!expected.empty()) {
+    const auto backends = identities(st, svc_id, expected);
+    if (backends && std::string_view(info.name) == table_name(opts, expected, *backends)) {
+      return expected;
+    }
+  }
   std::vector<uint32_t> content;
   if (!read_table(inner.get(), info.max_entries, content)) {
     return {};
@@ -203,17 +268,11 @@ std::vector<uint32_t> verified_table(uint32_t svc_id, uint32_t inner_id, const m
   std::vector<uint32_t> ids = content;
   std::sort(ids.begin(), ids.end());
   ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
-  std::vector<maglev_backend> backends;
-  backends.reserve(ids.size());
-  for (const uint32_t id : ids) {
-    const auto it = st.backends.find(id);
-    if (it == st.backends.end() || it->second.svc_id != svc_id) {
-      return {};
-    }
-    backends.push_back(
-        {.addr = it->second.addr, .port = it->second.port, .proto = it->second.proto});
+  const auto backends = identities(st, svc_id, ids);
+  if (!backends) {
+    return {};
   }
-  const auto table = build_maglev_table(backends, opts);
+  const auto table = build_maglev_table(*backends, opts);
   if (!table || table->size() != content.size()) {
     return {};
   }
@@ -233,8 +292,21 @@ result<void> restore_maglev(int outer_fd, const maglev_options& opts, map_state&
       })) {
     return os_error(-1, "iterate maglev tables");
   }
+  // What each table should be built from: the EXTERNAL slots when the master says
+  // LB_SVC_F_EXT_LOCAL, else the ALL slots (reconcile's choice, read back from the maps).
+  std::map<uint32_t, std::vector<uint32_t>> expected;
+  for (const auto& [key, rec] : st.frontends) {
+    const bool local = (rec.flags & LB_SVC_F_EXT_LOCAL) != 0 && rec.external;
+    std::vector<uint32_t> ids = local ? rec.external->slots : rec.slots;
+    std::sort(ids.begin(), ids.end());
+    ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+    expected[rec.svc_id] = std::move(ids);
+  }
+  static const std::vector<uint32_t> none;
   for (const auto& [svc_id, inner_id] : entries) {
-    st.maglev[svc_id] = verified_table(svc_id, inner_id, st, opts);
+    const auto it = expected.find(svc_id);
+    st.maglev[svc_id] =
+        verified_table(svc_id, inner_id, st, opts, it == expected.end() ? none : it->second);
   }
   return {};
 }
@@ -451,7 +523,8 @@ int put_maglev(int outer_fd, const maglev_build& b, const maglev_options& opts,
   // The kernel accepts an inner map only if it matches the outer map's template, which has
   // BPF_F_INNER_MAP (that flag is what lets max_entries differ).
   LIBBPF_OPTS(bpf_map_create_opts, create, .map_flags = BPF_F_INNER_MAP);
-  const map_fd inner(bpf_map_create(BPF_MAP_TYPE_ARRAY, "lb_maglev_inner", sizeof(uint32_t),
+  const std::string name = table_name(opts, b.ids, b.backends);
+  const map_fd inner(bpf_map_create(BPF_MAP_TYPE_ARRAY, name.c_str(), sizeof(uint32_t),
                                     sizeof(uint32_t), m, &create));
   ++syscalls;
   if (inner.get() < 0) {

@@ -33,9 +33,11 @@ class map_writer {
 
   /// Reads the maps (pinned state of an earlier run) into the mirror, so ids stay stable across
   /// restarts and an unchanged cluster costs no write: services of both scopes, backends,
-  /// source-range prefixes, and each Maglev table through its inner map's id. A table of
-  /// another size, or one that differs from what the current options build from the ids it
-  /// holds (another seed, a torn write), is recorded as unverified: the next sync rewrites it.
+  /// source-range prefixes, and each Maglev table through its inner map's id. A table is kept
+  /// when its name is the fingerprint of what the frontend's slots and the current options
+  /// would build it from, or else when its content, read back, is exactly what they build from
+  /// the ids it holds. Any other table (another size or seed) is recorded as unverified: the
+  /// next sync rewrites it.
   result<void> restore();
 
   /// Brings the maps to `desired`. Failed writes are logged and counted; the mirror is then

@@ -256,6 +256,41 @@ TEST_CASE("map writer: eTP=Local, source ranges and Maglev tables as the datapat
     CHECK(t->ids == expected_table(w.mirror(), np.slots, other.maglev));
     CHECK(w.sync(north_south()).ops == 0);
   }
+  SUBCASE("a table the writer did not name is read back and checked entry by entry") {
+    auto dp = datapath::load(fs.root());
+    REQUIRE(dp);
+    auto* skel = dp->skel();
+    const uint32_t svc = first.frontends.at(lb_key).svc_id;
+    const auto good = read_maglev(skel, svc);
+    REQUIRE(good.has_value());
+    std::vector<uint32_t> content = good->ids;
+    bool corrupt = false;
+    SUBCASE("same content") {}
+    SUBCASE("one entry wrong") {
+      corrupt = true;
+      content[7] = content[7] == first.frontends.at(lb_key).external->slots[0]
+                       ? first.frontends.at(lb_key).external->slots[1]
+                       : first.frontends.at(lb_key).external->slots[0];
+    }
+    // Swap in a copy under a name that is no fingerprint, as another tool might.
+    LIBBPF_OPTS(bpf_map_create_opts, create, .map_flags = BPF_F_INNER_MAP);
+    const int inner = bpf_map_create(BPF_MAP_TYPE_ARRAY, "handmade", 4, 4,
+                                     static_cast<uint32_t>(content.size()), &create);
+    REQUIRE(inner >= 0);
+    for (uint32_t i = 0; i < content.size(); ++i) {
+      REQUIRE(bpf_map_update_elem(inner, &i, &content[i], BPF_ANY) == 0);
+    }
+    REQUIRE(bpf_map_update_elem(bpf_map__fd(skel->maps.lb_maglev_v1), &svc, &inner, BPF_ANY) ==
+            0);
+    close(inner);
+    map_writer w(skel, opts);
+    REQUIRE(w.restore());
+    CHECK(w.mirror().maglev.at(svc).empty() == corrupt);
+    const auto rep = w.sync(north_south());
+    CHECK(rep.ops == (corrupt ? 1 : 0));
+    CHECK(w.mirror() == first);
+    CHECK(read_maglev(skel, svc)->ids == good->ids);
+  }
   SUBCASE("random again, then removed: tables, ranges and EXTERNAL entries go") {
     auto dp = datapath::load(fs.root());
     REQUIRE(dp);
