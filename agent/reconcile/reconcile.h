@@ -46,7 +46,8 @@ struct backend_record {
 /// How external traffic picks a backend (--lb-algorithm).
 enum class lb_algorithm : uint8_t {
   random,  ///< a uniformly random slot, as for traffic from pods
-  maglev,  ///< lb_maglev_v1[svc_id]: every node picks the same backend for a flow
+  maglev,  ///< lb_maglev_v1[svc_id]: the same table on every node (same size, seed, backends),
+           ///< so a datapath that hashes a flow into it picks the same backend on any node
 };
 
 /// What the diff and the writer need beyond the planner's output. The datapath's per-flow hash
@@ -126,8 +127,8 @@ struct map_state {
   std::map<uint32_t, std::set<ip_prefix>> src_ranges;
   /// lb_maglev_v1: svc_id -> the backend ids its table was built from, ascending. The table is
   /// a function of those ids' (address, port, protocol) and the options, so equal ids mean an
-  /// equal table. Empty: a table restore() could not vouch for (another size or seed, a torn
-  /// write); the next diff rewrites or deletes it.
+  /// equal table. Empty: a table restore() could not vouch for (another size or seed, content
+  /// not written by this agent); the next diff rewrites or deletes it.
   std::map<uint32_t, std::vector<uint32_t>> maglev;
 
   /// The index, rebuilt first if the entry counts show it is stale (O(n) then, else O(1)).
