@@ -248,6 +248,14 @@ Bytes run_step(Fixture& fx, const Step& s, const std::vector<std::uint32_t>& svc
 
   CHECK_MESSAGE(r.retval == s.verdict,
                 "verdict " << verdict_name(s.prog, r.retval) << ", expected " << verdict_name(s.prog, s.verdict));
+  if (s.prog == Prog::NodeXdp) {
+    // A frame XDP handled and passes up is marked so tc ingress skips it; one left for tc is not.
+    const bool marked = r.meta.size() == sizeof(kXdpDoneMark) &&
+                        std::memcmp(r.meta.data(), &kXdpDoneMark, sizeof(kXdpDoneMark)) == 0;
+    const bool want = r.retval == kXdpPass && s.stat != LB_STAT_PASS_TO_STACK;
+    CHECK_MESSAGE(marked == want, "XDP metadata mark " << std::string(marked ? "present" : "absent") << " (" << r.meta.size()
+                                                       << " bytes), expected " << std::string(want ? "present" : "absent"));
+  }
 
   if (!s.out_any.empty()) {
     const auto best = std::min_element(s.out_any.begin(), s.out_any.end(), [&](const Bytes& a, const Bytes& b) {

@@ -201,11 +201,15 @@ RunResult Fixture::run(Prog prog, const Bytes& in, std::uint32_t ifindex) {
               .data_size_in = static_cast<__u32>(in.size()),
               .data_size_out = static_cast<__u32>(r.out.size()),
               .repeat = 1);
+  xdp_md xout{};
   if (ifindex != 0 && prog == Prog::NodeXdp) {
     xctx.data_end = static_cast<__u32>(in.size());
     xctx.ingress_ifindex = ifindex;
     opts.ctx_in = &xctx;
     opts.ctx_size_in = sizeof(xctx);
+    // The output starts at data_meta; ctx_out.data says how much of it is metadata.
+    opts.ctx_out = &xout;
+    opts.ctx_size_out = sizeof(xout);
   } else if (ifindex != 0) {
     sctx.ifindex = ifindex;
     if (prog != Prog::NodeEgress) sctx.ingress_ifindex = ifindex;
@@ -216,6 +220,10 @@ RunResult Fixture::run(Prog prog, const Bytes& in, std::uint32_t ifindex) {
   r.err = err;
   r.retval = opts.retval;
   r.out.resize(err == 0 ? opts.data_size_out : 0);
+  if (err == 0 && opts.ctx_out == &xout && xout.data > 0 && xout.data <= r.out.size()) {
+    r.meta.assign(r.out.begin(), r.out.begin() + xout.data);
+    r.out.erase(r.out.begin(), r.out.begin() + xout.data);
+  }
   return r;
 }
 
@@ -245,7 +253,7 @@ void Fixture::put_src_range(std::uint32_t svc_id, const IpAddr& prefix, std::uin
 }
 
 void Fixture::put_maglev(std::uint32_t svc_id, const std::vector<std::uint32_t>& table) {
-  LIBBPF_OPTS(bpf_map_create_opts, mo, .map_flags = BPF_F_INNER_MAP);
+  LIBBPF_OPTS(bpf_map_create_opts, mo, .map_flags = BPF_F_INNER_MAP | BPF_F_MMAPABLE);
   const int fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "lb_maglev_in", sizeof(std::uint32_t),
                                 sizeof(std::uint32_t), static_cast<__u32>(table.size()), &mo);
   if (fd < 0) fail("create Maglev inner map", errno);

@@ -82,8 +82,13 @@ struct CtValue {
 struct RunResult {
   int err = 0;                            // bpf_prog_test_run_opts() return (-errno)
   std::uint32_t retval = 0;               // program verdict
-  Bytes out;
+  Bytes out;                              // the frame (XDP: without its metadata)
+  Bytes meta;                             // XDP metadata the program left in front of it
 };
+
+// lb_node_xdp's metadata mark on a frame it handled and passed up (bpf/sluice.bpf.c
+// LB_XDP_DONE, host order: XDP runs on the CPU that reads it).
+inline constexpr std::uint32_t kXdpDoneMark = 0x51ce0d0e;
 
 using StatArray = std::array<std::uint64_t, LB_STAT_MAX>;  // packets per enum lb_stat
 
