@@ -85,14 +85,13 @@ static __always_inline bool lb_ct_renew(const struct lb_pkt *p, const struct lb_
  */
 static __noinline void lb_ct_forget_reply(const struct lb_pkt *p, const struct lb_tuple *t)
 {
-	struct lb_tuple rev = { .s = t->d, .d = t->s, .sport = t->dport, .dport = t->sport,
-				.proto = t->proto, .family = t->family };
 	struct lb_ct_state *st;
 	struct lb_ct_nat nat;
-	struct lb_tuple fwd;
+	struct lb_tuple fwd, rev;
 
 	if (p->proto == IPPROTO_TCP && (p->tcp_flags & (LB_TCP_SYN | LB_TCP_ACK)) != LB_TCP_SYN)
 		return;
+	lb_tuple_reverse(&rev, t);
 	st = lb_ct_lookup(&rev, &nat);
 	if (!st || st->dir != LB_CT_REPLY)
 		return;

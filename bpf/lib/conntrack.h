@@ -43,6 +43,17 @@ static __always_inline void lb_tuple_of(struct lb_tuple *t, const struct lb_pkt 
 	t->family = p->family;
 }
 
+/* The same flow seen the other way: addresses and ports swapped. */
+static __always_inline void lb_tuple_reverse(struct lb_tuple *r, const struct lb_tuple *t)
+{
+	r->s = t->d;
+	r->d = t->s;
+	r->sport = t->dport;
+	r->dport = t->sport;
+	r->proto = t->proto;
+	r->family = t->family;
+}
+
 static __always_inline struct lb_ct_state *lb_ct_lookup(const struct lb_tuple *t,
 							struct lb_ct_nat *nat)
 {

@@ -260,12 +260,7 @@ static __noinline int lb_dsr_learn(const struct lb_pkt *p, const struct lb_tuple
 	__u64 now = st->last_seen_ns;
 	struct lb_ct_state *old;
 
-	rt->s = t->d;
-	rt->d = t->s;
-	rt->sport = t->dport;
-	rt->dport = t->sport;
-	rt->proto = t->proto;
-	rt->family = t->family;
+	lb_tuple_reverse(rt, t);
 	old = lb_ct_lookup(rt, nat);
 	if (old && old->dir == LB_CT_REPLY && old->nat_port == p->dsr_port &&
 	    lb_addr_eq(&nat->addr, &p->dsr_addr)) {

@@ -125,8 +125,9 @@ Pkt client_next(const Fam& f, std::uint8_t proto, std::uint16_t cport) {
   return p;
 }
 
-Pkt reply_pkt(const Fam& f, std::uint8_t proto, int i, std::uint16_t cport) {
-  Pkt p = l4(proto, f.be[i], bport(proto), f.client, cport).macs(kMacBackend, kMacHost);
+Pkt answer_pkt(std::uint8_t proto, IpAddr src, std::uint16_t sport, IpAddr dst, std::uint16_t dport, Mac smac,
+               Mac dmac) {
+  Pkt p = l4(proto, src, sport, dst, dport).macs(smac, dmac);
   p.ttl = 62;
   p.tos = 0x10;
   p.df = true;
@@ -142,6 +143,10 @@ Pkt reply_pkt(const Fam& f, std::uint8_t proto, int i, std::uint16_t cport) {
     p.payload = {'a', 'n', 's', 'w', 'e', 'r', '!'};
   }
   return p;
+}
+
+Pkt reply_pkt(const Fam& f, std::uint8_t proto, int i, std::uint16_t cport) {
+  return answer_pkt(proto, f.be[i], bport(proto), f.client, cport, kMacBackend, kMacHost);
 }
 
 Pkt from_vip(const Pkt& reply, const Fam& f) { return reply.from(f.vip, vport(reply.proto)); }

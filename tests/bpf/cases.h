@@ -83,6 +83,9 @@ Pkt to_backend(const Pkt& p, const Fam& f, int i);
 // a later packet of the client's flow (TCP: ACK with data; UDP: more data)
 Pkt client_next(const Fam& f, std::uint8_t proto, std::uint16_t cport = kCPort);
 // backend i:bport -> client:cport (TCP: SYN+ACK)
+// An answer from src:sport to dst:dport with fixed header fields (TCP: SYN+ACK).
+Pkt answer_pkt(std::uint8_t proto, IpAddr src, std::uint16_t sport, IpAddr dst, std::uint16_t dport, Mac smac,
+               Mac dmac);
 Pkt reply_pkt(const Fam& f, std::uint8_t proto, int i, std::uint16_t cport = kCPort);
 // the same reply after translation back to the service
 Pkt from_vip(const Pkt& reply, const Fam& f);

@@ -157,22 +157,7 @@ Pkt nclient_next(const NFam& f, std::uint8_t proto, std::uint16_t cport = kCPort
 
 // An answer from src:sport to dst:dport (TCP: SYN+ACK).
 Pkt nanswer(std::uint8_t proto, IpAddr src, std::uint16_t sport, IpAddr dst, std::uint16_t dport, Mac smac, Mac dmac) {
-  Pkt p = l4(proto, src, sport, dst, dport).macs(smac, dmac);
-  p.ttl = 62;
-  p.tos = 0x10;
-  p.df = true;
-  p.ip_id = 0x7a11;
-  p.hop_limit = 62;
-  p.tclass = 0x10;
-  p.flow_label = 0xabcde;
-  if (proto == TCP) {
-    p.tcp_flags = kSyn | kAck;
-    p.seq = 7000;
-    p.ack_seq = 1001;
-  } else {
-    p.payload = {'a', 'n', 's', 'w', 'e', 'r', '!'};
-  }
-  return p;
+  return answer_pkt(proto, src, sport, dst, dport, smac, dmac);
 }
 
 Pkt dnat(const Pkt& in, const IpAddr& be) { return in.to(be, bport(in.proto)); }
