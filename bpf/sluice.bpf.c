@@ -169,6 +169,7 @@ struct lb_flow {
 	struct lb_ct_state st, rst;
 	struct lb_ct_nat nat, rnat;
 	struct lb_tuple rt;
+	__u16 svc_flags;	/* the ALL master's */
 };
 
 /*
@@ -215,6 +216,7 @@ static __noinline int lb_pick_backend(void *ctx, enum lb_hook hook, struct lb_fl
 	}
 	f->out.svc_id = svc->svc_id;
 	f->st.svc_id = svc->svc_id;
+	f->svc_flags = svc->flags;
 	if (p->frag == LB_FRAG_LATER)
 		return LB_STAT_PASS_FRAG_UNKNOWN;
 	if ((svc->flags & LB_SVC_F_SOURCE_RANGES) && !lb_src_range_ok(p, svc->svc_id))
@@ -269,6 +271,13 @@ static __noinline int lb_new_flow(void *ctx, enum lb_hook hook, struct lb_flow *
 	ret = lb_pick_backend(ctx, hook, f);
 	if (ret != LB_CONTINUE)
 		return ret;
+	/* A ClusterIP is never a local address; a NodePort or hostPort frontend's is. */
+	if (f->svc_flags & LB_SVC_F_EXTERNAL) {
+		lb_route_lookup(ctx, hook, p, &p->daddr, &out->route);
+		if (out->route.local_addr)
+			st->flags = LB_CT_F_VIP_LOCAL;
+		__builtin_memset(&out->route, 0, sizeof(out->route));
+	}
 
 	if (external) {
 		ret = lb_route_check(ctx, hook, p, &b->addr, &out->route);
@@ -288,8 +297,8 @@ static __noinline int lb_new_flow(void *ctx, enum lb_hook hook, struct lb_flow *
 	}
 
 	st->dir = LB_CT_FORWARD;
-	st->flags = (snat ? LB_CT_F_SNAT : 0) | (dsr ? LB_CT_F_DSR : 0) |
-		    (out->route.where != LB_WHERE_LOCAL ? LB_CT_F_REMOTE : 0);
+	st->flags |= (snat ? LB_CT_F_SNAT : 0) | (dsr ? LB_CT_F_DSR : 0) |
+		     (out->route.where != LB_WHERE_LOCAL ? LB_CT_F_REMOTE : 0);
 	st->nat_port = b->port;
 	st->backend_id = b->id;
 	st->created_ns = f->now;
@@ -362,6 +371,17 @@ static __noinline int lb_ct_xlate(void *ctx, enum lb_hook hook, struct lb_flow *
 		ret = lb_route_check(ctx, hook, p, reply ? &nat->snat : &nat->addr, &out->route);
 		if (ret != LB_CONTINUE)
 			return ret;
+	}
+	/*
+	 * A pod's answer from a node address (NodePort, hostPort) would be a martian to the stack:
+	 * it leaves by the FIB's device, the kernel's neighbour code filling in L2 where needed.
+	 */
+	if (hook == LB_HOOK_POD && reply && (st->flags & LB_CT_F_VIP_LOCAL)) {
+		lb_route_lookup(ctx, hook, p, snat ? &nat->snat : &p->daddr, &out->route);
+		if (out->route.where == LB_WHERE_NONE)
+			return LB_STAT_DROP_FIB;
+		if (out->route.where == LB_WHERE_LOCAL && !out->route.local_addr)
+			out->route.where = LB_WHERE_NEIGH;	/* a pod's device, or a bridge */
 	}
 	lb_ct_touch(t, p, st, nat, now);
 	if (p->frag == LB_FRAG_FIRST)
@@ -460,8 +480,12 @@ int lb_pod_ingress(struct __sk_buff *skb)
 		ret = bpf_redirect(skb->ifindex, 0);	/* back out to the client's veth */
 	else if (stat >= LB_STAT_DROP_FIRST)
 		ret = TC_ACT_SHOT;
-	else
+	else if (!out.send)
 		ret = TC_ACT_OK;
+	else if (out.route.where == LB_WHERE_NEIGH)
+		ret = bpf_redirect_neigh(out.route.ifindex, NULL, 0, 0);
+	else
+		ret = bpf_redirect(out.route.ifindex, 0);
 	lb_count(stat, skb->len, out.svc_id);
 	return ret;
 }

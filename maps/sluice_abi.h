@@ -179,6 +179,12 @@ enum lb_ct_flags {
 	 */
 	LB_CT_F_DSR = 1 << 5,
 	LB_CT_F_REMOTE = 1 << 6,	/* FORWARD: the backend is behind a native device (XDP_TX) */
+	/*
+	 * The service address is one of this node's (NodePort, hostPort): an answer translated at
+	 * the pod's device would reach the stack with a local source address and be dropped as a
+	 * martian (IPv4), so it leaves by a FIB redirect instead.
+	 */
+	LB_CT_F_VIP_LOCAL = 1 << 7,
 };
 
 struct lb4_ct_key {

@@ -52,6 +52,7 @@ struct lb_route {
 	__u8 smac[ETH_ALEN];
 	__u8 dmac[ETH_ALEN];
 	__u8 where;
+	__u8 local_addr;	/* LB_WHERE_LOCAL because dst is one of this node's addresses */
 };
 
 /*
@@ -79,6 +80,7 @@ static __noinline void lb_route_lookup(void *ctx, enum lb_hook hook, const struc
 	rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
 	ifindex = fib.ifindex;
 	r->ifindex = ifindex;
+	r->local_addr = rc == BPF_FIB_LKUP_RET_NOT_FWDED;
 	if (rc == BPF_FIB_LKUP_RET_NOT_FWDED) {
 		r->where = LB_WHERE_LOCAL;	/* a local address: hostNetwork backend */
 		return;

@@ -251,13 +251,17 @@ struct CtWant {
   IpAddr snat{};  // compared only with LB_CT_F_SNAT
   std::uint16_t snat_port = 0;
   std::uint32_t backend_id = 0, svc_id = 0;
+  // LB_CT_F_VIP_LOCAL: the service address is the node's own (NodePort on n0's address, as in
+  // every case here), except in entries learnt from a DSR option.
+  bool vip_local = true;
 };
 
 std::string flag_str(std::uint8_t fl) {
   std::string s;
   const std::pair<std::uint8_t, const char*> names[] = {
       {LB_CT_F_SNAT, "SNAT"}, {LB_CT_F_FIN_FWD, "FIN_FWD"}, {LB_CT_F_FIN_REPLY, "FIN_REPLY"}, {LB_CT_F_RST, "RST"},
-      {LB_CT_F_SEEN_REPLY, "SEEN_REPLY"}, {LB_CT_F_DSR, "DSR"}, {LB_CT_F_REMOTE, "REMOTE"}};
+      {LB_CT_F_SEEN_REPLY, "SEEN_REPLY"}, {LB_CT_F_DSR, "DSR"}, {LB_CT_F_REMOTE, "REMOTE"},
+      {LB_CT_F_VIP_LOCAL, "VIP_LOCAL"}};
   for (const auto& [bit, name] : names)
     if (fl & bit) s += (s.empty() ? "" : "|") + std::string(name);
   return s.empty() ? "0" : s;
@@ -269,7 +273,8 @@ void expect_ct(Fixture& fx, const CtKey& k, const CtWant& w) {
                                                                  << k.daddr.str() << ":" << k.dport);
   INFO("conntrack entry " << k.saddr.str() << ":" << k.sport << " -> " << k.daddr.str() << ":" << k.dport);
   CHECK(v->dir == w.dir);
-  CHECK_MESSAGE(v->flags == w.flags, "flags " << flag_str(v->flags) << ", expected " << flag_str(w.flags));
+  const auto want = static_cast<std::uint8_t>(w.flags | (w.vip_local ? LB_CT_F_VIP_LOCAL : 0));
+  CHECK_MESSAGE(v->flags == want, "flags " << flag_str(v->flags) << ", expected " << flag_str(want));
   CHECK_MESSAGE(v->nat_addr == w.nat, "nat_addr " << v->nat_addr.str() << ", expected " << w.nat.str());
   CHECK(v->nat_port == w.nat_port);
   if (w.flags & LB_CT_F_SNAT) {
@@ -313,6 +318,16 @@ Case nmk(const char* name, std::vector<Service> svcs, std::vector<Step> steps, F
   return c;
 }
 
+// The pod's answer from n0's own address (NodePort): translated at its device and sent out of
+// n0 by FIB redirect (L2 filled in), because the stack would drop a packet arriving with one
+// of its own addresses as source (IPv4 martian).
+Step answer_from_node_addr(const Pkt& ans, const NFam& f, std::uint8_t proto, std::uint32_t svc) {
+  Step s = reply_step("the pod's answer at its device: out of n0", ans,
+                      ans.from(f.node, nport(proto)).macs(kMacN0, kMacNClient), svc);
+  s.verdict = kTcActRedirect;
+  return s;
+}
+
 // NodePort to a backend of this node: DNAT only, handed to the stack; the pod's answer is
 // translated at its device from the REPLY entry.
 Case local_backend(const char* name, const NFam& f, std::uint8_t proto, Prog prog) {
@@ -335,7 +350,7 @@ Case local_backend(const char* name, const NFam& f, std::uint8_t proto, Prog pro
                          }),
               nstep("later packet from conntrack", prog, Dev::N0, next, v_local(prog), dnat(next, f.local[0]),
                     LB_STAT_FWD_ESTABLISHED, svc, kFwd),
-              reply_step("the pod's answer at its device", ans, ans.from(f.node, nport(proto)), svc)});
+              answer_from_node_addr(ans, f, proto, svc)});
 }
 
 // NodePort to another node's backend with SNAT: first packet, later packet, the answer.
@@ -447,8 +462,8 @@ Case hybrid(const char* name, const NFam& f, Prog prog) {
                            const auto uf = fx.ct(key_of(u));
                            REQUIRE(tf.has_value());
                            REQUIRE(uf.has_value());
-                           CHECK_MESSAGE(tf->flags == (LB_CT_F_DSR | LB_CT_F_REMOTE), "TCP " << flag_str(tf->flags));
-                           CHECK_MESSAGE(uf->flags == (LB_CT_F_SNAT | LB_CT_F_REMOTE), "UDP " << flag_str(uf->flags));
+                           CHECK_MESSAGE(tf->flags == (LB_CT_F_DSR | LB_CT_F_REMOTE | LB_CT_F_VIP_LOCAL), "TCP " << flag_str(tf->flags));
+                           CHECK_MESSAGE(uf->flags == (LB_CT_F_SNAT | LB_CT_F_REMOTE | LB_CT_F_VIP_LOCAL), "UDP " << flag_str(uf->flags));
                            expect_entries(fx, f.node.v6, 3);  // TCP: FORWARD; UDP: FORWARD + REPLY
                          })},
              snat_opts(LB_MODE_HYBRID));
@@ -462,7 +477,8 @@ Case dsr_learn(const char* name, const NFam& f, std::uint8_t proto, Prog prog) {
   const Pkt next = nclient_next(f, proto).to(f.local[0], bport(proto)).macs(kMacNode2, kMacN0);
   const Pkt ans = nanswer(proto, f.local[0], bport(proto), f.client, kCPort, kMacBackend, kMacHost);
   const CtKey rkey{f.local[0], f.client, bport(proto), kCPort, proto};
-  const CtWant rwant{.dir = LB_CT_REPLY, .flags = LB_CT_F_DSR, .nat = f.node2, .nat_port = nport(proto)};
+  const CtWant rwant{.dir = LB_CT_REPLY, .flags = LB_CT_F_DSR, .nat = f.node2, .nat_port = nport(proto),
+                     .vip_local = false};
   std::vector<Step> steps = {with_after(nsame("packet with the DSR option", prog, Dev::N0, in, v_local(prog),
                                               LB_STAT_DSR_LEARNT),
                                         [=](Fixture& fx) {
@@ -754,7 +770,7 @@ Case dsr_falls_back_to_snat(const char* name, const NFam& f, std::uint8_t proto)
                          [=](Fixture& fx) {
                            const auto fwd = fx.ct(key_of(in));
                            REQUIRE(fwd.has_value());
-                           CHECK_MESSAGE(fwd->flags == (LB_CT_F_SNAT | LB_CT_F_REMOTE), flag_str(fwd->flags));
+                           CHECK_MESSAGE(fwd->flags == (LB_CT_F_SNAT | LB_CT_F_REMOTE | LB_CT_F_VIP_LOCAL), flag_str(fwd->flags));
                            expect_entries(fx, f.node.v6, 2);
                          })},
              snat_opts(LB_MODE_DSR));
