@@ -42,6 +42,7 @@ NS_AGENT_LOG=()
 NS_AGENT_ARGS1=()
 NS_AGENT_ARGS2=()
 NS_AGENT_STARTED=0
+NS_FINISHED=0    # set by the test once it printed its summary
 NS_AGENT_RUNS=0  # how many times ns_start_agent ran (log names agent-nodeN.K.log)
 
 # ------------------------------------------------------------------ names and addresses
@@ -520,6 +521,12 @@ ns_install_traps() {
 ns_on_exit() {
     local rc=$? n
     trap '' INT TERM
+    if ((!NS_FINISHED && ${#E2E_RESULTS[@]} > 0)); then
+        # stopped early (watchdog, signal, set -e style exit): still say what ran
+        e2e_summary
+        echo "RESULT: FAIL (stopped before the end, exit $rc)"
+        ((rc == 0)) && rc=1
+    fi
     for n in 1 2; do
         [[ -n ${NS_AGENT_PID[n]:-} ]] && e2e_kill_pid "${NS_AGENT_PID[n]}"
     done

@@ -75,6 +75,7 @@ e2e_watchdog 280
 echo "=== sluice e2e north-south, mode=$MODE xdp=$XDP_MODE families=$FAMILIES${EMULATE:+ EMULATED by $EMULATE rules, no sluice}, pid $$ ==="
 
 fatal() {
+    NS_FINISHED=1
     e2e_result "$*" 1
     e2e_summary
     echo "RESULT: FAIL (north-south $MODE/$XDP_MODE)"
@@ -82,6 +83,7 @@ fatal() {
 }
 
 finish() {
+    NS_FINISHED=1
     e2e_summary
     if ((E2E_FAIL == 0)); then
         echo "RESULT: PASS (north-south $MODE/$XDP_MODE)"
@@ -246,11 +248,11 @@ check_np() {
     client=$(ns_client_ip "$f")
     if ((n == 1)); then near=n1p1 far=n2p1; else near=n2p1 far=n1p1; fi
     e2e_check "IPv$f $label TCP $dst:$tport: 20 new connections reach n1p1 and n2p1; $near (local) sees $client, $far (remote) sees $(remote_src "$n" "$f" tcp)" \
-        ns_client http "$(e2e_url "$dst" "$tport")" --count 20 --timeout 2 --deadline 40 \
+        ns_client http "$(e2e_url "$dst" "$tport")" --count 20 --timeout 1 --give-up-after 3 --deadline 15 \
         --expect n1p1,n2p1 --only --peer \
         --peer-expect "$near=$client,$far=$(remote_src "$n" "$f" tcp)"
     e2e_check "IPv$f $label UDP $dst:$uport: 20 datagrams answered by n1p1 and n2p1; $near sees $client, $far sees $(remote_src "$n" "$f" udp)" \
-        ns_client udp "$dst" "$uport" --count 20 --timeout 1 --deadline 40 \
+        ns_client udp "$dst" "$uport" --count 20 --timeout 1 --give-up-after 3 --deadline 15 \
         --expect n1p1,n2p1 --only --peer \
         --peer-expect "$near=$client,$far=$(remote_src "$n" "$f" udp)"
 }
@@ -263,10 +265,10 @@ checks_123() {
     check_np "$f" "1+2 NodePort via node1" "$n1" 30080 30053 1
     check_np "$f" "1+2 NodePort via node2" "$n2" 30080 30053 2
     e2e_check "IPv$f 1+2 np-remote TCP $n1:30480 (only backend n2p1, on node2): sees $(remote_src 1 "$f" tcp)" \
-        ns_client http "$(e2e_url "$n1" 30480)" --count 10 --timeout 2 --deadline 30 \
+        ns_client http "$(e2e_url "$n1" 30480)" --count 10 --timeout 1 --give-up-after 3 --deadline 15 \
         --expect n2p1 --only --min-each 10 --peer --peer-expect "n2p1=$(remote_src 1 "$f" tcp)"
     e2e_check "IPv$f 1+2 np-remote UDP $n1:30453 (only backend n2p1): sees $(remote_src 1 "$f" udp)" \
-        ns_client udp "$n1" 30453 --count 10 --timeout 1 --deadline 30 \
+        ns_client udp "$n1" 30453 --count 10 --timeout 1 --give-up-after 3 --deadline 15 \
         --expect n2p1 --only --min-each 10 --peer --peer-expect "n2p1=$(remote_src 1 "$f" udp)"
     echo "--- IPv$f: 3 LoadBalancer IP and ExternalIP (client routes via node1) ---"
     local lb ext
@@ -283,10 +285,10 @@ checks_5() {
     client=$(ns_client_ip "$f")
     echo "--- IPv$f: 5 externalTrafficPolicy Local (np-local: endpoint n2p2 on node2) ---"
     e2e_check "IPv$f 5 np-local TCP node2 $n2:30180: served by n2p2, which sees the client $client" \
-        ns_client http "$(e2e_url "$n2" 30180)" --count 10 --timeout 2 --deadline 30 \
+        ns_client http "$(e2e_url "$n2" 30180)" --count 10 --timeout 1 --give-up-after 3 --deadline 15 \
         --expect n2p2 --only --min-each 10 --peer --peer-expect "n2p2=$client"
     e2e_check "IPv$f 5 np-local UDP node2 $n2:30153: answered by n2p2, which sees $client" \
-        ns_client udp "$n2" 30153 --count 10 --timeout 1 --deadline 30 \
+        ns_client udp "$n2" 30153 --count 10 --timeout 1 --give-up-after 3 --deadline 15 \
         --expect n2p2 --only --min-each 10 --peer --peer-expect "n2p2=$client"
     e2e_check "IPv$f 5 np-local TCP node1 $n1:30180 (no local endpoint): silently dropped (timeout, no RST)" \
         ns_client blackhole "$n1" 30180 --count 2 --timeout 1
@@ -313,7 +315,7 @@ checks_6() {
     for f in $FAMILIES; do
         if [[ $f == 4 ]]; then lb=$NS_SRC_LB_V4; else lb=$NS_SRC_LB_V6; fi
         e2e_check "IPv$f 6 np-src $lb:80 with ranges [192.168.50.1/32, fd50::1/128]: the client connects" \
-            ns_client http "$(e2e_url "$lb" 80)" --count 10 --timeout 2 --deadline 30 \
+            ns_client http "$(e2e_url "$lb" 80)" --count 10 --timeout 1 --give-up-after 3 --deadline 15 \
             --expect n1p1,n2p1 --only
     done
     for n in 1 2; do gens[n]=$(ns_agent_generation "$n"); done
@@ -354,10 +356,10 @@ checks_7() {
     client=$(ns_client_ip "$f")
     echo "--- IPv$f: 7 hostPort (n2p2 on node2: 18080/TCP, 18053/UDP) ---"
     e2e_check "IPv$f 7 hostPort TCP $n2:18080 reaches n2p2 (sees the client $client)" \
-        ns_client http "$(e2e_url "$n2" 18080)" --count 5 --timeout 2 --deadline 20 \
+        ns_client http "$(e2e_url "$n2" 18080)" --count 5 --timeout 1 --give-up-after 3 --deadline 10 \
         --expect n2p2 --only --min-each 5 --peer --peer-expect "n2p2=$client"
     e2e_check "IPv$f 7 hostPort UDP $n2:18053 reaches n2p2" \
-        ns_client udp "$n2" 18053 --count 5 --timeout 1 --deadline 20 \
+        ns_client udp "$n2" 18053 --count 5 --timeout 1 --give-up-after 3 --deadline 10 \
         --expect n2p2 --only --min-each 5
     e2e_check "IPv$f 7 hostPort is node2's only: $n1:18080 refuses" \
         ns_client refused "$n1" 18080 --count 1 --within 1.0
@@ -369,8 +371,8 @@ checks_8() {
     echo "--- 8 path MTU: client uploads ${UPLOAD_BYTES} bytes via node1:30480 to n2p1 (node2) ---"
     for f in $FAMILIES; do
         n1=$(ns_node_ip 1 "$f")
-        e2e_check "IPv$f 8a baseline: upload through node1:30480 to n2p1, all MTUs 1500 (within 20 s)" \
-            ns_client upload "$(e2e_url "$n1" 30480)" --bytes "$UPLOAD_BYTES" --timeout 20 \
+        e2e_check "IPv$f 8a baseline: upload through node1:30480 to n2p1, all MTUs 1500 (within 15 s)" \
+            ns_client upload "$(e2e_url "$n1" 30480)" --bytes "$UPLOAD_BYTES" --timeout 15 \
             --expect n2p1
     done
     ip -n "${NS_NODE[2]}" link set veth-p1 mtu 1400 || return 1
@@ -378,8 +380,8 @@ checks_8() {
     before=$(ns_stat_value 1 icmp_translated)/$(ns_stat_value 2 icmp_translated)
     for f in $FAMILIES; do
         n1=$(ns_node_ip 1 "$f")
-        e2e_check "IPv$f 8b upload through node1:30480 to n2p1 behind a 1400-byte veth completes (ICMP too-big from node2 reaches the client's socket; within 20 s)" \
-            ns_client upload "$(e2e_url "$n1" 30480)" --bytes "$UPLOAD_BYTES" --timeout 20 \
+        e2e_check "IPv$f 8b upload through node1:30480 to n2p1 behind a 1400-byte veth completes (ICMP too-big from node2 reaches the client's socket; within 15 s)" \
+            ns_client upload "$(e2e_url "$n1" 30480)" --bytes "$UPLOAD_BYTES" --timeout 15 \
             --expect n2p1
     done
     after=$(ns_stat_value 1 icmp_translated)/$(ns_stat_value 2 icmp_translated)
@@ -403,7 +405,7 @@ checks_4() {
             --compare "$saved"
         ns_client_via 1 >/dev/null
         e2e_check "IPv$f 4 Maglev still spreads: 40 connections to $lb:80 reach at least 3 of 4 backends" \
-            eval "out=\$(ns_client http '$(e2e_url "$lb" 80)' --count 40 --timeout 2 --deadline 30); echo \"\$out\" | grep -v '^{'; n=\$(echo \"\$out\" | head -n 1 | grep -o 'n[12]p[12]=' | wc -l); ((n >= 3))"
+            eval "out=\$(ns_client http '$(e2e_url "$lb" 80)' --count 40 --timeout 1 --give-up-after 3 --deadline 15); echo \"\$out\" | grep -v '^{'; n=\$(echo \"\$out\" | head -n 1 | grep -o 'n[12]p[12]=' | wc -l); ((n >= 3))"
     done
 }
 
