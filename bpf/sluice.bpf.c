@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause
 /*
- * sluice datapath: the entry programs. Logic lives in lib/<subsystem>.h; this file only wires
- * the steps together and owns each program's single exit, which counts the verdict.
+ * sluice datapath: the entry programs. Logic lives in lib/<subsystem>.h; this file wires the
+ * steps together and owns each program's single exit, which counts the verdict. One code path
+ * serves every hook (lib/ctx.h): pod devices (tc), native devices at XDP, and the tc ingress
+ * and egress of native devices.
  */
 #include "lib/common.h"
 #include "lib/maps.bpf.h"
@@ -10,6 +12,7 @@
 #include "lib/conntrack.h"
 #include "lib/lb.h"
 #include "lib/reject.h"
+#include "lib/nodeport.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -75,9 +78,10 @@ static __always_inline bool lb_ct_renew(const struct lb_pkt *p, const struct lb_
  * flow to the same pod used: that flow's REPLY entry would turn the pod's answers into ones from
  * the VIP and the client's socket would drop them. A bare TCP SYN, or any UDP datagram, from
  * client:port straight to backend:port proves the old flow is over, so both its entries go.
- * Costs one lookup per TCP SYN and per UDP datagram that is not for a service.
+ * Costs one lookup per TCP SYN and per UDP datagram that is not for a service. Pod devices
+ * only: on a native device the DNATed packets of a flow look exactly like that.
  */
-static __always_inline void lb_ct_forget_reply(const struct lb_pkt *p, const struct lb_tuple *t)
+static __noinline void lb_ct_forget_reply(const struct lb_pkt *p, const struct lb_tuple *t)
 {
 	struct lb_tuple rev = { .s = t->d, .d = t->s, .sport = t->dport, .dport = t->sport,
 				.proto = t->proto, .family = t->family };
@@ -95,25 +99,125 @@ static __always_inline void lb_ct_forget_reply(const struct lb_pkt *p, const str
 	lb_ct_delete(&rev);
 }
 
-static __always_inline int lb_new_flow(struct __sk_buff *skb, struct lb_pkt *p,
-				       const struct lb_tuple *t, bool replace, __u64 now,
-				       __u32 *svc_id)
-{
-	struct lb_backend_info b = {};
-	struct lb_ct_state st = {};
-	struct lb_ct_nat nat = {};
-	struct lb_tuple rt;
-	struct lb_svc_value *svc;
-	bool hairpin;
+/* What a handled packet needs from its program's exit. */
+struct lb_out {
+	__u32 svc_id;
+	bool send;		/* leave by route.ifindex (L2 written unless route.where is NEIGH) */
+	struct lb_route route;
+};
 
-	svc = lb_svc_lookup(p, 0);
+/*
+ * Where a translated packet will go, decided before anything is rewritten: XDP leaves what it
+ * cannot finish (neighbour unresolved) to tc untouched.
+ */
+static __always_inline int lb_route_check(void *ctx, enum lb_hook hook, const struct lb_pkt *p,
+					  const union lb_addr *dst, struct lb_route *r)
+{
+	lb_route_lookup(ctx, hook, p, dst, r);
+	if (r->where == LB_WHERE_NONE)
+		return LB_STAT_DROP_FIB;
+	if (r->where == LB_WHERE_NEIGH && hook == LB_HOOK_XDP)
+		return LB_STAT_PASS_TO_STACK;
+	return LB_CONTINUE;
+}
+
+/* After the rewrite: a packet for another node gets its L2 header. 0 or -1. */
+static __always_inline int lb_send_prepare(void *ctx, enum lb_hook hook, struct lb_out *out)
+{
+	if (out->route.where == LB_WHERE_LOCAL)
+		return 0;
+	out->send = true;
+	if (out->route.where != LB_WHERE_REMOTE)
+		return 0;
+	if (lb_store(ctx, hook, 0, out->route.dmac, ETH_ALEN) < 0 ||
+	    lb_store(ctx, hook, ETH_ALEN, out->route.smac, ETH_ALEN) < 0)
+		return -1;
+	return 0;
+}
+
+static __always_inline bool lb_is_syn(const struct lb_pkt *p)
+{
+	return p->proto == IPPROTO_TCP && (p->tcp_flags & (LB_TCP_SYN | LB_TCP_ACK)) == LB_TCP_SYN;
+}
+
+/* DSR to another node: TCP only when the option fits next to the headers present. */
+static __always_inline bool lb_use_dsr(const struct lb_pkt *p)
+{
+	if (cfg_lb_mode == LB_MODE_SNAT || p->frag != LB_FRAG_NONE)
+		return false;
+	if (cfg_lb_mode == LB_MODE_HYBRID && p->proto != IPPROTO_TCP)
+		return false;
+	return p->family == 4 ? p->ip_hl5 : p->l4_off == ETH_HLEN + sizeof(struct ipv6hdr);
+}
+
+/*
+ * One packet's working state, on the entry program's stack. The big steps below are BPF
+ * subprograms (__noinline) that get a pointer to it: each has its own stack frame, so the
+ * frames of disjoint paths (new flow, known flow, ICMP error) do not add up in the 512 bytes.
+ * The hook is a constant at every call, which the verifier tracks into the callee, so it only
+ * ever walks the helper calls valid for the program type.
+ */
+struct lb_flow {
+	struct lb_pkt p;
+	struct lb_tuple t;
+	struct lb_out out;
+	__u64 now;
+	bool replace;
+	/* lb_new_flow()'s working set: the flow's two conntrack entries. */
+	struct lb_backend_info b;
+	struct lb_ct_state st, rst;
+	struct lb_ct_nat nat, rnat;
+	struct lb_tuple rt;
+};
+
+/*
+ * Per-CPU home of struct lb_flow: on the entry's stack it would count in every call chain's
+ * 512 bytes. Every hook runs with bottom halves off (NAPI, netif_receive_skb, dev_queue_xmit),
+ * so no program of this object can interrupt another on the same CPU. Not pinned: scratch.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct lb_flow);
+	__uint(max_entries, 1);
+} lb_work SEC(".maps");
+
+/*
+ * A new flow's service and backend: LB_CONTINUE with f->b and f->st.svc_id filled, or the
+ * verdict (not a service, policy drop, reject).
+ */
+static __noinline int lb_pick_backend(void *ctx, enum lb_hook hook, struct lb_flow *f)
+{
+	bool external = lb_hook_external(hook);
+	struct lb_pkt *p = &f->p;
+	struct lb_svc_value *svc;
+	__u8 scope = LB_SCOPE_ALL;
+
+	svc = lb_svc_lookup(p, 0, LB_SCOPE_ALL);
 	if (!svc) {
-		lb_ct_forget_reply(p, t);
+		if (hook == LB_HOOK_POD)
+			lb_ct_forget_reply(p, &f->t);
+		else if (p->has_dsr && p->frag != LB_FRAG_LATER) {
+			f->rst.last_seen_ns = f->now;
+			return lb_dsr_learn(p, &f->t, &f->rst, &f->rnat, &f->rt);
+		}
 		return LB_STAT_PASS;
 	}
-	*svc_id = svc->svc_id;
+	/* A ClusterIP is not reachable from outside the node (kube-proxy: no rule there). */
+	if (external && !(svc->flags & LB_SVC_F_EXTERNAL))
+		return LB_STAT_PASS;
+	if (external && (svc->flags & LB_SVC_F_EXT_LOCAL)) {
+		scope = LB_SCOPE_EXTERNAL;
+		svc = lb_svc_lookup(p, 0, scope);
+		if (!svc)
+			return LB_STAT_DROP_NO_BACKEND;
+	}
+	f->out.svc_id = svc->svc_id;
+	f->st.svc_id = svc->svc_id;
 	if (p->frag == LB_FRAG_LATER)
 		return LB_STAT_PASS_FRAG_UNKNOWN;
+	if ((svc->flags & LB_SVC_F_SOURCE_RANGES) && !lb_src_range_ok(p, svc->svc_id))
+		return LB_STAT_DROP_SOURCE_RANGE;
 	if (lb_udp6_zero_csum(p))
 		return LB_STAT_DROP_UDP6_ZERO_CSUM;
 	if (svc->count == 0) {
@@ -124,126 +228,293 @@ static __always_inline int lb_new_flow(struct __sk_buff *skb, struct lb_pkt *p,
 		 */
 		if (svc->flags & LB_SVC_F_DROP_EMPTY)
 			return LB_STAT_DROP_NO_LOCAL_ENDPOINT;
-		return lb_reject(skb, p) < 0 ? LB_STAT_DROP_ICMP_FAILED : LB_STAT_REJECT;
+		/* lb_run() builds the answer, outside the deep call chains; XDP leaves it to tc. */
+		return hook == LB_HOOK_XDP ? LB_STAT_PASS_TO_STACK : LB_STAT_REJECT;
 	}
-	if (!lb_select_backend(p, svc, now, &b))
+	if (!lb_select_backend(p, svc, scope, external && (svc->flags & LB_SVC_F_MAGLEV), f->now,
+			       &f->b))
 		return LB_STAT_DROP_NO_BACKEND;
+	return LB_CONTINUE;
+}
 
-	/* Pod to its own service, answered by itself: without SNAT it would drop its own reply. */
-	hairpin = lb_addr_eq(&b.addr, &p->saddr);
+/* Rewrites a forward packet as f->st/f->nat say and prepares it for its way out. */
+static __noinline int lb_fwd_rewrite(void *ctx, enum lb_hook hook, struct lb_flow *f)
+{
+	const struct lb_ct_state *st = &f->st;
+	const struct lb_pkt *p = &f->p;
 
-	st.dir = LB_CT_FORWARD;
-	st.flags = hairpin ? LB_CT_F_SNAT : 0;
-	st.nat_port = b.port;
-	st.backend_id = b.id;
-	st.svc_id = svc->svc_id;
-	st.created_ns = now;
-	st.last_seen_ns = now;
-	nat.addr = b.addr;
-	if (hairpin)
-		nat.hairpin = p->daddr;
+	if (lb_xlate_fwd(ctx, hook, p, &f->nat.addr, st->nat_port, st->flags & LB_CT_F_SNAT,
+			 &f->nat.snat, st->snat_port) < 0)
+		return -1;
+	/* TCP: the SYN (and its retransmits) carry the option; UDP: every datagram. */
+	if ((st->flags & LB_CT_F_DSR) && (p->proto == IPPROTO_UDP || lb_is_syn(p)) &&
+	    lb_dsr_insert(ctx, hook, p, &p->daddr, p->dport) < 0)
+		return -1;
+	return lb_send_prepare(ctx, hook, &f->out);
+}
+
+static __noinline int lb_new_flow(void *ctx, enum lb_hook hook, struct lb_flow *f)
+{
+	bool external = lb_hook_external(hook), snat = false, dsr = false;
+	struct lb_ct_state *st = &f->st, *rst = &f->rst;
+	struct lb_ct_nat *nat = &f->nat, *rnat = &f->rnat;
+	struct lb_backend_info *b = &f->b;
+	struct lb_out *out = &f->out;
+	struct lb_pkt *p = &f->p;
+	int ret;
+
+	if (hook == LB_HOOK_NODE_OUT)
+		return LB_STAT_PASS;	/* the node's own traffic: only replies are translated */
+	ret = lb_pick_backend(ctx, hook, f);
+	if (ret != LB_CONTINUE)
+		return ret;
+
+	if (external) {
+		ret = lb_route_check(ctx, hook, p, &b->addr, &out->route);
+		if (ret != LB_CONTINUE)
+			return ret;
+		if (out->route.where != LB_WHERE_LOCAL) {
+			dsr = lb_use_dsr(p);
+			snat = !dsr;
+			if (snat && !lb_snat_addr(out->route.ifindex, p->family, &nat->snat))
+				return LB_STAT_DROP_FIB;
+		}
+	} else if (lb_addr_eq(&b->addr, &p->saddr)) {
+		/* Pod to its own service, answered by itself: without SNAT it drops its reply. */
+		snat = true;
+		nat->snat = p->daddr;
+		st->snat_port = p->sport;
+	}
+
+	st->dir = LB_CT_FORWARD;
+	st->flags = (snat ? LB_CT_F_SNAT : 0) | (dsr ? LB_CT_F_DSR : 0) |
+		    (out->route.where != LB_WHERE_LOCAL ? LB_CT_F_REMOTE : 0);
+	st->nat_port = b->port;
+	st->backend_id = b->id;
+	st->created_ns = f->now;
+	st->last_seen_ns = f->now;
+	nat->addr = b->addr;
+
+	/* The REPLY entry: backend -> client (or -> the SNAT address:port hiding it). */
+	*rst = *st;
+	rst->dir = LB_CT_REPLY;
+	rst->nat_port = p->dport;
+	rst->snat_port = p->sport;
+	rnat->addr = p->daddr;
+	rnat->snat = p->saddr;
+	lb_ct_peer(&f->rt, &f->t, st, nat);
+	if (snat && external) {
+		/* NodePort SNAT: the REPLY entry's insertion takes the port. */
+		st->snat_port = lb_snat_take(ctx, &f->rt, rst, rnat,
+					     lb_flow_hash(p, false) ^ bpf_get_prandom_u32());
+		if (!st->snat_port)
+			return LB_STAT_DROP_SNAT_PORTS;
+	}
 	/*
 	 * BPF_NOEXIST: two CPUs may race on a flow's first packets (a resolver's parallel A/AAAA
 	 * queries share a socket); the loser adopts the winner's backend.
 	 */
-	if (lb_ct_write(t, &st, &nat, replace ? BPF_ANY : BPF_NOEXIST) < 0) {
-		struct lb_ct_state *won = lb_ct_lookup(t, &nat);
+	if (lb_ct_write(&f->t, st, nat, f->replace ? BPF_ANY : BPF_NOEXIST) < 0) {
+		struct lb_ct_state *won = lb_ct_lookup(&f->t, nat);
 
+		if (snat && external)
+			lb_ct_delete(&f->rt);
 		if (!won || won->dir != LB_CT_FORWARD)
 			return LB_STAT_DROP_CT_INSERT;
-		st = *won;
-		b.addr = nat.addr;
-		b.port = won->nat_port;
-		hairpin = won->flags & LB_CT_F_SNAT;
-	} else {
-		lb_ct_peer(&rt, t, &st, &nat);
-		st.dir = LB_CT_REPLY;
-		st.nat_port = p->dport;
-		nat.addr = p->daddr;
-		nat.hairpin = p->saddr;
-		if (lb_ct_write(&rt, &st, &nat, BPF_ANY) < 0) {
-			lb_ct_delete(t);
-			return LB_STAT_DROP_CT_INSERT;
+		*st = *won;
+		if (external) {
+			ret = lb_route_check(ctx, hook, p, &nat->addr, &out->route);
+			if (ret != LB_CONTINUE)
+				return ret;
 		}
-		if (hairpin)
-			nat.hairpin = p->daddr;
+	} else if (!dsr && !(snat && external) && lb_ct_write(&f->rt, rst, rnat, BPF_ANY) < 0) {
+		/* DSR: the answer never comes back through this node. */
+		lb_ct_delete(&f->t);
+		return LB_STAT_DROP_CT_INSERT;
 	}
 	if (p->frag == LB_FRAG_FIRST)
 		lb_frag_remember(p);
-	if (lb_xlate_fwd(skb, p, &b.addr, b.port, hairpin, &p->daddr) < 0)
+	if (lb_fwd_rewrite(ctx, hook, f) < 0)
 		return LB_STAT_DROP_REWRITE;
-	return LB_STAT_FWD_NEW;
+	return out->send ? LB_STAT_FWD_REMOTE_NEW : LB_STAT_FWD_NEW;
 }
 
 /* A packet of a known flow, either way: translate it as its conntrack entry says. */
-static __always_inline int lb_ct_xlate(struct __sk_buff *skb, const struct lb_pkt *p,
-				       const struct lb_tuple *t, struct lb_ct_state *st,
-				       const struct lb_ct_nat *nat, __u64 now, __u32 *svc_id)
+static __noinline int lb_ct_xlate(void *ctx, enum lb_hook hook, struct lb_flow *f,
+				   struct lb_ct_state *st, const struct lb_ct_nat *nat)
 {
-	bool hairpin = st->flags & LB_CT_F_SNAT;
-	int err;
+	const struct lb_pkt *p = &f->p;
+	const struct lb_tuple *t = &f->t;
+	struct lb_out *out = &f->out;
+	__u64 now = f->now;
+	bool snat = st->flags & LB_CT_F_SNAT;
+	bool reply = st->dir == LB_CT_REPLY;
+	int err, ret;
 
-	*svc_id = st->svc_id;
+	out->svc_id = st->svc_id;
+	if (hook == LB_HOOK_NODE_OUT && !reply)
+		return LB_STAT_PASS;
 	if (lb_udp6_zero_csum(p))
 		return LB_STAT_DROP_UDP6_ZERO_CSUM;
+	/* Replies to a SNATed client and flows to another node's backend leave from here. */
+	if (lb_hook_external(hook) && (reply ? snat : (st->flags & LB_CT_F_REMOTE))) {
+		ret = lb_route_check(ctx, hook, p, reply ? &nat->snat : &nat->addr, &out->route);
+		if (ret != LB_CONTINUE)
+			return ret;
+	}
 	lb_ct_touch(t, p, st, nat, now);
 	if (p->frag == LB_FRAG_FIRST)
 		lb_frag_remember(p);
-	if (st->dir == LB_CT_REPLY)
-		err = lb_xlate_reply(skb, p, &nat->addr, st->nat_port, hairpin, &nat->hairpin);
+	if (reply)
+		err = lb_xlate_reply(ctx, hook, p, &nat->addr, st->nat_port, snat, &nat->snat,
+				     st->snat_port);
 	else
-		err = lb_xlate_fwd(skb, p, &nat->addr, st->nat_port, hairpin, &nat->hairpin);
+		err = lb_xlate_fwd(ctx, hook, p, &nat->addr, st->nat_port, snat, &nat->snat,
+				   st->snat_port);
 	if (err < 0)
 		return LB_STAT_DROP_REWRITE;
-	return st->dir == LB_CT_REPLY ? LB_STAT_REPLY : LB_STAT_FWD_ESTABLISHED;
+	/* A retransmitted SYN needs the option again; the backend's node may have missed it. */
+	if (!reply && (st->flags & LB_CT_F_DSR) && (p->proto == IPPROTO_UDP || lb_is_syn(p)) &&
+	    lb_dsr_insert(ctx, hook, p, &p->daddr, p->dport) < 0)
+		return LB_STAT_DROP_REWRITE;
+	if (lb_send_prepare(ctx, hook, out) < 0)
+		return LB_STAT_DROP_REWRITE;
+	if (reply)
+		return LB_STAT_REPLY;
+	return out->send ? LB_STAT_FWD_REMOTE : LB_STAT_FWD_ESTABLISHED;
 }
 
-static __always_inline int lb_handle(struct __sk_buff *skb, struct lb_pkt *p, __u32 *svc_id)
+static __noinline int lb_icmp_handle(void *ctx, enum lb_hook hook, struct lb_flow *f)
 {
-	struct lb_ct_nat nat = {};
-	struct lb_ct_state *st;
-	struct lb_tuple t;
-	bool replace = false;
-	__u64 now;
+	bool to_client = false;
+	int stat = lb_icmp_xlate(ctx, hook, &f->p, &to_client);
 
+	if (stat != LB_STAT_ICMP_XLATE || !to_client || !lb_hook_external(hook))
+		return stat;
+	lb_route_lookup(ctx, hook, &f->p, &f->p.daddr, &f->out.route);
+	if (f->out.route.where == LB_WHERE_NONE)
+		return LB_STAT_DROP_FIB;
+	if (f->out.route.where == LB_WHERE_NEIGH && hook == LB_HOOK_XDP)
+		f->out.route.where = LB_WHERE_LOCAL;	/* the stack routes it */
+	if (lb_send_prepare(ctx, hook, &f->out) < 0)
+		return LB_STAT_DROP_REWRITE;
+	return stat;
+}
+
+static __noinline int lb_handle(void *ctx, enum lb_hook hook, struct lb_flow *f)
+{
+	struct lb_pkt *p = &f->p;
+	struct lb_ct_state *st;
+
+	if (p->icmp_off)
+		return lb_icmp_handle(ctx, hook, f);
 	if (p->frag == LB_FRAG_LATER && !lb_frag_recall(p))
 		return LB_STAT_PASS_FRAG_UNKNOWN;
-	lb_tuple_of(&t, p);
-	now = bpf_ktime_get_ns();
+	lb_tuple_of(&f->t, p);
+	f->now = bpf_ktime_get_ns();
 
-	st = lb_ct_lookup(&t, &nat);
-	if (st && st->dir == LB_CT_FORWARD && lb_ct_renew(p, &t, st, &nat, now)) {
-		struct lb_tuple old_reply;
-
+	st = lb_ct_lookup(&f->t, &f->nat);
+	if (st && st->dir == LB_CT_FORWARD && hook != LB_HOOK_NODE_OUT &&
+	    lb_ct_renew(p, &f->t, st, &f->nat, f->now)) {
 		/* The old backend's reply entry would rewrite unrelated traffic later. */
-		lb_ct_peer(&old_reply, &t, st, &nat);
-		lb_ct_delete(&old_reply);
-		replace = true;
-	} else if (st && (st->dir == LB_CT_FORWARD || lb_ct_alive(&t, st, &nat, now))) {
-		return lb_ct_xlate(skb, p, &t, st, &nat, now, svc_id);
+		lb_ct_peer(&f->rt, &f->t, st, &f->nat);
+		lb_ct_delete(&f->rt);
+		f->replace = true;
+	} else if (st && (st->dir == LB_CT_FORWARD || lb_ct_alive(&f->t, st, &f->nat, f->now))) {
+		return lb_ct_xlate(ctx, hook, f, st, &f->nat);
 	} else if (st) {
-		replace = true;	/* an expired REPLY entry holds the tuple: overwrite it */
+		f->replace = true;	/* an expired REPLY entry holds the tuple: overwrite it */
 	}
-	return lb_new_flow(skb, p, &t, replace, now, svc_id);
+	__builtin_memset(&f->nat, 0, sizeof(f->nat));
+	return lb_new_flow(ctx, hook, f);
+}
+
+static __always_inline int lb_run(void *ctx, enum lb_hook hook, struct lb_out *out)
+{
+	__u32 zero = 0;
+	struct lb_flow *f = bpf_map_lookup_elem(&lb_work, &zero);
+	int stat;
+
+	if (!f)
+		return LB_STAT_PASS;	/* cannot happen: a one-entry per-CPU array */
+	__builtin_memset(f, 0, sizeof(*f));
+	f->p.ifindex = lb_ifindex(ctx, hook);
+	stat = lb_parse(ctx, hook, &f->p);
+	if (stat == LB_CONTINUE)
+		stat = lb_handle(ctx, hook, f);
+	if (stat == LB_STAT_REJECT && hook != LB_HOOK_XDP && lb_reject(ctx, &f->p) < 0)
+		stat = LB_STAT_DROP_ICMP_FAILED;
+	*out = f->out;
+	return stat;
 }
 
 SEC("tc")
 int lb_pod_ingress(struct __sk_buff *skb)
 {
-	struct lb_pkt p = {};
-	__u32 svc_id = 0;
+	struct lb_out out = {};
 	int stat, ret;
 
-	stat = lb_parse(skb, &p);
-	if (stat == LB_CONTINUE)
-		stat = lb_handle(skb, &p, &svc_id);
-
+	stat = lb_run(skb, LB_HOOK_POD, &out);
 	if (stat == LB_STAT_REJECT)
 		ret = bpf_redirect(skb->ifindex, 0);	/* back out to the client's veth */
 	else if (stat >= LB_STAT_DROP_FIRST)
 		ret = TC_ACT_SHOT;
 	else
 		ret = TC_ACT_OK;
-	lb_count(stat, skb->len, svc_id);
+	lb_count(stat, skb->len, out.svc_id);
+	return ret;
+}
+
+SEC("xdp")
+int lb_node_xdp(struct xdp_md *ctx)
+{
+	struct lb_out out = {};
+	int stat, ret;
+
+	stat = lb_run(ctx, LB_HOOK_XDP, &out);
+	if (stat >= LB_STAT_DROP_FIRST)
+		ret = XDP_DROP;
+	else if (!out.send)
+		ret = XDP_PASS;
+	else if (out.route.ifindex == ctx->ingress_ifindex)
+		ret = XDP_TX;
+	else
+		ret = bpf_redirect(out.route.ifindex, 0);
+	lb_count(stat, bpf_xdp_get_buff_len(ctx), out.svc_id);
+	return ret;
+}
+
+/* Native devices without XDP, and what XDP left to the stack. */
+SEC("tc")
+int lb_node_ingress(struct __sk_buff *skb)
+{
+	struct lb_out out = {};
+	int stat, ret;
+
+	stat = lb_run(skb, LB_HOOK_NODE_IN, &out);
+	if (stat == LB_STAT_REJECT)
+		ret = bpf_redirect(skb->ifindex, 0);	/* back out towards the client */
+	else if (stat >= LB_STAT_DROP_FIRST)
+		ret = TC_ACT_SHOT;
+	else if (!out.send)
+		ret = TC_ACT_OK;
+	else if (out.route.where == LB_WHERE_NEIGH)
+		ret = bpf_redirect_neigh(out.route.ifindex, NULL, 0, 0);
+	else
+		ret = bpf_redirect(out.route.ifindex, 0);
+	lb_count(stat, skb->len, out.svc_id);
+	return ret;
+}
+
+/* What the node sends: replies of hostNetwork backends, ICMP errors about translated flows. */
+SEC("tc")
+int lb_node_egress(struct __sk_buff *skb)
+{
+	struct lb_out out = {};
+	int stat, ret;
+
+	stat = lb_run(skb, LB_HOOK_NODE_OUT, &out);
+	ret = stat >= LB_STAT_DROP_FIRST ? TC_ACT_SHOT : TC_ACT_OK;
+	lb_count(stat, skb->len, out.svc_id);
 	return ret;
 }

@@ -92,20 +92,20 @@ std::string bytes_of(const T& v) {
 // The key of the other entry of the flow `k` belongs to (bpf/lib/conntrack.h lb_ct_peer()).
 template <typename Key, typename Value>
 Key peer_of(const Key& k, const Value& v) {
-  const bool hairpin = v.state.flags & LB_CT_F_SNAT;
+  const bool snat = v.state.flags & LB_CT_F_SNAT;
   Key p{};
   p.proto = k.proto;
   if (v.state.dir == LB_CT_FORWARD) {
     std::memcpy(&p.saddr, &v.nat_addr, sizeof(p.saddr));
-    std::memcpy(&p.daddr, hairpin ? static_cast<const void*>(&v.snat_addr) : &k.saddr,
+    std::memcpy(&p.daddr, snat ? static_cast<const void*>(&v.snat_addr) : &k.saddr,
                 sizeof(p.daddr));
     p.sport = v.state.nat_port;
-    p.dport = k.sport;
+    p.dport = snat ? v.state.snat_port : k.sport;
   } else {
-    std::memcpy(&p.saddr, hairpin ? static_cast<const void*>(&v.snat_addr) : &k.daddr,
+    std::memcpy(&p.saddr, snat ? static_cast<const void*>(&v.snat_addr) : &k.daddr,
                 sizeof(p.saddr));
     std::memcpy(&p.daddr, &v.nat_addr, sizeof(p.daddr));
-    p.sport = k.dport;
+    p.sport = snat ? v.state.snat_port : k.dport;
     p.dport = v.state.nat_port;
   }
   return p;

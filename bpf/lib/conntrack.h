@@ -30,7 +30,7 @@ struct lb_tuple {
 /* What a conntrack entry says to do, copied out of the family-specific value. */
 struct lb_ct_nat {
 	union lb_addr addr;	/* FORWARD: backend; REPLY: VIP */
-	union lb_addr hairpin;	/* FORWARD: new source (VIP); REPLY: client to restore */
+	union lb_addr snat;	/* LB_CT_F_SNAT: FORWARD: new source; REPLY: client to restore */
 };
 
 static __always_inline void lb_tuple_of(struct lb_tuple *t, const struct lb_pkt *p)
@@ -55,7 +55,7 @@ static __always_inline struct lb_ct_state *lb_ct_lookup(const struct lb_tuple *t
 			return NULL;
 		if (nat) {
 			nat->addr.a[0] = v->nat_addr;
-			nat->hairpin.a[0] = v->snat_addr;
+			nat->snat.a[0] = v->snat_addr;
 		}
 		return &v->state;
 	} else {
@@ -69,32 +69,64 @@ static __always_inline struct lb_ct_state *lb_ct_lookup(const struct lb_tuple *t
 			return NULL;
 		if (nat) {
 			__builtin_memcpy(nat->addr.a, v->nat_addr, 16);
-			__builtin_memcpy(nat->hairpin.a, v->snat_addr, 16);
+			__builtin_memcpy(nat->snat.a, v->snat_addr, 16);
 		}
 		return &v->state;
 	}
 }
 
-static __always_inline int lb_ct_write(const struct lb_tuple *t, const struct lb_ct_state *st,
-				       const struct lb_ct_nat *nat, __u64 flags)
+/*
+ * Per-CPU buffer for the key and value being written: on the stack they would be 104 bytes
+ * in the deepest call chains (new flow -> SNAT port -> write). See lb_work on why per-CPU
+ * scratch is safe here.
+ */
+union lb_ct_buf {
+	struct {
+		struct lb4_ct_key k;
+		struct lb4_ct_value v;
+	} v4;
+	struct {
+		struct lb6_ct_key k;
+		struct lb6_ct_value v;
+	} v6;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, union lb_ct_buf);
+	__uint(max_entries, 1);
+} lb_ct_scratch SEC(".maps");
+
+static __noinline int lb_ct_write(const struct lb_tuple *t, const struct lb_ct_state *st,
+				  const struct lb_ct_nat *nat, __u64 flags)
 {
+	__u32 zero = 0;
+	union lb_ct_buf *b = bpf_map_lookup_elem(&lb_ct_scratch, &zero);
+
+	if (!b)
+		return -1;
+	__builtin_memset(b, 0, sizeof(*b));
 	if (t->family == 4) {
-		struct lb4_ct_key k = { .saddr = t->s.a[0], .daddr = t->d.a[0], .sport = t->sport,
-					.dport = t->dport, .proto = t->proto };
-		struct lb4_ct_value v = { .state = *st, .nat_addr = nat->addr.a[0],
-					  .snat_addr = nat->hairpin.a[0] };
-
-		return bpf_map_update_elem(&lb4_ct_v2, &k, &v, flags);
-	} else {
-		struct lb6_ct_key k = { .sport = t->sport, .dport = t->dport, .proto = t->proto };
-		struct lb6_ct_value v = { .state = *st };
-
-		__builtin_memcpy(k.saddr, t->s.a, 16);
-		__builtin_memcpy(k.daddr, t->d.a, 16);
-		__builtin_memcpy(v.nat_addr, nat->addr.a, 16);
-		__builtin_memcpy(v.snat_addr, nat->hairpin.a, 16);
-		return bpf_map_update_elem(&lb6_ct_v2, &k, &v, flags);
+		b->v4.k.saddr = t->s.a[0];
+		b->v4.k.daddr = t->d.a[0];
+		b->v4.k.sport = t->sport;
+		b->v4.k.dport = t->dport;
+		b->v4.k.proto = t->proto;
+		b->v4.v.state = *st;
+		b->v4.v.nat_addr = nat->addr.a[0];
+		b->v4.v.snat_addr = nat->snat.a[0];
+		return bpf_map_update_elem(&lb4_ct_v2, &b->v4.k, &b->v4.v, flags);
 	}
+	__builtin_memcpy(b->v6.k.saddr, t->s.a, 16);
+	__builtin_memcpy(b->v6.k.daddr, t->d.a, 16);
+	b->v6.k.sport = t->sport;
+	b->v6.k.dport = t->dport;
+	b->v6.k.proto = t->proto;
+	b->v6.v.state = *st;
+	__builtin_memcpy(b->v6.v.nat_addr, nat->addr.a, 16);
+	__builtin_memcpy(b->v6.v.snat_addr, nat->snat.a, 16);
+	return bpf_map_update_elem(&lb6_ct_v2, &b->v6.k, &b->v6.v, flags);
 }
 
 static __always_inline void lb_ct_delete(const struct lb_tuple *t)
@@ -115,25 +147,25 @@ static __always_inline void lb_ct_delete(const struct lb_tuple *t)
 
 /*
  * The tuple of the other direction of the flow an entry belongs to, from the packet that hit
- * it. FORWARD (client:cp -> VIP:vp) pairs with REPLY (backend:bp -> client:cp, or -> VIP:cp for
- * hairpin, whose client was hidden behind the VIP).
+ * it. FORWARD (client:cp -> VIP:vp) pairs with REPLY (backend:bp -> client:cp, or with SNAT
+ * -> snat_addr:snat_port, behind which the client was hidden).
  */
 static __always_inline void lb_ct_peer(struct lb_tuple *peer, const struct lb_tuple *t,
 				       const struct lb_ct_state *st, const struct lb_ct_nat *nat)
 {
-	bool hairpin = st->flags & LB_CT_F_SNAT;
+	bool snat = st->flags & LB_CT_F_SNAT;
 
 	peer->proto = t->proto;
 	peer->family = t->family;
 	if (st->dir == LB_CT_FORWARD) {
 		peer->s = nat->addr;
-		peer->d = hairpin ? nat->hairpin : t->s;
+		peer->d = snat ? nat->snat : t->s;
 		peer->sport = st->nat_port;
-		peer->dport = t->sport;
+		peer->dport = snat ? st->snat_port : t->sport;
 	} else {
-		peer->s = hairpin ? nat->hairpin : t->d;
+		peer->s = snat ? nat->snat : t->d;
 		peer->d = nat->addr;
-		peer->sport = t->dport;
+		peer->sport = snat ? st->snat_port : t->dport;
 		peer->dport = st->nat_port;
 	}
 }

@@ -18,16 +18,22 @@ struct lb_backend_info {
 	__u32 id;
 };
 
-static __always_inline struct lb_svc_value *lb_svc_lookup(const struct lb_pkt *p, __u16 slot)
+/* Maglev (lb_maglev_v1): table size and the flow hash's seed, the same on every node. */
+const volatile __u32 cfg_maglev_size = LB_MAGLEV_DEFAULT_SIZE;
+const volatile __u32 cfg_maglev_seed0 = 0x71dcda46;
+const volatile __u32 cfg_maglev_seed1 = 0x92505688;
+
+static __always_inline struct lb_svc_value *lb_svc_lookup(const struct lb_pkt *p, __u16 slot,
+							  __u8 scope)
 {
 	if (p->family == 4) {
 		struct lb4_svc_key k = { .vip = p->daddr.a[0], .port = p->dport, .slot = slot,
-					 .proto = p->proto, .scope = LB_SCOPE_ALL };
+					 .proto = p->proto, .scope = scope };
 
 		return bpf_map_lookup_elem(&lb4_services_v1, &k);
 	} else {
 		struct lb6_svc_key k = { .port = p->dport, .slot = slot, .proto = p->proto,
-					 .scope = LB_SCOPE_ALL };
+					 .scope = scope };
 
 		__builtin_memcpy(k.vip, p->daddr.a, 16);
 		return bpf_map_lookup_elem(&lb6_services_v1, &k);
@@ -89,15 +95,86 @@ static __always_inline void lb_affinity_update(const struct lb_pkt *p, __u32 svc
 	}
 }
 
+/* Bob Jenkins' lookup3 final mix (as the kernel's jhash_3words), written from the paper. */
+static __always_inline __u32 lb_rol32(__u32 x, int k)
+{
+	return (x << k) | (x >> (32 - k));
+}
+
+static __always_inline __u32 lb_jhash3(__u32 a, __u32 b, __u32 c, __u32 init)
+{
+	a += 0xdeadbeef + init;
+	b += 0xdeadbeef + init;
+	c += 0xdeadbeef + init;
+	c ^= b; c -= lb_rol32(b, 14);
+	a ^= c; a -= lb_rol32(c, 11);
+	b ^= a; b -= lb_rol32(a, 25);
+	c ^= b; c -= lb_rol32(b, 16);
+	a ^= c; a -= lb_rol32(c, 4);
+	b ^= a; b -= lb_rol32(a, 14);
+	c ^= b; c -= lb_rol32(b, 24);
+	return c;
+}
+
+/*
+ * The flow's Maglev hash: client address, port and protocol, not the destination, so a flow
+ * hashes the same through every node's NodePort (different node addresses) and every VIP of
+ * the service. ClientIP affinity leaves the port out: all of a client's flows share a backend.
+ */
+static __always_inline __u32 lb_flow_hash(const struct lb_pkt *p, bool affinity)
+{
+	__u32 ports = affinity ? 0 : (__u32)bpf_ntohs(p->sport) << 16;
+	__u32 h = lb_jhash3(p->saddr.a[0], p->saddr.a[1], p->saddr.a[2], cfg_maglev_seed0);
+
+	return lb_jhash3(p->saddr.a[3], ports | p->proto, cfg_maglev_seed1, h);
+}
+
+static __always_inline bool lb_maglev_select(const struct lb_pkt *p,
+					     const struct lb_svc_value *svc,
+					     struct lb_backend_info *b)
+{
+	__u32 size = cfg_maglev_size;
+	__u32 svc_id = svc->svc_id;
+	__u32 idx, *id;
+	void *lut;
+
+	if (!size)
+		return false;
+	lut = bpf_map_lookup_elem(&lb_maglev_v1, &svc_id);
+	if (!lut)
+		return false;
+	idx = lb_flow_hash(p, svc->flags & LB_SVC_F_AFFINITY) % size;
+	id = bpf_map_lookup_elem(lut, &idx);
+	return id && lb_backend_get(p->family, *id, svc_id, b);
+}
+
+/* loadBalancerSourceRanges: whether the client may open a flow to svc_id. */
+static __always_inline bool lb_src_range_ok(const struct lb_pkt *p, __u32 svc_id)
+{
+	if (p->family == 4) {
+		struct lb4_src_range_key k = { .prefixlen = LB_SRC_RANGE_KEY_PREFIX + 32,
+					       .svc_id = svc_id, .addr = p->saddr.a[0] };
+
+		return bpf_map_lookup_elem(&lb4_src_ranges_v1, &k) != NULL;
+	} else {
+		struct lb6_src_range_key k = { .prefixlen = LB_SRC_RANGE_KEY_PREFIX + 128,
+					       .svc_id = svc_id };
+
+		__builtin_memcpy(k.addr, p->saddr.a, 16);
+		return bpf_map_lookup_elem(&lb6_src_ranges_v1, &k) != NULL;
+	}
+}
+
 /*
  * Picks the backend for a new flow: the client's affinity backend while it is fresh and still
- * part of the service (kube-proxy: the timer restarts with every new connection), otherwise a
- * uniformly random slot. Caller guarantees svc->count > 0. Returns false if the slot or backend
- * vanished under a concurrent update.
+ * part of the service (kube-proxy: the timer restarts with every new connection), otherwise the
+ * Maglev table's (maglev: external traffic to a frontend that has one; a missing table falls
+ * back to random) or a uniformly random slot of the scope. Caller guarantees svc->count > 0.
+ * Returns false if the slot or backend vanished under a concurrent update.
  */
 static __always_inline bool lb_select_backend(const struct lb_pkt *p,
-					      const struct lb_svc_value *svc, __u64 now,
-					      struct lb_backend_info *b)
+					      const struct lb_svc_value *svc, __u8 scope,
+					      bool maglev, __u64 now, struct lb_backend_info *b)
 {
 	bool affinity = svc->flags & LB_SVC_F_AFFINITY;
 	struct lb_svc_value *slot;
@@ -109,7 +186,9 @@ static __always_inline bool lb_select_backend(const struct lb_pkt *p,
 		    lb_backend_get(p->family, av->backend_id, svc->svc_id, b))
 			goto chosen;
 	}
-	slot = lb_svc_lookup(p, (__u16)(bpf_get_prandom_u32() % svc->count) + 1);
+	if (maglev && lb_maglev_select(p, svc, b))
+		goto chosen;
+	slot = lb_svc_lookup(p, (__u16)(bpf_get_prandom_u32() % svc->count) + 1, scope);
 	if (!slot || !lb_backend_get(p->family, slot->backend_id, svc->svc_id, b))
 		return false;
 chosen:

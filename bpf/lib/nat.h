@@ -42,69 +42,79 @@ static __always_inline bool lb_udp6_zero_csum(const struct lb_pkt *p)
 }
 
 /* Rewrites the source (src) or destination address from -> to. 0 or -1. */
-static __always_inline int lb_nat_addr(struct __sk_buff *skb, const struct lb_pkt *p, bool src,
-				       const union lb_addr *from, const union lb_addr *to)
+static __always_inline int lb_nat_addr(void *ctx, enum lb_hook hook, const struct lb_pkt *p,
+				       bool src, const union lb_addr *from, const union lb_addr *to)
 {
-	__s64 diff;
+	__u32 len = p->family == 4 ? 4 : 16;
+	__u32 off = p->family == 4 ? (src ? LB4_SADDR_OFF : LB4_DADDR_OFF) :
+				     (src ? LB6_SADDR_OFF : LB6_DADDR_OFF);
+	__s64 diff = bpf_csum_diff((__be32 *)from->a, len, (__be32 *)to->a, len, 0);
 
-	if (p->family == 4) {
-		diff = bpf_csum_diff((__be32 *)from->a, 4, (__be32 *)to->a, 4, 0);
-		/* A later fragment has no L4 header; its datagram's sum was fixed in the first. */
-		if (p->frag != LB_FRAG_LATER &&
-		    bpf_l4_csum_replace(skb, lb_l4_csum_off(p), 0, diff,
-					BPF_F_PSEUDO_HDR | lb_l4_csum_flags(p)) < 0)
-			return -1;
-		if (bpf_l3_csum_replace(skb, LB4_CSUM_OFF, 0, diff, 0) < 0)
-			return -1;
-		return bpf_skb_store_bytes(skb, src ? LB4_SADDR_OFF : LB4_DADDR_OFF, to->a, 4, 0);
-	}
-	diff = bpf_csum_diff((__be32 *)from->a, 16, (__be32 *)to->a, 16, 0);
-	if (p->frag != LB_FRAG_LATER &&
-	    bpf_l4_csum_replace(skb, lb_l4_csum_off(p), 0, diff,
-				BPF_F_PSEUDO_HDR | lb_l4_csum_flags(p)) < 0)
+	/* A later fragment has no L4 header; its datagram's sum was fixed in the first. */
+	if (p->frag != LB_FRAG_LATER && p->proto != IPPROTO_ICMP && p->proto != IPPROTO_ICMPV6 &&
+	    lb_csum_update(ctx, hook, lb_l4_csum_off(p), diff, false, true,
+			   p->proto == IPPROTO_UDP) < 0)
 		return -1;
-	return bpf_skb_store_bytes(skb, src ? LB6_SADDR_OFF : LB6_DADDR_OFF, to->a, 16, 0);
+	/* ICMPv6 sums a pseudo header too (RFC 4443 2.3); ICMPv4 does not. */
+	if (p->proto == IPPROTO_ICMPV6 &&
+	    lb_csum_update(ctx, hook, p->l4_off + 2, diff, false, true, false) < 0)
+		return -1;
+	if (p->family == 4 && lb_csum_update(ctx, hook, LB4_CSUM_OFF, diff, true, false, false) < 0)
+		return -1;
+	return lb_store(ctx, hook, off, to->a, len) < 0 ? -1 : 0;
 }
 
 /* Rewrites the source (src) or destination port. Callers skip later fragments. 0 or -1. */
-static __always_inline int lb_nat_port(struct __sk_buff *skb, const struct lb_pkt *p, bool src,
-				       __be16 from, __be16 to)
+static __always_inline int lb_nat_port(void *ctx, enum lb_hook hook, const struct lb_pkt *p,
+				       bool src, __be16 from, __be16 to)
 {
 	if (from == to)
 		return 0;
-	if (bpf_l4_csum_replace(skb, lb_l4_csum_off(p), from, to, 2 | lb_l4_csum_flags(p)) < 0)
+	if (lb_csum_update(ctx, hook, lb_l4_csum_off(p), lb_csum_diff16(from, to), false, false,
+			   p->proto == IPPROTO_UDP) < 0)
 		return -1;
-	return bpf_skb_store_bytes(skb, p->l4_off + (src ? 0 : 2), &to, 2, 0);
+	return lb_store(ctx, hook, p->l4_off + (src ? 0 : 2), &to, 2) < 0 ? -1 : 0;
 }
 
 /*
- * Client -> service: destination becomes the backend; hairpin also hides the client. The flag is
+ * Client -> service: destination becomes the backend; SNAT (hairpin, NodePort to another node)
+ * also replaces the client's address and port. The flag is
  * separate from the address because clang turns `cond ? ptr : NULL` into pointer masking, which
  * the verifier rejects.
  */
-static __always_inline int lb_xlate_fwd(struct __sk_buff *skb, const struct lb_pkt *p,
+static __always_inline int lb_xlate_fwd(void *ctx, enum lb_hook hook, const struct lb_pkt *p,
 					const union lb_addr *backend, __be16 backend_port,
-					bool hairpin, const union lb_addr *hairpin_src)
+					bool snat, const union lb_addr *snat_src, __be16 snat_port)
 {
-	if (lb_nat_addr(skb, p, false, &p->daddr, backend) < 0)
+	if (lb_nat_addr(ctx, hook, p, false, &p->daddr, backend) < 0)
 		return -1;
-	if (p->frag != LB_FRAG_LATER && lb_nat_port(skb, p, false, p->dport, backend_port) < 0)
+	if (p->frag != LB_FRAG_LATER &&
+	    lb_nat_port(ctx, hook, p, false, p->dport, backend_port) < 0)
 		return -1;
-	if (hairpin && lb_nat_addr(skb, p, true, &p->saddr, hairpin_src) < 0)
+	if (!snat)
+		return 0;
+	if (lb_nat_addr(ctx, hook, p, true, &p->saddr, snat_src) < 0)
+		return -1;
+	if (p->frag != LB_FRAG_LATER && lb_nat_port(ctx, hook, p, true, p->sport, snat_port) < 0)
 		return -1;
 	return 0;
 }
 
-/* Backend -> client: source becomes the service again; hairpin restores the client. */
-static __always_inline int lb_xlate_reply(struct __sk_buff *skb, const struct lb_pkt *p,
+/* Backend -> client: source becomes the service again; SNAT restores the client. */
+static __always_inline int lb_xlate_reply(void *ctx, enum lb_hook hook, const struct lb_pkt *p,
 					  const union lb_addr *vip, __be16 vport,
-					  bool hairpin, const union lb_addr *hairpin_dst)
+					  bool snat, const union lb_addr *client, __be16 client_port)
 {
-	if (lb_nat_addr(skb, p, true, &p->saddr, vip) < 0)
+	if (lb_nat_addr(ctx, hook, p, true, &p->saddr, vip) < 0)
 		return -1;
-	if (p->frag != LB_FRAG_LATER && lb_nat_port(skb, p, true, p->sport, vport) < 0)
+	if (p->frag != LB_FRAG_LATER && lb_nat_port(ctx, hook, p, true, p->sport, vport) < 0)
 		return -1;
-	if (hairpin && lb_nat_addr(skb, p, false, &p->daddr, hairpin_dst) < 0)
+	if (!snat)
+		return 0;
+	if (lb_nat_addr(ctx, hook, p, false, &p->daddr, client) < 0)
+		return -1;
+	if (p->frag != LB_FRAG_LATER &&
+	    lb_nat_port(ctx, hook, p, false, p->dport, client_port) < 0)
 		return -1;
 	return 0;
 }

@@ -1,14 +1,17 @@
 /* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /*
- * Packet parsing into struct lb_pkt. Reads go through bpf_skb_load_bytes(): offsets after IPv4
- * options and IPv6 extension headers are variable, and the helper bounds-checks against the
- * real skb (linear or not), which keeps the verifier simple and never reads past the packet.
+ * Packet parsing into struct lb_pkt. Reads go through lb_load() (the skb/xdp load helpers):
+ * offsets after IPv4 options and IPv6 extension headers are variable, and the helpers
+ * bounds-check against the real packet (linear or not), which keeps the verifier simple and
+ * never reads past the packet. On native devices ICMP errors are parsed too (their quoted
+ * packet may belong to a translated flow) and a DSR option is picked up.
  * Every multi-byte field in struct lb_pkt is in network order unless it says otherwise.
  */
 #ifndef SLUICE_BPF_LIB_PARSE_H
 #define SLUICE_BPF_LIB_PARSE_H
 
 #include "lib/common.h"
+#include "lib/ctx.h"
 
 /* More headers than this in a chain is not traffic we translate (pass, counted malformed). */
 #define LB_MAX_EXT_HDRS 6
@@ -35,6 +38,12 @@ struct lb_pkt {
 	__u8 tcp_flags;		/* byte 13 of the TCP header (FIN 0x01, SYN 0x02, RST 0x04, ACK 0x10) */
 	__u8 frag;		/* enum lb_frag */
 	__be16 l4_csum;		/* as received; for the RFC 8200 zero-UDP-checksum rule */
+	__u8 ip_hl5;		/* IPv4 without options: room for a DSR option can be made */
+	__u8 has_dsr;		/* a DSR option names the service (dsr_addr:dsr_port) */
+	__be16 dsr_port;
+	union lb_addr dsr_addr;
+	__u32 icmp_off;		/* host: ICMP error (proto ICMP/ICMPV6): its header's offset */
+	__u32 ifindex;		/* host: lb_ifindex(), read by the entry program (see there) */
 };
 
 #define LB_TCP_FIN 0x01
@@ -43,24 +52,24 @@ struct lb_pkt {
 #define LB_TCP_ACK 0x10
 
 /* Ports, TCP flags and checksum of a packet that carries its L4 header. */
-static __always_inline int lb_parse_l4(struct __sk_buff *skb, struct lb_pkt *p)
+static __always_inline int lb_parse_l4(void *ctx, enum lb_hook hook, struct lb_pkt *p)
 {
 	__u8 tcp[14];
 	struct udphdr udp;
 
 	if (p->proto == IPPROTO_TCP) {
 		/* A TCP header is at least 20 bytes; anything shorter is corrupt. */
-		if (bpf_skb_load_bytes(skb, p->l4_off, tcp, sizeof(tcp)) < 0 ||
-		    skb->len < p->l4_off + sizeof(struct tcphdr))
+		if (lb_load(ctx, hook, p->l4_off, tcp, sizeof(tcp)) < 0 ||
+		    lb_len(ctx, hook) < p->l4_off + sizeof(struct tcphdr))
 			return LB_STAT_PASS_MALFORMED;
 		__builtin_memcpy(&p->sport, &tcp[0], 2);
 		__builtin_memcpy(&p->dport, &tcp[2], 2);
 		p->tcp_flags = tcp[13];
-		if (bpf_skb_load_bytes(skb, p->l4_off + 16, &p->l4_csum, 2) < 0)
+		if (lb_load(ctx, hook, p->l4_off + 16, &p->l4_csum, 2) < 0)
 			return LB_STAT_PASS_MALFORMED;
 		return LB_CONTINUE;
 	}
-	if (bpf_skb_load_bytes(skb, p->l4_off, &udp, sizeof(udp)) < 0)
+	if (lb_load(ctx, hook, p->l4_off, &udp, sizeof(udp)) < 0)
 		return LB_STAT_PASS_MALFORMED;
 	p->sport = udp.source;
 	p->dport = udp.dest;
@@ -68,21 +77,37 @@ static __always_inline int lb_parse_l4(struct __sk_buff *skb, struct lb_pkt *p)
 	return LB_CONTINUE;
 }
 
-static __always_inline int lb4_parse(struct __sk_buff *skb, struct lb_pkt *p)
+static __always_inline int lb4_parse(void *ctx, enum lb_hook hook, struct lb_pkt *p)
 {
 	struct iphdr ip;
 	__u16 frag_off;
 
-	if (bpf_skb_load_bytes(skb, ETH_HLEN, &ip, sizeof(ip)) < 0 || ip.ihl < 5 || ip.version != 4)
+	if (lb_load(ctx, hook, ETH_HLEN, &ip, sizeof(ip)) < 0 || ip.ihl < 5 || ip.version != 4)
 		return LB_STAT_PASS_MALFORMED;
 	p->family = 4;
 	p->l3_len = ip.ihl * 4;
 	p->l4_off = ETH_HLEN + p->l3_len;
-	if (skb->len < p->l4_off)
+	if (lb_len(ctx, hook) < p->l4_off)
 		return LB_STAT_PASS_MALFORMED;
 	p->saddr.a[0] = ip.saddr;
 	p->daddr.a[0] = ip.daddr;
 	p->proto = ip.protocol;
+	p->ip_hl5 = ip.ihl == 5;
+	if (ip.ihl == 7 && hook != LB_HOOK_POD) {
+		struct lb_dsr_opt4 opt;
+
+		/* Only ever the sole option, as lb4_dsr_insert() writes it. */
+		if (lb_load(ctx, hook, ETH_HLEN + sizeof(ip), &opt, sizeof(opt)) == 0 &&
+		    opt.type == LB_DSR_OPT4_TYPE && opt.len == sizeof(opt)) {
+			p->has_dsr = 1;
+			p->dsr_port = opt.port;
+			p->dsr_addr.a[0] = opt.addr;
+		}
+	}
+	if (p->proto == IPPROTO_ICMP && hook != LB_HOOK_POD && !(bpf_ntohs(ip.frag_off) & 0x1fff)) {
+		p->icmp_off = p->l4_off;
+		return LB_CONTINUE;
+	}
 	if (p->proto != IPPROTO_TCP && p->proto != IPPROTO_UDP)
 		return LB_STAT_PASS;
 
@@ -94,7 +119,7 @@ static __always_inline int lb4_parse(struct __sk_buff *skb, struct lb_pkt *p)
 	}
 	if (frag_off & 0x2000)		/* IP_MF */
 		p->frag = LB_FRAG_FIRST;
-	return lb_parse_l4(skb, p);
+	return lb_parse_l4(ctx, hook, p);
 }
 
 struct lb6_ext {
@@ -105,7 +130,7 @@ struct lb6_ext {
 	__be32 w1;	/* fragment: identification */
 };
 
-static __always_inline int lb6_parse(struct __sk_buff *skb, struct lb_pkt *p)
+static __always_inline int lb6_parse(void *ctx, enum lb_hook hook, struct lb_pkt *p)
 {
 	struct ipv6hdr ip6;
 	struct lb6_ext ext;
@@ -113,7 +138,7 @@ static __always_inline int lb6_parse(struct __sk_buff *skb, struct lb_pkt *p)
 	__u8 nh;
 	int i;
 
-	if (bpf_skb_load_bytes(skb, ETH_HLEN, &ip6, sizeof(ip6)) < 0 || ip6.version != 6)
+	if (lb_load(ctx, hook, ETH_HLEN, &ip6, sizeof(ip6)) < 0 || ip6.version != 6)
 		return LB_STAT_PASS_MALFORMED;
 	p->family = 6;
 	__builtin_memcpy(p->saddr.a, &ip6.saddr, 16);
@@ -124,10 +149,17 @@ static __always_inline int lb6_parse(struct __sk_buff *skb, struct lb_pkt *p)
 	for (i = 0; i < LB_MAX_EXT_HDRS; i++) {
 		if (nh == IPPROTO_TCP || nh == IPPROTO_UDP)
 			break;
+		if (nh == IPPROTO_ICMPV6 && hook != LB_HOOK_POD && p->frag != LB_FRAG_LATER) {
+			p->proto = nh;
+			p->l4_off = off;
+			p->l3_len = off - ETH_HLEN;
+			p->icmp_off = off;
+			return LB_CONTINUE;
+		}
 		if (nh != IPPROTO_HOPOPTS && nh != IPPROTO_DSTOPTS && nh != IPPROTO_ROUTING &&
 		    nh != IPPROTO_FRAGMENT && nh != IPPROTO_AH)
 			return LB_STAT_PASS;	/* ICMPv6, no next header, ESP, ... */
-		if (bpf_skb_load_bytes(skb, off, &ext, sizeof(ext)) < 0)
+		if (lb_load(ctx, hook, off, &ext, sizeof(ext)) < 0)
 			return LB_STAT_PASS_MALFORMED;
 		if (nh == IPPROTO_FRAGMENT) {
 			__u16 fo = ((__u16)ext.b2 << 8) | ext.b3;
@@ -141,6 +173,18 @@ static __always_inline int lb6_parse(struct __sk_buff *skb, struct lb_pkt *p)
 		} else if (nh == IPPROTO_AH) {
 			off += ((__u32)ext.hdrlen + 2) * 4;	/* RFC 4302: 4-octet units minus 2 */
 		} else {
+			/* ext.b2/b3 are the first option's type and length (lb6_dsr_insert). */
+			if (nh == IPPROTO_DSTOPTS && hook != LB_HOOK_POD &&
+			    ext.b2 == LB_DSR_OPT6_TYPE && ext.hdrlen == 2) {
+				struct lb_dsr_opt6 opt;
+
+				if (lb_load(ctx, hook, off, &opt, sizeof(opt)) == 0 &&
+				    opt.opt_len == 18) {
+					p->has_dsr = 1;
+					p->dsr_port = opt.port;
+					__builtin_memcpy(p->dsr_addr.a, opt.addr, 16);
+				}
+			}
 			/*
 			 * RFC 8200 4.4: with segments left the address in daddr is only the next
 			 * hop, not the final destination, so the tuple must not be translated.
@@ -160,20 +204,20 @@ static __always_inline int lb6_parse(struct __sk_buff *skb, struct lb_pkt *p)
 	p->l3_len = off - ETH_HLEN;
 	if (p->frag == LB_FRAG_LATER)
 		return LB_CONTINUE;
-	return lb_parse_l4(skb, p);
+	return lb_parse_l4(ctx, hook, p);
 }
 
 /* Returns LB_CONTINUE for a TCP/UDP packet to consider, else the enum lb_stat to count. */
-static __always_inline int lb_parse(struct __sk_buff *skb, struct lb_pkt *p)
+static __noinline int lb_parse(void *ctx, enum lb_hook hook, struct lb_pkt *p)
 {
 	__be16 proto;
 
-	if (bpf_skb_load_bytes(skb, 12, &proto, sizeof(proto)) < 0)
+	if (lb_load(ctx, hook, 12, &proto, sizeof(proto)) < 0)
 		return LB_STAT_PASS_MALFORMED;
 	if (proto == bpf_htons(ETH_P_IP))
-		return lb4_parse(skb, p);
+		return lb4_parse(ctx, hook, p);
 	if (proto == bpf_htons(ETH_P_IPV6))
-		return lb6_parse(skb, p);
+		return lb6_parse(ctx, hook, p);
 	return LB_STAT_PASS;
 }
 

@@ -242,7 +242,7 @@ static __always_inline int lb_tcp_reset(struct __sk_buff *skb, const struct lb_p
 	return 0;
 }
 
-static __always_inline int lb_reject(struct __sk_buff *skb, const struct lb_pkt *p)
+static __noinline int lb_reject(struct __sk_buff *skb, const struct lb_pkt *p)
 {
 	if (p->proto == IPPROTO_TCP)
 		return lb_tcp_reset(skb, p);
