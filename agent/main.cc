@@ -54,6 +54,10 @@ struct options {
   std::vector<std::string> nodeport_addresses;
   std::string bpffs_root = "/sys/fs/bpf/sluice";
   std::vector<std::string> pod_devices;
+  std::vector<std::string> devices;
+  std::string xdp_mode = "native";
+  std::string lb_mode = "snat";
+  std::string snat_ports = "61000-65535";
   bool cleanup = false;
   // endpoints
   std::string healthz_bind_address = "0.0.0.0:10256";
@@ -69,6 +73,8 @@ struct options {
   std::vector<sluice::ip_prefix> service_cidr_prefixes;
   std::vector<sluice::ip_prefix> nodeport_prefixes;
   uint16_t node_port_min = 30000, node_port_max = 32767;
+  sluice::xdp_mode xdp = sluice::xdp_mode::native;
+  sluice::datapath_options datapath;
 };
 
 int libbpf_log(libbpf_print_level level, const char* fmt, va_list args) {
@@ -149,6 +155,17 @@ class agent {
 
 void agent::attach_matching(const std::vector<sluice::link_info>& links) {
   for (const auto& l : links) {
+    if (sluice::matches_any(l.name, opts_.devices)) {
+      const auto addrs = sluice::device_addresses(l.ifindex);
+      if (auto r = dp_.attach_native_device(l.ifindex, opts_.xdp, addrs); !r) {
+        spdlog::warn("native device {}: {}", l.name, r.error().message());
+        continue;
+      }
+      spdlog::info("attached {}{} and {} to {} (ifindex {})", LB_NODE_INGRESS_PROG,
+                   opts_.xdp == sluice::xdp_mode::off ? "" : ", " LB_NODE_XDP_PROG,
+                   LB_NODE_EGRESS_PROG, l.name, l.ifindex);
+      continue;
+    }
     if (!sluice::matches_any(l.name, opts_.pod_devices)) {
       continue;
     }
@@ -408,6 +425,21 @@ int agent::run() {
 }
 
 // Start-up parsing of flag values that CLI11 validators cannot express.
+// "LOW-HIGH" within 1-65535.
+bool parse_port_range(std::string_view flag, const std::string& text, uint16_t& lo_out,
+                      uint16_t& hi_out) {
+  unsigned lo = 0, hi = 0;
+  char dash = 0;
+  std::istringstream in(text);
+  if (!(in >> lo >> dash >> hi) || dash != '-' || !in.eof() || lo < 1 || hi > 65535 || lo > hi) {
+    spdlog::error("{}: {} is not LOW-HIGH within 1-65535", flag, text);
+    return false;
+  }
+  lo_out = static_cast<uint16_t>(lo);
+  hi_out = static_cast<uint16_t>(hi);
+  return true;
+}
+
 bool parse_flags(options& o) {
   for (const std::string& text : o.service_cidrs) {
     const auto p = sluice::parse_prefix(text);
@@ -428,15 +460,30 @@ bool parse_flags(options& o) {
     }
     o.nodeport_prefixes.push_back(*p);
   }
-  unsigned lo = 0, hi = 0;
-  char dash = 0;
-  std::istringstream in(o.node_port_range);
-  if (!(in >> lo >> dash >> hi) || dash != '-' || !in.eof() || lo < 1 || hi > 65535 || lo > hi) {
-    spdlog::error("--node-port-range: {} is not LOW-HIGH within 1-65535", o.node_port_range);
+  if (!parse_port_range("--node-port-range", o.node_port_range, o.node_port_min,
+                        o.node_port_max) ||
+      !parse_port_range("--snat-ports", o.snat_ports, o.datapath.snat_port_min,
+                        o.datapath.snat_port_max)) {
     return false;
   }
-  o.node_port_min = static_cast<uint16_t>(lo);
-  o.node_port_max = static_cast<uint16_t>(hi);
+  // A SNAT port equal to a NodePort would take the node's answers to that NodePort's clients.
+  if (o.datapath.snat_port_min <= o.node_port_max && o.node_port_min <= o.datapath.snat_port_max) {
+    spdlog::error("--snat-ports {} overlaps --node-port-range {}", o.snat_ports,
+                  o.node_port_range);
+    return false;
+  }
+  o.xdp = o.xdp_mode == "off"       ? sluice::xdp_mode::off
+          : o.xdp_mode == "generic" ? sluice::xdp_mode::generic
+                                    : sluice::xdp_mode::native;
+  o.datapath.lb_mode = o.lb_mode == "dsr"      ? LB_MODE_DSR
+                       : o.lb_mode == "hybrid" ? LB_MODE_HYBRID
+                                               : LB_MODE_SNAT;
+  for (const auto& d : o.devices) {
+    if (sluice::matches_any(d, o.pod_devices)) {
+      spdlog::error("--devices {} is also matched by --pod-devices", d);
+      return false;
+    }
+  }
   return true;
 }
 
@@ -486,6 +533,25 @@ int main(int argc, char** argv) {
                  "globs of pod-facing devices (host side of pod veths) to attach to; "
                  "comma-separated, links created later are attached too")
       ->delimiter(',');
+  app.add_option("--devices", o.devices,
+                 "globs of native devices (where traffic from outside the node arrives) to "
+                 "serve NodePort, LoadBalancer, ExternalIP and hostPort on: XDP plus tc ingress "
+                 "and egress; comma-separated, links created later are attached too")
+      ->delimiter(',');
+  app.add_option("--xdp-mode", o.xdp_mode,
+                 "XDP on --devices: native (driver), generic (skb, any device) or off (tc only)")
+      ->check(CLI::IsMember({"native", "generic", "off"}))
+      ->capture_default_str();
+  app.add_option("--lb-mode", o.lb_mode,
+                 "how north-south flows reach a backend on another node: snat (replies return "
+                 "through this node), dsr (the backend's node answers the client directly; the "
+                 "service address travels in an IP option), hybrid (dsr for TCP, snat for UDP)")
+      ->check(CLI::IsMember({"snat", "dsr", "hybrid"}))
+      ->capture_default_str();
+  app.add_option("--snat-ports", o.snat_ports,
+                 "LOW-HIGH source ports for SNAT to other nodes; must not overlap "
+                 "--node-port-range (the default lies above Linux's ephemeral ports)")
+      ->capture_default_str();
   app.add_option("--node-name", o.node_name, "this node's name (default: the host name)");
   app.add_option("--bpffs-root", o.bpffs_root, "directory on bpffs where maps are pinned")
       ->capture_default_str();
@@ -549,8 +615,8 @@ int main(int argc, char** argv) {
   if (o.node_name.empty()) {
     o.node_name = host_name();
   }
-  if (o.pod_devices.empty()) {
-    spdlog::warn("no --pod-devices: the datapath is loaded but attached nowhere");
+  if (o.pod_devices.empty() && o.devices.empty()) {
+    spdlog::warn("no --pod-devices or --devices: the datapath is loaded but attached nowhere");
   }
 
   // The Kubernetes source starts listing before the datapath loads: creating the BPF maps
@@ -580,7 +646,7 @@ int main(int argc, char** argv) {
     spdlog::critical("{}", r.error().message());
     return 1;
   }
-  auto dp = sluice::datapath::load(o.bpffs_root);
+  auto dp = sluice::datapath::load(o.bpffs_root, o.datapath);
   if (!dp) {
     spdlog::critical("{}", dp.error().message());
     return 1;

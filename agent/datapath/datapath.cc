@@ -1,7 +1,10 @@
 #include "agent/datapath/datapath.h"
 
+#include <ifaddrs.h>
+#include <linux/if_link.h>
 #include <linux/magic.h>
 #include <net/if.h>
+#include <netinet/in.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -10,6 +13,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include <cstring>
 #include <filesystem>
 
 #include "maps/sluice_abi.h"
@@ -29,12 +33,49 @@ bool on_bpffs(const std::string& path) {
 
 constexpr const char* k_default_bpffs = "/sys/fs/bpf";
 
-bpf_tc_hook ingress_hook(int ifindex) {
+bpf_tc_hook tc_hook(int ifindex, bpf_tc_attach_point point) {
   bpf_tc_hook hook{};
   hook.sz = sizeof(hook);
   hook.ifindex = ifindex;
-  hook.attach_point = BPF_TC_INGRESS;
+  hook.attach_point = point;
   return hook;
+}
+
+
+// Creates clsact (once per device) and puts prog_fd at sluice's handle and priority, replacing
+// an earlier sluice program there in one step.
+result<void> tc_attach(int ifindex, bpf_tc_attach_point point, int prog_fd) {
+  auto hook = tc_hook(ifindex, point);
+  hook.attach_point = BPF_TC_INGRESS;
+  int rc = bpf_tc_hook_create(&hook);
+  if (rc != 0 && rc != -EEXIST) {
+    return os_error(rc, fmt::format("create clsact on ifindex {}", ifindex));
+  }
+  hook.attach_point = point;
+  LIBBPF_OPTS(bpf_tc_opts, tc, .prog_fd = prog_fd, .flags = BPF_TC_F_REPLACE,
+              .handle = LB_TC_HANDLE, .priority = LB_TC_PRIORITY);
+  rc = bpf_tc_attach(&hook, &tc);
+  if (rc != 0) {
+    return os_error(rc, fmt::format("attach tc {} on ifindex {}",
+                                    point == BPF_TC_INGRESS ? "ingress" : "egress", ifindex));
+  }
+  return {};
+}
+
+// The name of the program with this id ("" when it cannot be read).
+std::string prog_name(uint32_t id) {
+  int fd = bpf_prog_get_fd_by_id(id);
+  if (fd < 0) {
+    return {};
+  }
+  bpf_prog_info info{};
+  uint32_t len = sizeof(info);
+  std::string name;
+  if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0) {
+    name = info.name;
+  }
+  close(fd);
+  return name;
 }
 
 }  // namespace
@@ -68,13 +109,21 @@ result<void> ensure_bpffs(const std::string& root) {
   return {};
 }
 
-result<datapath> datapath::load(const std::string& bpffs_root) {
+result<datapath> datapath::load(const std::string& bpffs_root, const datapath_options& o) {
   LIBBPF_OPTS(bpf_object_open_opts, opts, .pin_root_path = bpffs_root.c_str());
   ::sluice_bpf* raw = ::sluice_bpf::open(&opts);
   if (!raw) {
     return os_error(-1, "open BPF skeleton");
   }
   std::unique_ptr<::sluice_bpf, sluice_dp::skel_deleter> s(raw);
+  s->rodata->cfg_lb_mode = o.lb_mode;
+  s->rodata->cfg_snat_port_min = o.snat_port_min;
+  s->rodata->cfg_snat_port_max = o.snat_port_max;
+  s->rodata->cfg_maglev_size = o.maglev_table_size;
+  s->rodata->cfg_maglev_seed0 = o.maglev_seed0;
+  s->rodata->cfg_maglev_seed1 = o.maglev_seed1;
+  // The template's size is only the default: every inner map carries its own (BPF_F_INNER_MAP).
+  bpf_map__set_max_entries(bpf_map__inner_map(s->maps.lb_maglev_v1), o.maglev_table_size);
   if (int rc = ::sluice_bpf::load(s.get()); rc != 0) {
     return os_error(rc, fmt::format("load BPF skeleton (pins under {})", bpffs_root));
   }
@@ -89,16 +138,69 @@ result<datapath> datapath::load(const std::string& bpffs_root) {
 int datapath::pod_ingress_fd() const { return bpf_program__fd(skel_->progs.lb_pod_ingress); }
 
 result<void> datapath::attach_pod_device(int ifindex) const {
-  auto hook = ingress_hook(ifindex);
-  int rc = bpf_tc_hook_create(&hook);
-  if (rc != 0 && rc != -EEXIST) {
-    return os_error(rc, fmt::format("create clsact on ifindex {}", ifindex));
+  return tc_attach(ifindex, BPF_TC_INGRESS, pod_ingress_fd());
+}
+
+device_addrs device_addresses(int ifindex) {
+  device_addrs out;
+  char name[IF_NAMESIZE] = {};
+  ifaddrs* list = nullptr;
+  if (if_indextoname(static_cast<unsigned>(ifindex), name) == nullptr || getifaddrs(&list) != 0) {
+    return out;
   }
-  LIBBPF_OPTS(bpf_tc_opts, tc, .prog_fd = pod_ingress_fd(), .flags = BPF_TC_F_REPLACE,
-              .handle = LB_TC_HANDLE, .priority = LB_TC_PRIORITY);
-  rc = bpf_tc_attach(&hook, &tc);
+  for (ifaddrs* a = list; a != nullptr; a = a->ifa_next) {
+    if (a->ifa_addr == nullptr || std::strcmp(a->ifa_name, name) != 0) {
+      continue;
+    }
+    if (a->ifa_addr->sa_family == AF_INET && out.addr4 == 0) {
+      out.addr4 = reinterpret_cast<const sockaddr_in*>(a->ifa_addr)->sin_addr.s_addr;
+    } else if (a->ifa_addr->sa_family == AF_INET6) {
+      const auto* in6 = reinterpret_cast<const sockaddr_in6*>(a->ifa_addr);
+      // Link-local addresses are not routable as a SNAT source.
+      if (!IN6_IS_ADDR_LINKLOCAL(&in6->sin6_addr) && out.addr6 == std::array<uint8_t, 16>{}) {
+        std::memcpy(out.addr6.data(), &in6->sin6_addr, 16);
+      }
+    }
+  }
+  freeifaddrs(list);
+  return out;
+}
+
+result<void> datapath::attach_native_device(int ifindex, xdp_mode mode,
+                                            const device_addrs& addrs) const {
+  // The device map first: the programs read it as soon as they are attached.
+  lb_device dev{};
+  dev.addr4 = addrs.addr4;
+  std::memcpy(dev.addr6, addrs.addr6.data(), sizeof(dev.addr6));
+  dev.flags = mode == xdp_mode::off ? 0 : LB_DEV_F_XDP;
+  const uint32_t key = static_cast<uint32_t>(ifindex);
+  if (bpf_map_update_elem(bpf_map__fd(skel_->maps.lb_devices_v1), &key, &dev, BPF_ANY) != 0) {
+    return os_error(-1, fmt::format("write lb_devices_v1[{}]", ifindex));
+  }
+  if (auto r = tc_attach(ifindex, BPF_TC_INGRESS, bpf_program__fd(skel_->progs.lb_node_ingress));
+      !r) {
+    return r;
+  }
+  if (auto r = tc_attach(ifindex, BPF_TC_EGRESS, bpf_program__fd(skel_->progs.lb_node_egress));
+      !r) {
+    return r;
+  }
+  if (mode == xdp_mode::off) {
+    return {};
+  }
+  const uint32_t flags = mode == xdp_mode::native ? XDP_FLAGS_DRV_MODE : XDP_FLAGS_SKB_MODE;
+  uint32_t cur = 0;
+  if (bpf_xdp_query_id(ifindex, static_cast<int>(flags), &cur) == 0 && cur != 0 &&
+      prog_name(cur) != LB_NODE_XDP_PROG) {
+    return std::unexpected(error{std::make_error_code(std::errc::device_or_resource_busy),
+                                 fmt::format("ifindex {} already has XDP program {} ({}); "
+                                             "not replacing someone else's",
+                                             ifindex, cur, prog_name(cur))});
+  }
+  int rc = bpf_xdp_attach(ifindex, bpf_program__fd(skel_->progs.lb_node_xdp), flags, nullptr);
   if (rc != 0) {
-    return os_error(rc, fmt::format("attach tc ingress on ifindex {}", ifindex));
+    return os_error(rc, fmt::format("attach XDP ({}) on ifindex {}",
+                                    mode == xdp_mode::native ? "native" : "generic", ifindex));
   }
   return {};
 }
@@ -112,17 +214,33 @@ result<std::vector<std::string>> cleanup(const std::string& bpffs_root) {
   } quiet;
   if (struct if_nameindex* links = if_nameindex()) {
     for (auto* l = links; l->if_index != 0; ++l) {
-      auto hook = ingress_hook(static_cast<int>(l->if_index));
-      LIBBPF_OPTS(bpf_tc_opts, q, .handle = LB_TC_HANDLE, .priority = LB_TC_PRIORITY);
-      if (bpf_tc_query(&hook, &q) != 0) {
-        continue;
+      const int ifindex = static_cast<int>(l->if_index);
+      for (auto point : {BPF_TC_INGRESS, BPF_TC_EGRESS}) {
+        auto hook = tc_hook(ifindex, point);
+        LIBBPF_OPTS(bpf_tc_opts, q, .handle = LB_TC_HANDLE, .priority = LB_TC_PRIORITY);
+        if (bpf_tc_query(&hook, &q) != 0) {
+          continue;
+        }
+        const std::string name = prog_name(q.prog_id);
+        LIBBPF_OPTS(bpf_tc_opts, d, .handle = LB_TC_HANDLE, .priority = LB_TC_PRIORITY);
+        if (int rc = bpf_tc_detach(&hook, &d); rc != 0) {
+          if_freenameindex(links);
+          return os_error(rc, fmt::format("detach tc from {}", l->if_name));
+        }
+        done.push_back(fmt::format("detached {} from {}", name, l->if_name));
       }
-      LIBBPF_OPTS(bpf_tc_opts, d, .handle = LB_TC_HANDLE, .priority = LB_TC_PRIORITY);
-      if (int rc = bpf_tc_detach(&hook, &d); rc != 0) {
-        if_freenameindex(links);
-        return os_error(rc, fmt::format("detach tc from {}", l->if_name));
+      for (uint32_t mode : {XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE}) {
+        uint32_t id = 0;
+        if (bpf_xdp_query_id(ifindex, static_cast<int>(mode), &id) != 0 || id == 0 ||
+            prog_name(id) != LB_NODE_XDP_PROG) {
+          continue;
+        }
+        if (int rc = bpf_xdp_detach(ifindex, mode, nullptr); rc != 0) {
+          if_freenameindex(links);
+          return os_error(rc, fmt::format("detach XDP from {}", l->if_name));
+        }
+        done.push_back(fmt::format("detached {} from {}", LB_NODE_XDP_PROG, l->if_name));
       }
-      done.push_back(fmt::format("detached {} from {}", LB_POD_INGRESS_PROG, l->if_name));
     }
     if_freenameindex(links);
   }
