@@ -308,12 +308,11 @@ ns_write_manifests() {
 }
 
 # ------------------------------------------------------------------ agents
-# ns_agent_missing_flags: prints the north-south flags the agent's --help does not list
+# ns_agent_missing_flags FLAG...: prints those of the flags the agent's --help does not list
 ns_agent_missing_flags() {
     local help f missing=()
     help=$("$E2E_AGENT_BIN" --help 2>&1)
-    for f in --devices --xdp-mode --lb-mode --lb-algorithm --maglev-table-size \
-        --maglev-hash-seed --snat-ports; do
+    for f in "$@"; do
         grep -q -e "$f\b" <<<"$help" || missing+=("$f")
     done
     echo "${missing[*]}"

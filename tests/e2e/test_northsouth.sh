@@ -164,7 +164,7 @@ done
 
 # ---------------------------------------------------------------- agents
 if [[ -z $EMULATE ]]; then
-    lacking=$(ns_agent_missing_flags)
+    lacking=$(ns_agent_missing_flags --devices --xdp-mode --lb-mode)
     [[ -z $lacking ]] || fatal "sluice-agent --help lacks the north-south flags: $lacking"
 fi
 
@@ -207,6 +207,9 @@ attach_checks() {
     off) want=none ;;
     esac
     for n in 1 2; do
+        e2e_check "node$n: agent logged the attachment to eth0 (within 10 s)" \
+            e2e_wait_log "${NS_AGENT_LOG[n]}" "attached lb_node_ingress.* to eth0 " 10 \
+            "${NS_AGENT_PID[n]}"
         e2e_check "node$n: XDP on eth0 is '$want' (--xdp-mode $XDP_MODE)" \
             eval "s=\$(ns_xdp_state $n eth0); echo \"ip link: xdp \$s\"; [[ \$s == $want ]]"
         for dev in ingress egress; do
@@ -431,6 +434,11 @@ ns_stop_agents
 for n in 1 2; do
     e2e_check "node$n: sluice-agent --cleanup exits 0" ns_agent_cleanup "$n"
 done
+lacking=$(ns_agent_missing_flags --lb-algorithm --maglev-hash-seed)
+if [[ -n $lacking ]]; then
+    e2e_result "phase 2 (Maglev) not run: sluice-agent --help lacks $lacking" 1
+    finish
+fi
 AGENT_FLAGS+=(--lb-algorithm maglev --maglev-hash-seed "$MAGLEV_SEED")
 if start_agents; then
     for f in $FAMILIES; do
