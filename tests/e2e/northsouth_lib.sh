@@ -451,6 +451,44 @@ print(" ".join(out) or "(all zero)")
 ' "$E2E_ROOT/maps/sluice_abi.h"
 }
 
+# ns_masters N: node N's service master entries (slot 0) of NodePort / LB / external
+# frontends: address, port, proto, scope, count and flags by name (bpftool, BTF-formatted)
+ns_masters() {
+    local n=$1 m
+    command -v bpftool >/dev/null 2>&1 || return 0
+    for m in lb4_services_v1 lb6_services_v1; do
+        [[ -e $(ns_node_bpffs "$n")/$m ]] || continue
+        timeout -k 2 10 ip netns exec "${NS_NODE[n]}" bpftool -j map dump pinned \
+            "$(ns_node_bpffs "$n")/$m" 2>&1 | "$E2E_PY" -c '
+import ipaddress, json, struct, sys
+raw = sys.stdin.read()
+try:
+    entries = json.loads(raw)
+except ValueError:
+    print("bpftool: " + raw.strip()[:200]); sys.exit(0)
+names = {1: "AFFINITY", 2: "DROP_EMPTY", 4: "EXTERNAL", 8: "EXT_LOCAL", 16: "SOURCE_RANGES",
+         32: "MAGLEV"}
+def addr(v):
+    words = v if isinstance(v, list) else [v]
+    return str(ipaddress.ip_address(b"".join(struct.pack("<I", w) for w in words)))
+rows = []
+for e in entries:
+    k, v = e["formatted"]["key"], e["formatted"]["value"]
+    if k["slot"] != 0:
+        continue
+    a = addr(k["vip"])
+    if a.startswith("10.96.") or a.startswith("fd00:96:"):
+        continue  # ClusterIPs
+    port = struct.unpack(">H", struct.pack("<H", k["port"]))[0]
+    fl = "|".join(n for b, n in names.items() if v["flags"] & b) or "0"
+    rows.append((a, port, k["proto"], k["scope"], v["count"], fl, v["svc_id"]))
+for a, port, proto, scope, count, fl, sid in sorted(rows):
+    pname = {6: "tcp", 17: "udp"}.get(proto, proto)
+    print(f"{a}:{port} {pname} scope={scope} count={count} flags={fl} svc={sid}")
+'
+    done
+}
+
 # ns_stat_value N NAME: packets of one stat on node N (0 when absent)
 ns_stat_value() {
     local v
@@ -474,10 +512,13 @@ ns_diag() {
         if ((NS_AGENT_STARTED)); then
             echo "\$ bpftool map dump pinned $(ns_node_bpffs "$n")/lb_stats_v3 (non-zero, summed over CPUs)"
             ns_stats "$n" | sed 's/^/  /'
+            echo "\$ bpftool map dump pinned lb{4,6}_services_v1: masters of external frontends"
+            ns_masters "$n" | head -n 40 | sed 's/^/  /'
             if [[ -x $E2E_CTL_BIN ]]; then
                 echo "\$ sluicectl stats"
                 timeout -k 2 10 ip netns exec "${NS_NODE[n]}" "$E2E_CTL_BIN" \
-                    --bpffs-root "$(ns_node_bpffs "$n")" stats 2>&1 | head -n 40 | sed 's/^/  /'
+                    --bpffs-root "$(ns_node_bpffs "$n")" stats 2>&1 | awk 'NR == 1 || $3 != 0' |
+                    head -n 40 | sed 's/^/  /'
                 echo "\$ sluicectl service list"
                 timeout -k 2 10 ip netns exec "${NS_NODE[n]}" "$E2E_CTL_BIN" \
                     --bpffs-root "$(ns_node_bpffs "$n")" service list 2>&1 | head -n 60 |
