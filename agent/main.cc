@@ -14,6 +14,7 @@
 #include <spdlog/spdlog.h>
 
 #include <array>
+#include <charconv>
 #include <chrono>
 #include <cstdarg>
 #include <memory>
@@ -68,6 +69,11 @@ struct options {
   int sync_period_s = 30;
   int full_sync_period_s = 900;
   int ct_gc_interval_s = 10;
+  // load balancing of external traffic (parse_lb_flags)
+  std::string lb_algorithm = "random";
+  std::string maglev_table_size = std::to_string(sluice::maglev_default_table_size);
+  std::string maglev_hash_seed{sluice::maglev_default_seed_text};
+  sluice::reconcile_options lb;  // parsed from the three above
 
   // parsed
   std::vector<sluice::ip_prefix> service_cidr_prefixes;
@@ -121,7 +127,7 @@ class agent {
         sluice::cluster_store& store, std::unique_ptr<sluice::kube::kube_source> kube)
       : opts_(o),
         dp_(std::move(dp)),
-        writer_(dp_.skel()),
+        writer_(dp_.skel(), o.lb),
         sweeper_(dp_.skel()),
         store_(store),
         metrics_(metrics),
@@ -487,6 +493,37 @@ bool parse_flags(options& o) {
   return true;
 }
 
+// --lb-algorithm, --maglev-table-size, --maglev-hash-seed into o.lb. The size and seed are
+// checked whatever the algorithm: the datapath's per-flow hash is configured from them too.
+bool parse_lb_flags(options& o) {
+  if (o.lb_algorithm == "random") {
+    o.lb.algorithm = sluice::lb_algorithm::random;
+  } else if (o.lb_algorithm == "maglev") {
+    o.lb.algorithm = sluice::lb_algorithm::maglev;
+  } else {
+    spdlog::error("--lb-algorithm: {} is not random or maglev", o.lb_algorithm);
+    return false;
+  }
+  const std::string& size = o.maglev_table_size;
+  const auto [end, ec] =
+      std::from_chars(size.data(), size.data() + size.size(), o.lb.maglev.table_size);
+  if (ec != std::errc() || end != size.data() + size.size()) {
+    spdlog::error("--maglev-table-size: {} is not a number", size);
+    return false;
+  }
+  if (auto ok = sluice::validate_maglev_options(o.lb.maglev); !ok) {
+    spdlog::error("--maglev-table-size: {}", ok.error());
+    return false;
+  }
+  const auto seed = sluice::parse_maglev_seed(o.maglev_hash_seed);
+  if (!seed) {
+    spdlog::error("--maglev-hash-seed: {}", seed.error());
+    return false;
+  }
+  o.lb.maglev.seed = *seed;
+  return true;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -579,6 +616,21 @@ int main(int argc, char** argv) {
   app.add_option("--log-level", o.log_level, "trace, debug, info, warn, error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
       ->capture_default_str();
+  app.add_option("--lb-algorithm", o.lb_algorithm,
+                 "how new flows from outside the node pick a backend: random, or maglev (a "
+                 "Maglev consistent-hashing table per NodePort, LoadBalancer, ExternalIP and "
+                 "hostPort frontend, the same on every node given the same size and seed)")
+      ->capture_default_str();
+  app.add_option("--maglev-table-size", o.maglev_table_size,
+                 "entries per Maglev table: 251, 509, 1021, 2039, 4093, 8191, 16381, 32749, "
+                 "65521 or 131071 (prime; above 100 x a frontend's backends keeps shares within "
+                 "1%); 4 bytes of kernel memory per entry per external frontend")
+      ->type_name("N")
+      ->capture_default_str();
+  app.add_option("--maglev-hash-seed", o.maglev_hash_seed,
+                 "12 bytes as 16 base64 characters (head -c12 /dev/urandom | base64), the same "
+                 "on every node; default Cilium's")
+      ->capture_default_str();
   app.add_option("--debounce-ms", o.debounce_ms,
                  "standalone: wait this long after a manifest change for more before loading")
       ->check(CLI::Range(0, 10000))
@@ -604,6 +656,9 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (!parse_flags(o)) {
+    return 2;
+  }
+  if (!parse_lb_flags(o)) {
     return 2;
   }
   if (!o.manifests.empty() &&

@@ -465,6 +465,34 @@ int lb_pod_ingress(struct __sk_buff *skb)
 	return ret;
 }
 
+/*
+ * XDP's mark on a frame it handled and passed up: tc ingress on the same device need not look
+ * again (it would find nothing to do, at the cost of a second parse and lookups, and count
+ * the packet twice). Frames left for tc (LB_STAT_PASS_TO_STACK) carry no mark. The value is
+ * arbitrary; another XDP program's metadata is not ours because only lb_node_xdp runs there.
+ */
+#define LB_XDP_DONE 0x51ce0d0e
+
+static __always_inline void lb_xdp_mark_done(struct xdp_md *ctx)
+{
+	void *meta, *data;
+
+	if (bpf_xdp_adjust_meta(ctx, -(int)sizeof(__u32)) < 0)
+		return;
+	meta = (void *)(long)ctx->data_meta;
+	data = (void *)(long)ctx->data;
+	if (meta + sizeof(__u32) <= data)
+		*(__u32 *)meta = LB_XDP_DONE;
+}
+
+static __always_inline bool lb_xdp_done(struct __sk_buff *skb)
+{
+	void *meta = (void *)(long)skb->data_meta;
+	void *data = (void *)(long)skb->data;
+
+	return meta + sizeof(__u32) <= data && *(__u32 *)meta == LB_XDP_DONE;
+}
+
 SEC("xdp")
 int lb_node_xdp(struct xdp_md *ctx)
 {
@@ -480,6 +508,8 @@ int lb_node_xdp(struct xdp_md *ctx)
 		ret = XDP_TX;
 	else
 		ret = bpf_redirect(out.route.ifindex, 0);
+	if (ret == XDP_PASS && stat != LB_STAT_PASS_TO_STACK)
+		lb_xdp_mark_done(ctx);
 	lb_count(stat, bpf_xdp_get_buff_len(ctx), out.svc_id);
 	return ret;
 }
@@ -489,9 +519,11 @@ SEC("tc")
 int lb_node_ingress(struct __sk_buff *skb)
 {
 	struct lb_out out = {};
-	int stat, ret;
+	bool counted = lb_xdp_done(skb);
+	int stat = LB_STAT_PASS, ret;
 
-	stat = lb_run(skb, LB_HOOK_NODE_IN, &out);
+	if (!counted)
+		stat = lb_run(skb, LB_HOOK_NODE_IN, &out);
 	if (stat == LB_STAT_REJECT)
 		ret = bpf_redirect(skb->ifindex, 0);	/* back out towards the client */
 	else if (stat >= LB_STAT_DROP_FIRST)
@@ -502,7 +534,8 @@ int lb_node_ingress(struct __sk_buff *skb)
 		ret = bpf_redirect_neigh(out.route.ifindex, NULL, 0, 0);
 	else
 		ret = bpf_redirect(out.route.ifindex, 0);
-	lb_count(stat, skb->len, out.svc_id);
+	if (!counted)	/* XDP counted it already */
+		lb_count(stat, skb->len, out.svc_id);
 	return ret;
 }
 

@@ -11,6 +11,8 @@
 
 #include <cstring>
 #include <map>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "agent/datapath/map_access.h"
@@ -81,6 +83,22 @@ const char* proto_str(uint8_t p) {
   }
 }
 
+// enum lb_svc_flags as comma-separated words ("" for none).
+std::string flag_names(uint16_t flags) {
+  static constexpr std::pair<uint16_t, const char*> names[] = {
+      {LB_SVC_F_AFFINITY, "affinity"},     {LB_SVC_F_DROP_EMPTY, "drop_empty"},
+      {LB_SVC_F_EXTERNAL, "external"},     {LB_SVC_F_EXT_LOCAL, "ext_local"},
+      {LB_SVC_F_SOURCE_RANGES, "source_ranges"}, {LB_SVC_F_MAGLEV, "maglev"}};
+  std::string out;
+  for (const auto& [bit, name] : names) {
+    if (flags & bit) {
+      out += out.empty() ? "" : ",";
+      out += name;
+    }
+  }
+  return out;
+}
+
 template <typename SvcKey, typename Backend>
 void collect_services(const ctx& c, const char* svc_map, const char* be_map, bool v6,
                       const pinned_map& stats, json& out) {
@@ -94,6 +112,9 @@ void collect_services(const ctx& c, const char* svc_map, const char* be_map, boo
   };
   std::map<std::tuple<std::string, uint16_t, uint8_t>, fe> fes;
   svcs.each<SvcKey, lb_svc_value>([&](const SvcKey& k, const lb_svc_value& v) {
+    if (k.scope != LB_SCOPE_ALL) {
+      return;  // eTP=Local's EXTERNAL entries share the key; listed through the ALL master
+    }
     auto& f = fes[{addr_str(&k.vip, sizeof(k.vip)), ntohs(k.port), k.proto}];
     f.key = k;
     if (k.slot == 0) {
@@ -110,7 +131,7 @@ void collect_services(const ctx& c, const char* svc_map, const char* be_map, boo
            {"protocol", proto_str(proto)},
            {"svc_id", f.master.svc_id},
            {"affinity_timeout", f.master.affinity_timeout},
-           {"flags", (f.master.flags & LB_SVC_F_AFFINITY) ? "affinity" : ""},
+           {"flags", flag_names(f.master.flags)},
            {"new_flows", st.new_flows},
            {"fwd_packets", st.fwd_packets},
            {"reply_packets", st.reply_packets},

@@ -4,9 +4,14 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
 #include <system_error>
 #include <thread>
 #include <vector>
@@ -18,14 +23,39 @@ namespace sluice {
 namespace {
 
 template <typename Key>
-void fill_svc_key(Key& k, const frontend_key& f, uint16_t slot) {
+void fill_svc_key(Key& k, const frontend_key& f, uint16_t slot, uint8_t scope) {
   std::memset(&k, 0, sizeof(k));
   std::memcpy(&k.vip, f.vip.bytes.data(), sizeof(k.vip));
   k.port = htons(f.port);
   k.slot = slot;
   k.proto = f.proto;
-  k.scope = LB_SCOPE_ALL;
+  k.scope = scope;
 }
+
+template <typename Key>
+void fill_range_key(Key& k, uint32_t svc_id, const ip_prefix& p) {
+  std::memset(&k, 0, sizeof(k));
+  k.prefixlen = LB_SRC_RANGE_KEY_PREFIX + p.length;
+  k.svc_id = svc_id;
+  std::memcpy(&k.addr, p.addr.bytes.data(), sizeof(k.addr));
+}
+
+// An owned map fd (inner Maglev maps, maps opened by id), closed on every way out.
+class map_fd {
+ public:
+  explicit map_fd(int fd) : fd_(fd) {}
+  ~map_fd() {
+    if (fd_ >= 0) {
+      close(fd_);
+    }
+  }
+  map_fd(const map_fd&) = delete;
+  map_fd& operator=(const map_fd&) = delete;
+  int get() const { return fd_; }
+
+ private:
+  int fd_;
+};
 
 template <typename Key>
 frontend_key key_from(const Key& k, ip_family fam) {
@@ -70,25 +100,215 @@ result<void> for_each(int fd, Fn&& fn) {
 
 template <typename Key>
 result<void> restore_services(int fd, ip_family fam, map_state& st,
-                              std::map<frontend_key, uint16_t>& counts) {
+                              std::map<frontend_key, uint16_t>& counts,
+                              std::map<frontend_key, uint16_t>& ext_counts,
+                              std::map<frontend_key, uint32_t>& ext_svc) {
   return for_each<Key, lb_svc_value>(fd, [&](const Key& k, const lb_svc_value& v) {
+    if (k.scope != LB_SCOPE_ALL && k.scope != LB_SCOPE_EXTERNAL) {
+      return;  // no scope this agent writes
+    }
     const frontend_key key = key_from(k, fam);
     auto& rec = st.frontends[key];
-    rec.svc_id = v.svc_id;
+    std::vector<uint32_t>* slots = &rec.slots;
+    if (k.scope == LB_SCOPE_EXTERNAL) {
+      if (!rec.external) {
+        rec.external.emplace();
+      }
+      ext_svc[key] = v.svc_id;
+      if (k.slot == 0) {
+        rec.external->affinity_timeout_s = v.affinity_timeout;
+        rec.external->flags = v.flags;
+        ext_counts[key] = v.count;
+      }
+      slots = &rec.external->slots;
+    } else {
+      rec.svc_id = v.svc_id;
+      if (k.slot == 0) {
+        rec.affinity_timeout_s = v.affinity_timeout;
+        rec.flags = v.flags;
+        counts[key] = v.count;
+      }
+    }
     if (k.slot == 0) {
-      rec.affinity_timeout_s = v.affinity_timeout;
-      rec.flags = v.flags;
-      counts[key] = v.count;
-      if (rec.slots.size() < v.count) {
-        rec.slots.resize(v.count);
+      if (slots->size() < v.count) {
+        slots->resize(v.count);
       }
     } else {
-      if (rec.slots.size() < k.slot) {
-        rec.slots.resize(k.slot);
+      if (slots->size() < k.slot) {
+        slots->resize(k.slot);
       }
-      rec.slots[k.slot - 1] = v.backend_id;
+      (*slots)[k.slot - 1] = v.backend_id;
     }
   });
+}
+
+template <typename Key>
+result<void> restore_ranges(int fd, ip_family fam, map_state& st) {
+  // Walked key by key: LPM tries have batch lookup only in recent kernels, and there is one
+  // entry per allowed prefix.
+  if (!for_each_entry<Key, uint8_t>(fd, [&](const Key& k, uint8_t) {
+        if (k.prefixlen < LB_SRC_RANGE_KEY_PREFIX) {
+          return;
+        }
+        ip_prefix p;
+        p.addr.family = fam;
+        std::memcpy(p.addr.bytes.data(), &k.addr, sizeof(k.addr));
+        p.length = static_cast<uint8_t>(k.prefixlen - LB_SRC_RANGE_KEY_PREFIX);
+        st.src_ranges[k.svc_id].insert(p);
+      })) {
+    return os_error(-1, "iterate source ranges");
+  }
+  return {};
+}
+
+// An inner table's name: "mg" and 13 characters (78 bits) of a MurmurHash3 of what the table is
+// built from: size, seed, and each backend's id and identity. restore() compares it instead of
+// reading the table back (verified_table). Characters from the 64 a map name may hold.
+std::string table_name(const maglev_options& opts, std::span<const uint32_t> ids,
+                       std::span<const maglev_backend> backends) {
+  std::vector<uint8_t> bytes(opts.seed.bytes.begin(), opts.seed.bytes.end());
+  const auto put = [&](const void* p, size_t n) {
+    const auto* b = static_cast<const uint8_t*>(p);
+    bytes.insert(bytes.end(), b, b + n);
+  };
+  put(&opts.table_size, sizeof(opts.table_size));
+  for (size_t i = 0; i < ids.size() && i < backends.size(); ++i) {
+    const maglev_backend& b = backends[i];
+    put(&ids[i], sizeof(ids[i]));
+    put(&b.addr.family, sizeof(b.addr.family));
+    put(b.addr.bytes.data(), b.addr.bytes.size());
+    put(&b.port, sizeof(b.port));
+    put(&b.proto, sizeof(b.proto));
+  }
+  const murmur3_128 h = murmur3_x64_128(bytes, 0);
+  static constexpr std::string_view alphabet =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.";
+  std::string name = "mg";
+  uint64_t lo = h.h1, hi = h.h2;
+  for (int i = 0; i < 13; ++i) {
+    name += alphabet[lo & 63];
+    lo = (lo >> 6) | (hi << 58);
+    hi >>= 6;
+  }
+  return name;
+}
+
+// Reads all M entries of an inner Maglev array (one batch lookup, key by key if refused).
+bool read_table(int fd, uint32_t m, std::vector<uint32_t>& values) {
+  std::vector<uint32_t> keys(m);
+  values.assign(m, 0);
+  __u32 out = 0;
+  __u32 count = m;
+  LIBBPF_OPTS(bpf_map_batch_opts, opts);
+  const int rc = bpf_map_lookup_batch(fd, nullptr, &out, keys.data(), values.data(), &count, &opts);
+  if ((rc == 0 || errno == ENOENT) && count == m) {
+    for (uint32_t i = 0; i < m; ++i) {
+      if (keys[i] != i) {
+        return false;
+      }
+    }
+    return true;
+  }
+  for (uint32_t i = 0; i < m; ++i) {
+    if (bpf_map_lookup_elem(fd, &i, &values[i]) != 0) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// The identities of these backend ids as the mirror knows them, if each is a backend of svc_id.
+std::optional<std::vector<maglev_backend>> identities(const map_state& st, uint32_t svc_id,
+                                                      std::span<const uint32_t> ids) {
+  std::vector<maglev_backend> backends;
+  backends.reserve(ids.size());
+  for (const uint32_t id : ids) {
+    const auto it = st.backends.find(id);
+    if (it == st.backends.end() || it->second.svc_id != svc_id) {
+      return std::nullopt;
+    }
+    backends.push_back(
+        {.addr = it->second.addr, .port = it->second.port, .proto = it->second.proto});
+  }
+  return backends;
+}
+
+// The backend ids lb_maglev_v1[svc_id] (inner map `inner_id`) was built from, if its content is
+// exactly what `opts` build from them; empty otherwise (rewritten by the next sync).
+//
+// `expected`: the ids the frontend's slots say the table should be built from. When the inner
+// map's name is the one table_name() gives for them, the table is taken as is: it was filled
+// before it was swapped in, so a named table is whole, and reading its M entries back costs
+// about as much as writing them (4 ms per table at the default size). Otherwise the content is
+// read and checked against a fresh build from the ids it holds.
+std::vector<uint32_t> verified_table(uint32_t svc_id, uint32_t inner_id, const map_state& st,
+                                     const maglev_options& opts,
+                                     const std::vector<uint32_t>& expected) {
+  const map_fd inner(bpf_map_get_fd_by_id(inner_id));
+  if (inner.get() < 0) {
+    return {};
+  }
+  bpf_map_info info{};
+  __u32 len = sizeof(info);
+  if (bpf_obj_get_info_by_fd(inner.get(), &info, &len) != 0 || info.type != BPF_MAP_TYPE_ARRAY ||
+      info.key_size != sizeof(uint32_t) || info.value_size != sizeof(uint32_t) ||
+      info.max_entries != opts.table_size) {
+    return {};  // another --maglev-table-size: every table is rebuilt
+  }
+  if (!expected.empty()) {
+    const auto backends = identities(st, svc_id, expected);
+    if (backends && std::string_view(info.name) == table_name(opts, expected, *backends)) {
+      return expected;
+    }
+  }
+  std::vector<uint32_t> content;
+  if (!read_table(inner.get(), info.max_entries, content)) {
+    return {};
+  }
+  std::vector<uint32_t> ids = content;
+  std::sort(ids.begin(), ids.end());
+  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+  const auto backends = identities(st, svc_id, ids);
+  if (!backends) {
+    return {};
+  }
+  const auto table = build_maglev_table(*backends, opts);
+  if (!table || table->size() != content.size()) {
+    return {};
+  }
+  for (size_t i = 0; i < content.size(); ++i) {
+    if (ids[(*table)[i]] != content[i]) {
+      return {};  // another seed, or not the table these backends make
+    }
+  }
+  return ids;
+}
+
+result<void> restore_maglev(int outer_fd, const maglev_options& opts, map_state& st) {
+  // At most one entry per service; walked key by key (user space reads an inner map's id).
+  std::vector<std::pair<uint32_t, uint32_t>> entries;  // svc_id, inner map id
+  if (!for_each_entry<uint32_t, uint32_t>(outer_fd, [&](uint32_t svc_id, uint32_t inner_id) {
+        entries.emplace_back(svc_id, inner_id);
+      })) {
+    return os_error(-1, "iterate maglev tables");
+  }
+  // What each table should be built from: the EXTERNAL slots when the master says
+  // LB_SVC_F_EXT_LOCAL, else the ALL slots (reconcile's choice, read back from the maps).
+  std::map<uint32_t, std::vector<uint32_t>> expected;
+  for (const auto& [key, rec] : st.frontends) {
+    const bool local = (rec.flags & LB_SVC_F_EXT_LOCAL) != 0 && rec.external;
+    std::vector<uint32_t> ids = local ? rec.external->slots : rec.slots;
+    std::sort(ids.begin(), ids.end());
+    ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+    expected[rec.svc_id] = std::move(ids);
+  }
+  static const std::vector<uint32_t> none;
+  for (const auto& [svc_id, inner_id] : entries) {
+    const auto it = expected.find(svc_id);
+    st.maglev[svc_id] =
+        verified_table(svc_id, inner_id, st, opts, it == expected.end() ? none : it->second);
+  }
+  return {};
 }
 
 }  // namespace
@@ -98,14 +318,16 @@ result<void> map_writer::restore() {
   auto& m = skel_->maps;
   // Slots beyond a master's count (a run interrupted mid-shrink) are not part of the frontend;
   // a frontend without master (interrupted mid-create) is dropped so its slots get rewritten.
-  std::map<frontend_key, uint16_t> counts;
-  if (auto r =
-          restore_services<lb4_svc_key>(bpf_map__fd(m.lb4_services_v1), ip_family::v4, st, counts);
+  // The same holds for the EXTERNAL entries of a frontend.
+  std::map<frontend_key, uint16_t> counts, ext_counts;
+  std::map<frontend_key, uint32_t> ext_svc;
+  if (auto r = restore_services<lb4_svc_key>(bpf_map__fd(m.lb4_services_v1), ip_family::v4, st,
+                                             counts, ext_counts, ext_svc);
       !r) {
     return r;
   }
-  if (auto r =
-          restore_services<lb6_svc_key>(bpf_map__fd(m.lb6_services_v1), ip_family::v6, st, counts);
+  if (auto r = restore_services<lb6_svc_key>(bpf_map__fd(m.lb6_services_v1), ip_family::v6, st,
+                                             counts, ext_counts, ext_svc);
       !r) {
     return r;
   }
@@ -116,6 +338,14 @@ result<void> map_writer::restore() {
       continue;
     }
     it->second.slots.resize(c->second);
+    if (it->second.external) {
+      const auto e = ext_counts.find(it->first);
+      if (e == ext_counts.end() || ext_svc[it->first] != it->second.svc_id) {
+        it->second.external.reset();  // rewritten whole if still wanted
+      } else {
+        it->second.external->slots.resize(e->second);
+      }
+    }
     ++it;
   }
   auto r4 = for_each<uint32_t, lb4_backend>(
@@ -131,6 +361,20 @@ result<void> map_writer::restore() {
       });
   if (!r6) {
     return r6;
+  }
+  if (auto r = restore_ranges<lb4_src_range_key>(bpf_map__fd(m.lb4_src_ranges_v1),
+                                                 ip_family::v4, st);
+      !r) {
+    return r;
+  }
+  if (auto r = restore_ranges<lb6_src_range_key>(bpf_map__fd(m.lb6_src_ranges_v1),
+                                                 ip_family::v6, st);
+      !r) {
+    return r;
+  }
+  // After the backends: a table is checked against their addresses.
+  if (auto r = restore_maglev(bpf_map__fd(m.lb_maglev_v1), opts_.maglev, st); !r) {
+    return r;
   }
   mirror_ = std::move(st);
   return {};
@@ -149,6 +393,7 @@ struct target {
   bool put = false;
   size_t key_size = 0;
   size_t value_size = 0;
+  bool maglev = false;  // lb_maglev_v1: each op builds or removes one table (put_maglev)
 
   bool operator==(const target&) const = default;
 };
@@ -160,6 +405,9 @@ bool is_v4(const map_op& op, const map_state& mirror) {
   if (op.kind == op_kind::delete_backend) {
     const auto it = mirror.backends.find(op.backend_id);
     return it == mirror.backends.end() || it->second.addr.family == ip_family::v4;
+  }
+  if (op.kind == op_kind::put_src_range || op.kind == op_kind::delete_src_range) {
+    return op.range().addr.family == ip_family::v4;  // orphan ops have no frontend key
   }
   return op.key.vip.family == ip_family::v4;
 }
@@ -178,6 +426,18 @@ target target_of(const map_op& op, bool v4, const decltype(sluice_bpf::maps)& m)
       return {bpf_map__fd(v4 ? m.lb4_backends_v1 : m.lb6_backends_v1),
               op.kind == op_kind::put_backend, sizeof(uint32_t),
               v4 ? sizeof(lb4_backend) : sizeof(lb6_backend)};
+    case op_kind::put_src_range:
+    case op_kind::delete_src_range:
+      return {.fd = bpf_map__fd(v4 ? m.lb4_src_ranges_v1 : m.lb6_src_ranges_v1),
+              .put = op.kind == op_kind::put_src_range,
+              .key_size = v4 ? sizeof(lb4_src_range_key) : sizeof(lb6_src_range_key),
+              .value_size = sizeof(uint8_t)};
+    case op_kind::put_maglev:
+    case op_kind::delete_maglev:
+      return {.fd = bpf_map__fd(m.lb_maglev_v1),
+              .put = op.kind == op_kind::put_maglev,
+              .key_size = sizeof(uint32_t),
+              .maglev = true};
   }
   return {};
 }
@@ -193,11 +453,11 @@ void encode(const map_op& op, bool v4, uint8_t* key, uint8_t* value) {
           op.kind == op_kind::put_slot || op.kind == op_kind::delete_slot ? op.slot : 0;
       if (v4) {
         lb4_svc_key k;
-        fill_svc_key(k, op.key, slot);
+        fill_svc_key(k, op.key, slot, op.scope);
         std::memcpy(key, &k, sizeof(k));
       } else {
         lb6_svc_key k;
-        fill_svc_key(k, op.key, slot);
+        fill_svc_key(k, op.key, slot, op.scope);
         std::memcpy(key, &k, sizeof(k));
       }
       if (value != nullptr) {
@@ -220,7 +480,70 @@ void encode(const map_op& op, bool v4, uint8_t* key, uint8_t* value) {
       }
       break;
     }
+    case op_kind::put_src_range:
+    case op_kind::delete_src_range: {
+      if (v4) {
+        lb4_src_range_key k;
+        fill_range_key(k, op.value.svc_id, op.range());
+        std::memcpy(key, &k, sizeof(k));
+      } else {
+        lb6_src_range_key k;
+        fill_range_key(k, op.value.svc_id, op.range());
+        std::memcpy(key, &k, sizeof(k));
+      }
+      if (value != nullptr) {
+        *value = 1;
+      }
+      break;
+    }
+    case op_kind::put_maglev:
+    case op_kind::delete_maglev:
+      break;  // put_maglev(), or a plain delete
   }
+}
+
+// put_maglev: builds the table, fills a new inner array with the backend ids and swaps it into
+// lb_maglev_v1[svc_id] with one update, so a reader sees the whole old table or the whole new
+// one; the outer map then holds the only reference. Returns 0 or an errno.
+int put_maglev(int outer_fd, const maglev_build& b, const maglev_options& opts,
+               size_t& syscalls) {
+  const auto table = build_maglev_table(b.backends, opts);
+  if (!table || table->size() != opts.table_size) {
+    // The diff only asks for tables that can be built (see plan_maglev).
+    spdlog::error("maglev table of service id {}: {}", b.svc_id,
+                  table ? "empty" : table.error());
+    return EINVAL;
+  }
+  const uint32_t m = opts.table_size;
+  std::vector<uint32_t> keys(m), values(m);
+  for (uint32_t i = 0; i < m; ++i) {
+    keys[i] = i;
+    values[i] = b.ids[(*table)[i]];
+  }
+  // The kernel accepts an inner map only if it matches the outer map's template, which has
+  // BPF_F_INNER_MAP (that flag is what lets max_entries differ).
+  LIBBPF_OPTS(bpf_map_create_opts, create, .map_flags = BPF_F_INNER_MAP);
+  const std::string name = table_name(opts, b.ids, b.backends);
+  const map_fd inner(bpf_map_create(BPF_MAP_TYPE_ARRAY, name.c_str(), sizeof(uint32_t),
+                                    sizeof(uint32_t), m, &create));
+  ++syscalls;
+  if (inner.get() < 0) {
+    return errno;
+  }
+  __u32 count = m;
+  LIBBPF_OPTS(bpf_map_batch_opts, batch, .elem_flags = BPF_ANY);
+  ++syscalls;
+  if (bpf_map_update_batch(inner.get(), keys.data(), values.data(), &count, &batch) != 0) {
+    for (uint32_t i = count; i < m; ++i) {
+      ++syscalls;
+      if (bpf_map_update_elem(inner.get(), &keys[i], &values[i], BPF_ANY) != 0) {
+        return errno;
+      }
+    }
+  }
+  const int fd = inner.get();
+  ++syscalls;
+  return bpf_map_update_elem(outer_fd, &b.svc_id, &fd, BPF_ANY) == 0 ? 0 : errno;
 }
 
 // One element the batch could not do, done alone: tells an element's own error from a kernel
@@ -258,11 +581,16 @@ sync_report map_writer::run(reconcile_result plan) {
   for (const auto& e : rep.errors) {
     spdlog::error("frontend {} not programmed: {}", e.name, e.what);
   }
+  for (const auto& w : plan.warnings) {
+    spdlog::warn("frontend {}: {}", w.name, w.what);
+  }
   auto& m = skel_->maps;
   const auto& ops = plan.ops;
   std::vector<uint8_t> keys, values;
   std::vector<uint32_t> new_ids;
-  bool batch_ok = true;
+  // Maps whose batch operations the kernel refused (LPM tries got them only in recent kernels):
+  // element by element for the rest of the run, other maps still in batches.
+  std::vector<int> unbatched;
 
   auto fail = [&](const map_op& op, int err) {
     ++rep.failed_ops;
@@ -281,7 +609,7 @@ sync_report map_writer::run(reconcile_result plan) {
   // the mirror be re-read from the kernel below anyway, so applying it early loses nothing.
   std::jthread mirror_thread;  // joins on every way out of this function
   if (ops.size() >= parallel_apply_min_ops) {
-    mirror_thread = std::jthread([this, &ops] { apply_ops(mirror_, ops); });
+    mirror_thread = std::jthread([this, &plan] { apply_ops(mirror_, plan); });
   }
 
   for (size_t begin = 0; begin < ops.size();) {
@@ -291,6 +619,28 @@ sync_report map_writer::run(reconcile_result plan) {
       ++end;
     }
     const size_t n = end - begin;
+    if (t.maglev) {
+      for (size_t i = begin; i < end; ++i) {
+        const map_op& op = ops[i];
+        int err = 0;
+        if (op.kind == op_kind::put_maglev) {
+          err = op.backend_id < plan.maglev.size()
+                    ? put_maglev(t.fd, plan.maglev[op.backend_id], opts_.maglev, rep.syscalls)
+                    : EINVAL;
+          rep.maglev_tables += err == 0 ? 1 : 0;
+        } else {
+          ++rep.syscalls;
+          const uint32_t svc_id = op.value.svc_id;
+          err = bpf_map_delete_elem(t.fd, &svc_id) == 0 ? 0 : errno;
+        }
+        if (err != 0 && !tolerated(t, err)) {
+          fail(op, err);
+        }
+      }
+      rep.ops += n;
+      begin = end;
+      continue;
+    }
     keys.assign(n * t.key_size, 0);
     values.assign(t.put ? n * t.value_size : 0, 0);
     new_ids.clear();
@@ -313,6 +663,7 @@ sync_report map_writer::run(reconcile_result plan) {
       const uint8_t* k = &keys[done * t.key_size];
       const uint8_t* v = t.put ? &values[done * t.value_size] : nullptr;
       int err = 0;
+      const bool batch_ok = std::find(unbatched.begin(), unbatched.end(), t.fd) == unbatched.end();
       if (batch_ok) {
         LIBBPF_OPTS(bpf_map_batch_opts, opts, .elem_flags = BPF_ANY);
         auto count = static_cast<__u32>(n - done);
@@ -334,8 +685,10 @@ sync_report map_writer::run(reconcile_result plan) {
       // Element `done` failed in the batch (or batches are off): do it alone.
       const int own = single(t, k, v);
       ++rep.syscalls;
-      if (own == 0 && batch_ok && (err == EINVAL || err == ENOTSUP || err == EOPNOTSUPP)) {
-        batch_ok = false;  // the kernel refused the batch itself, not this element
+      // ENOTSUPP (524, kernel-internal): the map type has no batch operation.
+      if (own == 0 && batch_ok &&
+          (err == EINVAL || err == ENOTSUP || err == EOPNOTSUPP || err == 524)) {
+        unbatched.push_back(t.fd);  // the kernel refused the batch itself, not this element
       }
       if (own != 0 && !tolerated(t, own)) {
         fail(ops[begin + done], own);
@@ -349,7 +702,7 @@ sync_report map_writer::run(reconcile_result plan) {
   if (mirror_thread.joinable()) {
     mirror_thread.join();
   } else if (rep.failed_ops == 0) {
-    apply_ops(mirror_, ops);
+    apply_ops(mirror_, plan);
   }
   if (rep.failed_ops > 0) {
     if (auto r = restore(); !r) {
@@ -358,20 +711,23 @@ sync_report map_writer::run(reconcile_result plan) {
   }
   rep.frontends = mirror_.frontends.size();
   rep.backends = mirror_.backends.size();
+  for (const auto& [svc_id, prefixes] : mirror_.src_ranges) {
+    rep.src_ranges += prefixes.size();
+  }
   return rep;
 }
 
 sync_report map_writer::sync(const desired_state& desired) {
-  return run(reconcile(mirror_, desired));
+  return run(reconcile(mirror_, desired, opts_));
 }
 
 sync_report map_writer::sync(const std::map<frontend_key, desired_frontend>& desired) {
-  return run(reconcile(mirror_, desired));
+  return run(reconcile(mirror_, desired, opts_));
 }
 
 sync_report map_writer::sync_subset(const std::map<frontend_key, desired_frontend>& desired,
                                     const std::set<frontend_key>& touched) {
-  return run(reconcile_subset(mirror_, desired, touched));
+  return run(reconcile_subset(mirror_, desired, touched, opts_));
 }
 
 result<size_t> count_entries(int map_fd) {
@@ -430,6 +786,27 @@ result<map_fill> read_map_fill(::sluice_bpf* skel) {
       return std::unexpected(n.error());
     }
     *out = *n;
+  }
+  const auto walk = [](bpf_map* map, size_t key_size, size_t& out) -> result<void> {
+    std::vector<uint8_t> cur(key_size), next(key_size);
+    const int fd = bpf_map__fd(map);
+    for (bool first = true; bpf_map_get_next_key(fd, first ? nullptr : cur.data(), next.data()) == 0;
+         first = false) {
+      ++out;
+      cur.swap(next);
+    }
+    if (errno != ENOENT) {
+      return os_error(-1, "key walk");
+    }
+    return {};
+  };
+  for (const auto& [map, key_size, out] :
+       {std::tuple{m.lb4_src_ranges_v1, sizeof(lb4_src_range_key), &f.src_ranges4},
+        std::tuple{m.lb6_src_ranges_v1, sizeof(lb6_src_range_key), &f.src_ranges6},
+        std::tuple{m.lb_maglev_v1, sizeof(uint32_t), &f.maglev}}) {
+    if (auto r = walk(map, key_size, *out); !r) {
+      return std::unexpected(r.error());
+    }
   }
   return f;
 }

@@ -19,15 +19,25 @@ struct sync_report {
   size_t failed_ops = 0;     // rejected by the kernel (map full, ...), logged each
   size_t frontends = 0;      // in the maps after the sync
   size_t backends = 0;
+  size_t maglev_tables = 0;  // Maglev tables built and swapped in by this sync
+  size_t src_ranges = 0;     // source-range prefixes in the maps after the sync
   std::vector<reconcile_error> errors;  // frontends that could not be planned
 };
 
 class map_writer {
  public:
-  explicit map_writer(::sluice_bpf* skel) : skel_(skel) {}
+  /// `options` (load-balancing algorithm, Maglev size and seed) hold for the writer's life; the
+  /// datapath must be loaded with the same Maglev size and seed.
+  explicit map_writer(::sluice_bpf* skel, reconcile_options options = {})
+      : skel_(skel), opts_(options) {}
 
-  /// Reads the services and backends maps (pinned state of an earlier run) into the mirror, so
-  /// ids stay stable across restarts and an unchanged cluster costs no write.
+  /// Reads the maps (pinned state of an earlier run) into the mirror, so ids stay stable across
+  /// restarts and an unchanged cluster costs no write: services of both scopes, backends,
+  /// source-range prefixes, and each Maglev table through its inner map's id. A table is kept
+  /// when its name is the fingerprint of what the frontend's slots and the current options
+  /// would build it from, or else when its content, read back, is exactly what they build from
+  /// the ids it holds. Any other table (another size or seed) is recorded as unverified: the
+  /// next sync rewrites it.
   result<void> restore();
 
   /// Brings the maps to `desired`. Failed writes are logged and counted; the mirror is then
@@ -42,10 +52,12 @@ class map_writer {
                           const std::set<frontend_key>& touched);
 
   const map_state& mirror() const { return mirror_; }
+  const reconcile_options& options() const { return opts_; }
 
  private:
   sync_report run(reconcile_result plan);
   ::sluice_bpf* skel_;
+  reconcile_options opts_;
   map_state mirror_;
 };
 
@@ -59,6 +71,9 @@ struct map_fill {
   size_t backends4 = 0, backends6 = 0;
   size_t ct4 = 0, ct6 = 0;  // two entries per flow
   size_t affinity4 = 0, affinity6 = 0;
+  size_t src_ranges4 = 0, src_ranges6 = 0;  // source-range prefixes (key walk: batch lookup
+                                            // of LPM tries is recent)
+  size_t maglev = 0;                        // Maglev tables (lb_maglev_v1 entries)
 };
 result<map_fill> read_map_fill(::sluice_bpf* skel);
 

@@ -1,7 +1,8 @@
 // Maglev consistent hashing (Eisenbud et al., "Maglev: A Fast and Reliable Software Network Load
 // Balancer", NSDI 2016, §3.4): the lookup table a frontend's flows are hashed into, so that a flow
-// lands on the same backend whichever node receives it. Pure code, no I/O; the datapath side (a
-// per-frontend inner ARRAY of M backend references, reference/cilium.md §2.1) comes later.
+// lands on the same backend whichever node receives it. Pure code, no I/O; the map writer
+// (agent/datapath/map_writer) maps a table's indices to backend ids and swaps it into
+// lb_maglev_v1 as a per-frontend inner ARRAY of M entries (reference/cilium.md §2.1).
 //
 // Every node must compute the same table from the same backend set, so nothing here depends on
 // map-assigned ids, input order or the host: backends are identified by their bytes (address and
@@ -27,8 +28,11 @@ namespace sluice {
 inline constexpr std::array<uint32_t, 10> maglev_table_sizes = {
     251, 509, 1021, 2039, 4093, 8191, 16381, 32749, 65521, 131071};
 
-/// Cilium's default (`pkg/maglev` DefaultTableSize). Costs M × 4 bytes per frontend: 64 KiB.
-inline constexpr uint32_t maglev_default_table_size = 16381;
+/// LB_MAGLEV_DEFAULT_SIZE of maps/sluice_abi.h (checked where both are seen, reconcile.cc). Not
+/// Cilium's 16381: at 100 backends that moves up to 1.51% of the other backends' flows when one
+/// goes, above the 1.5% sluice promises (tests/agent/maglev_test.cc); 32749 stays below 1%.
+/// Costs M × 4 bytes of kernel memory per Maglev frontend: 128 KiB.
+inline constexpr uint32_t maglev_default_table_size = 32749;
 
 /// The seed every node must share. Represented as Cilium represents `maglev.hashSeed`: 12 bytes,
 /// written as 16 characters of standard base64 (e.g. `head -c12 /dev/urandom | base64 -w0`).

@@ -3,9 +3,15 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <span>
+#include <tuple>
 #include <utility>
 
 namespace sluice {
+
+// A first sync makes one op per backend and per slot: keep them small (see map_op).
+static_assert(sizeof(map_op) <= 80, "map_op grew: a first sync holds hundreds of thousands");
+static_assert(maglev_default_table_size == LB_MAGLEV_DEFAULT_SIZE);
 
 // ---- id_space ------------------------------------------------------------------------------
 
@@ -155,12 +161,13 @@ class id_cursor {
   uint32_t next_;
 };
 
-lb_svc_value master_value(const frontend_record& r) {
+lb_svc_value master_value(uint32_t svc_id, uint32_t affinity_timeout_s, uint16_t flags,
+                          size_t count) {
   lb_svc_value v{};
-  v.svc_id = r.svc_id;
-  v.affinity_timeout = r.affinity_timeout_s;
-  v.count = static_cast<uint16_t>(r.slots.size());
-  v.flags = r.flags;
+  v.svc_id = svc_id;
+  v.affinity_timeout = affinity_timeout_s;
+  v.count = static_cast<uint16_t>(count);
+  v.flags = flags;
   return v;
 }
 
@@ -171,6 +178,7 @@ lb_svc_value slot_value(uint32_t svc_id, uint32_t backend_id) {
   return v;
 }
 
+// The ALL master's flags, except LB_SVC_F_MAGLEV (that one depends on the table, see update()).
 uint16_t master_flags(const desired_frontend& f) {
   uint16_t flags = 0;
   if (f.affinity_timeout_s != 0) {
@@ -179,15 +187,58 @@ uint16_t master_flags(const desired_frontend& f) {
   if (f.when_empty == empty_verdict::drop) {
     flags |= LB_SVC_F_DROP_EMPTY;
   }
+  if (f.kind != frontend_kind::cluster_ip) {
+    flags |= LB_SVC_F_EXTERNAL;
+  }
+  if (!f.source_ranges.empty()) {
+    flags |= LB_SVC_F_SOURCE_RANGES;
+  }
+  if (f.external_local) {
+    flags |= LB_SVC_F_EXT_LOCAL;
+  }
   return flags;
+}
+
+// The LB_SCOPE_EXTERNAL master's flags: only what its own count needs; the north-south flags
+// are read from the ALL master.
+uint16_t external_flags(const desired_frontend& f) {
+  uint16_t flags = 0;
+  if (f.affinity_timeout_s != 0) {
+    flags |= LB_SVC_F_AFFINITY;
+  }
+  if (f.external_backends.empty()) {
+    flags |= LB_SVC_F_DROP_EMPTY;
+  }
+  return flags;
+}
+
+// The prefix with its host bits cleared: LPM keys are compared as given, and a restored key must
+// equal the one the diff wants.
+ip_prefix masked(ip_prefix p) {
+  const size_t bytes = p.addr.family == ip_family::v4 ? 4 : 16;
+  const size_t bits = std::min<size_t>(p.length, bytes * 8);
+  p.length = static_cast<uint8_t>(bits);
+  for (size_t i = 0; i < p.addr.bytes.size(); ++i) {
+    const size_t lo = i * 8;
+    if (i >= bytes || lo >= bits) {
+      p.addr.bytes[i] = 0;
+    } else if (bits - lo < 8) {
+      p.addr.bytes[i] &= static_cast<uint8_t>(0xff00u >> (bits - lo));
+    }
+  }
+  return p;
 }
 
 // One diff in progress: frontends are planned one key at a time, in key order, into the phases
 // of the update protocol (reconcile.h), which are concatenated at the end.
 class differ {
  public:
-  explicit differ(const map_state& current)
-      : cur_(current), idx_(current.index()), svc_ids_(idx_.svc_ids), be_ids_(idx_.backend_ids) {}
+  differ(const map_state& current, const reconcile_options& options)
+      : cur_(current),
+        idx_(current.index()),
+        opts_(options),
+        svc_ids_(idx_.svc_ids),
+        be_ids_(idx_.backend_ids) {}
 
   void plan(const frontend_key& key, const desired_frontend* want) {
     const auto cur_it = cur_.frontends.find(key);
@@ -205,14 +256,30 @@ class differ {
     out_.errors.push_back({key, name, std::move(what)});
   }
 
-  // Backends whose svc_id no frontend uses, neither before nor after this plan.
+  // Backends, prefixes and tables whose svc_id no frontend uses, neither before nor after this
+  // plan.
   void remove_orphans() {
+    const auto orphan = [&](uint32_t svc_id) {
+      return !idx_.svc_users.contains(svc_id) && !claimed_svc_.contains(svc_id);
+    };
     for (const auto& [svc_id, ids] : idx_.backends_by_svc) {
-      if (idx_.svc_users.contains(svc_id) || claimed_svc_.contains(svc_id)) {
+      if (!orphan(svc_id)) {
         continue;
       }
       for (const auto& [id, b] : ids) {
         gone_backends_.push_back({.kind = op_kind::delete_backend, .backend_id = id});
+      }
+    }
+    for (const auto& [svc_id, prefixes] : cur_.src_ranges) {
+      if (orphan(svc_id)) {
+        for (const ip_prefix& p : prefixes) {
+          gone_extras_.push_back(range_op(op_kind::delete_src_range, {}, svc_id, p));
+        }
+      }
+    }
+    for (const auto& [svc_id, ids] : cur_.maglev) {
+      if (orphan(svc_id)) {
+        gone_extras_.push_back(maglev_delete({}, svc_id));
       }
     }
   }
@@ -225,8 +292,9 @@ class differ {
   }
 
   reconcile_result finish() {
-    const auto parts = {&backends_,     &slots_,      &masters_,      &shrink_,
-                        &gone_masters_, &gone_slots_, &gone_backends_};
+    const auto parts = {&backends_,     &slots_,      &ranges_,      &maglev_,
+                        &masters_,      &shrink_,     &gone_masters_, &gone_slots_,
+                        &gone_extras_,  &gone_backends_};
     size_t total = 0;
     for (const auto* part : parts) {
       total += part->size();
@@ -250,22 +318,161 @@ class differ {
     return it == idx_.backends_by_svc.end() ? none : it->second;
   }
 
+  static map_op range_op(op_kind kind, const frontend_key& key, uint32_t svc_id,
+                         const ip_prefix& p) {
+    map_op op{.kind = kind, .key = key};
+    op.value.svc_id = svc_id;
+    op.backend.addr = p.addr;
+    op.prefix_len = p.length;
+    return op;
+  }
+
+  static map_op maglev_delete(const frontend_key& key, uint32_t svc_id) {
+    map_op op{.kind = op_kind::delete_maglev, .key = key};
+    op.value.svc_id = svc_id;
+    return op;
+  }
+
+  // Deletes of the master and slots of one scope, into the given phases.
+  static void delete_scope(const frontend_key& key, uint8_t scope, size_t count,
+                           std::vector<map_op>& masters, std::vector<map_op>& slots) {
+    masters.push_back({.kind = op_kind::delete_master, .scope = scope, .key = key});
+    for (size_t i = 0; i < count; ++i) {
+      slots.push_back({.kind = op_kind::delete_slot,
+                       .scope = scope,
+                       .key = key,
+                       .slot = static_cast<uint16_t>(i + 1)});
+    }
+  }
+
   void remove(const frontend_key& key, const frontend_record& rec) {
-    gone_masters_.push_back({.kind = op_kind::delete_master, .key = key});
-    for (size_t i = 0; i < rec.slots.size(); ++i) {
-      gone_slots_.push_back(
-          {.kind = op_kind::delete_slot, .key = key, .slot = static_cast<uint16_t>(i + 1)});
+    delete_scope(key, LB_SCOPE_ALL, rec.slots.size(), gone_masters_, gone_slots_);
+    if (rec.external) {
+      delete_scope(key, LB_SCOPE_EXTERNAL, rec.external->slots.size(), gone_masters_,
+                   gone_slots_);
+    }
+    if (const auto it = cur_.src_ranges.find(rec.svc_id); it != cur_.src_ranges.end()) {
+      for (const ip_prefix& p : it->second) {
+        gone_extras_.push_back(range_op(op_kind::delete_src_range, key, rec.svc_id, p));
+      }
+    }
+    if (cur_.maglev.contains(rec.svc_id)) {
+      gone_extras_.push_back(maglev_delete(key, rec.svc_id));
     }
     for (const auto& [id, b] : owned_by(rec.svc_id)) {
       gone_backends_.push_back({.kind = op_kind::delete_backend, .backend_id = id});
     }
   }
 
+  // Slot writes of one scope (phase 2) and the surplus slots beyond the new count (phase 6).
+  void plan_slots(const frontend_key& key, uint8_t scope, uint32_t svc_id,
+                  const std::vector<uint32_t>& want, const std::vector<uint32_t>* have) {
+    const size_t old_count = have ? have->size() : 0;
+    for (size_t i = 0; i < want.size(); ++i) {
+      if (i < old_count && (*have)[i] == want[i]) {
+        continue;
+      }
+      slots_.push_back({.kind = op_kind::put_slot,
+                        .scope = scope,
+                        .key = key,
+                        .slot = static_cast<uint16_t>(i + 1),
+                        .value = slot_value(svc_id, want[i])});
+    }
+    for (size_t i = want.size(); i < old_count; ++i) {
+      shrink_.push_back({.kind = op_kind::delete_slot,
+                         .scope = scope,
+                         .key = key,
+                         .slot = static_cast<uint16_t>(i + 1)});
+    }
+  }
+
+  // Source-range prefixes of the VIP's family: new ones before the master, stale ones after.
+  void plan_ranges(const frontend_key& key, const desired_frontend& f, uint32_t svc_id) {
+    want_ranges_.clear();
+    for (const ip_prefix& p : f.source_ranges) {
+      if (p.addr.family == f.vip.family) {
+        want_ranges_.push_back(masked(p));
+      }
+    }
+    std::sort(want_ranges_.begin(), want_ranges_.end());
+    want_ranges_.erase(std::unique(want_ranges_.begin(), want_ranges_.end()), want_ranges_.end());
+    static const std::set<ip_prefix> none;
+    const auto it = cur_.src_ranges.find(svc_id);
+    const std::set<ip_prefix>& have = it == cur_.src_ranges.end() ? none : it->second;
+    auto w = want_ranges_.begin();
+    auto h = have.begin();
+    while (w != want_ranges_.end() || h != have.end()) {
+      if (h == have.end() || (w != want_ranges_.end() && *w < *h)) {
+        ranges_.push_back(range_op(op_kind::put_src_range, key, svc_id, *w++));
+      } else if (w == want_ranges_.end() || *h < *w) {
+        gone_extras_.push_back(range_op(op_kind::delete_src_range, key, svc_id, *h++));
+      } else {
+        ++w;
+        ++h;
+      }
+    }
+  }
+
+  // The Maglev table over the backends external traffic uses (`list`, with ids `ids` in the same
+  // order). Returns whether the frontend has one, i.e. gets LB_SVC_F_MAGLEV.
+  bool plan_maglev(const frontend_key& key, const desired_frontend& f, uint32_t svc_id,
+                   std::span<const desired_backend> list, std::span<const uint32_t> ids) {
+    bool want = opts_.algorithm == lb_algorithm::maglev && f.kind != frontend_kind::cluster_ip;
+    maglev_build build;
+    if (want) {
+      // Unique by id (a backend listed twice has one id), ascending: the mirror's form.
+      by_id_.clear();
+      for (size_t i = 0; i < list.size(); ++i) {
+        by_id_.emplace_back(ids[i], static_cast<uint32_t>(i));
+      }
+      std::sort(by_id_.begin(), by_id_.end());
+      by_id_.erase(std::unique(by_id_.begin(), by_id_.end(),
+                               [](const auto& a, const auto& b) { return a.first == b.first; }),
+                   by_id_.end());
+      if (by_id_.empty()) {
+        want = false;  // no table and no flag: the master's count 0 decides
+      } else if (by_id_.size() > opts_.maglev.table_size) {
+        out_.warnings.push_back(
+            {key, f.name,
+             fmt::format("{} backends do not fit a Maglev table of {} slots; random choice "
+                         "instead (use a larger --maglev-table-size)",
+                         by_id_.size(), opts_.maglev.table_size)});
+        want = false;
+      } else {
+        build.svc_id = svc_id;
+        build.ids.reserve(by_id_.size());
+        build.backends.reserve(by_id_.size());
+        for (const auto& [id, i] : by_id_) {
+          build.ids.push_back(id);
+          build.backends.push_back({.addr = list[i].addr, .port = list[i].port, .proto = key.proto});
+        }
+      }
+    }
+    const auto have = cur_.maglev.find(svc_id);
+    if (!want) {
+      if (have != cur_.maglev.end()) {
+        gone_extras_.push_back(maglev_delete(key, svc_id));
+      }
+      return false;
+    }
+    if (have == cur_.maglev.end() || have->second != build.ids) {
+      map_op op{.kind = op_kind::put_maglev, .key = key};
+      op.value.svc_id = svc_id;
+      op.backend_id = static_cast<uint32_t>(out_.maglev.size());
+      out_.maglev.push_back(std::move(build));
+      maglev_.push_back(op);
+    }
+    return true;
+  }
+
   void update(const frontend_key& key, const desired_frontend& f, const frontend_record* cur) {
-    if (f.backends.size() > LB_MAX_BACKENDS_PER_SVC) {
+    const bool ext = f.external_local;
+    const size_t n = f.backends.size();
+    const size_t n_ext = ext ? f.external_backends.size() : 0;
+    if (n > LB_MAX_BACKENDS_PER_SVC || n_ext > LB_MAX_BACKENDS_PER_SVC) {
       error(key, f.name,
-            fmt::format("{} backends, more than the {} slots a frontend has", f.backends.size(),
-                        LB_MAX_BACKENDS_PER_SVC));
+            fmt::format("{} backends, more than the {} slots a frontend has",
+                        std::max(n, n_ext), LB_MAX_BACKENDS_PER_SVC));
       return;
     }
     frontend_record next;
@@ -280,11 +487,17 @@ class differ {
     next.affinity_timeout_s = f.affinity_timeout_s;
     next.flags = master_flags(f);
 
+    // Both sets are matched as one list: f.backends then (eTP=Local) f.external_backends, so a
+    // backend in both gets one id and one record.
+    const auto at = [&](size_t i) -> const desired_backend& {
+      return i < n ? f.backends[i] : f.external_backends[i - n];
+    };
+    const size_t total = n + n_ext;
+
     // This frontend's backend ids by (address, port); the lowest id wins if an interrupted run
     // left two, the other is deleted below. Both sides are matched as sorted vectors held by
     // the differ: a map per frontend cost an allocation per backend on every full sync.
     const owned_map& owned = owned_by(next.svc_id);
-    const size_t n = f.backends.size();
     mine_.clear();
     for (const auto& [id, b] : owned) {
       mine_.push_back(have{b->addr, b->port, id, b});
@@ -293,22 +506,21 @@ class differ {
     std::stable_sort(mine_.begin(), mine_.end(), [](const have& a, const have& b) {
       return std::tie(a.addr, a.port) < std::tie(b.addr, b.port);
     });
-    order_.resize(n);
-    for (size_t i = 0; i < n; ++i) {
+    order_.resize(total);
+    for (size_t i = 0; i < total; ++i) {
       order_[i] = static_cast<uint32_t>(i);
     }
     const auto by_address = [&](uint32_t a, uint32_t b) {
-      return std::tie(f.backends[a].addr, f.backends[a].port) <
-             std::tie(f.backends[b].addr, f.backends[b].port);
+      return std::tie(at(a).addr, at(a).port) < std::tie(at(b).addr, at(b).port);
     };
     std::stable_sort(order_.begin(), order_.end(), by_address);
-    // first_[i]: the earliest backend with i's address and port (stable: in list order);
-    // match_[i]: its entry in mine_, or none.
+    // first_[i]: the earliest backend with i's address and port (stable: in list order, so the
+    // ALL set's entry when both sets have it); match_[i]: its entry in mine_, or none.
     constexpr uint32_t none = UINT32_MAX;
-    first_.assign(n, none);
-    match_.assign(n, none);
+    first_.assign(total, none);
+    match_.assign(total, none);
     size_t m = 0;
-    for (size_t k = 0; k < n; ++k) {
+    for (size_t k = 0; k < total; ++k) {
       const uint32_t i = order_[k];
       if (k > 0 && !by_address(order_[k - 1], i)) {
         first_[i] = first_[order_[k - 1]];
@@ -316,7 +528,7 @@ class differ {
         continue;
       }
       first_[i] = i;
-      const desired_backend& b = f.backends[i];
+      const desired_backend& b = at(i);
       while (m < mine_.size() && std::tie(mine_[m].addr, mine_[m].port) < std::tie(b.addr, b.port)) {
         ++m;
       }
@@ -325,52 +537,76 @@ class differ {
       }
     }
     keep_.clear();
-    next.slots.swap(slots_buf_);
-    next.slots.clear();
-    for (size_t i = 0; i < n; ++i) {
-      const desired_backend& b = f.backends[i];
+    ids_.resize(total);
+    for (size_t i = 0; i < total; ++i) {
+      uint32_t id = 0;
+      if (first_[i] != i) {
+        id = ids_[first_[i]];  // first_[i] < i: list order
+        ids_[i] = id;
+        continue;  // one record per id, written for its first entry
+      }
+      const desired_backend& b = at(i);
       backend_record rec{
           b.addr, b.port, key.proto,
           static_cast<uint8_t>(b.terminating ? LB_BACKEND_TERMINATING : LB_BACKEND_ACTIVE),
           next.svc_id};
       const backend_record* had = match_[i] == none ? nullptr : mine_[match_[i]].rec;
-      uint32_t id = 0;
-      if (first_[i] != i) {
-        id = next.slots[first_[i]];
-      } else if (had != nullptr) {
-        id = mine_[match_[i]].id;
-      } else {
-        id = be_ids_.take();
-      }
+      id = had != nullptr ? mine_[match_[i]].id : be_ids_.take();
+      ids_[i] = id;
       keep_.push_back(id);
-      next.slots.push_back(id);
       if (had == nullptr || !(*had == rec)) {
         backends_.push_back({.kind = op_kind::put_backend, .backend_id = id, .backend = rec});
       }
     }
     std::sort(keep_.begin(), keep_.end());
+    next.slots.swap(slots_buf_);
+    next.slots.assign(ids_.begin(), ids_.begin() + static_cast<ptrdiff_t>(n));
 
-    const size_t old_count = cur ? cur->slots.size() : 0;
-    for (size_t i = 0; i < next.slots.size(); ++i) {
-      if (i < old_count && cur->slots[i] == next.slots[i]) {
-        continue;
-      }
-      slots_.push_back({.kind = op_kind::put_slot,
-                        .key = key,
-                        .slot = static_cast<uint16_t>(i + 1),
-                        .value = slot_value(next.svc_id, next.slots[i])});
+    plan_slots(key, LB_SCOPE_ALL, next.svc_id, next.slots, cur ? &cur->slots : nullptr);
+    const scope_record* cur_ext = cur && cur->external ? &*cur->external : nullptr;
+    if (ext) {
+      next.external.emplace();
+      next.external->affinity_timeout_s = f.affinity_timeout_s;
+      next.external->flags = external_flags(f);
+      next.external->slots.assign(ids_.begin() + static_cast<ptrdiff_t>(n), ids_.end());
+      plan_slots(key, LB_SCOPE_EXTERNAL, next.svc_id, next.external->slots,
+                 cur_ext ? &cur_ext->slots : nullptr);
     }
+    plan_ranges(key, f, next.svc_id);
+    const std::span<const desired_backend> lb_list =
+        ext ? std::span<const desired_backend>(f.external_backends)
+            : std::span<const desired_backend>(f.backends);
+    const std::span<const uint32_t> lb_ids =
+        ext ? std::span<const uint32_t>(ids_).subspan(n) : std::span<const uint32_t>(ids_).first(n);
+    if (plan_maglev(key, f, next.svc_id, lb_list, lb_ids)) {
+      next.flags |= LB_SVC_F_MAGLEV;
+    }
+
+    // Masters: the EXTERNAL one first, so the ALL master's LB_SVC_F_EXT_LOCAL never points at
+    // entries that are not there yet.
+    if (ext && (!cur_ext || cur_ext->affinity_timeout_s != next.external->affinity_timeout_s ||
+                cur_ext->flags != next.external->flags ||
+                cur_ext->slots.size() != next.external->slots.size())) {
+      masters_.push_back({.kind = op_kind::put_master,
+                          .scope = LB_SCOPE_EXTERNAL,
+                          .key = key,
+                          .value = master_value(next.svc_id, next.external->affinity_timeout_s,
+                                                next.external->flags,
+                                                next.external->slots.size())});
+    }
+    const size_t old_count = cur ? cur->slots.size() : 0;
     const bool master_changed = !cur || cur->affinity_timeout_s != next.affinity_timeout_s ||
                                 cur->flags != next.flags || old_count != next.slots.size();
     if (master_changed) {
       masters_.push_back({.kind = op_kind::put_master,
                           .key = key,
-                          .value = master_value(next),
+                          .value = master_value(next.svc_id, next.affinity_timeout_s, next.flags,
+                                                next.slots.size()),
                           .new_svc_id = cur == nullptr});
     }
-    for (size_t i = next.slots.size(); i < old_count; ++i) {
-      shrink_.push_back(
-          {.kind = op_kind::delete_slot, .key = key, .slot = static_cast<uint16_t>(i + 1)});
+    if (!ext && cur_ext != nullptr) {
+      // No longer Local: the ALL master above dropped LB_SVC_F_EXT_LOCAL, nothing reads these.
+      delete_scope(key, LB_SCOPE_EXTERNAL, cur_ext->slots.size(), shrink_, shrink_);
     }
     for (const auto& [id, b] : owned) {
       if (!std::binary_search(keep_.begin(), keep_.end(), id)) {
@@ -382,6 +618,7 @@ class differ {
 
   const map_state& cur_;
   const map_index& idx_;
+  const reconcile_options& opts_;
   id_cursor svc_ids_;
   id_cursor be_ids_;
   std::set<uint32_t> claimed_svc_;
@@ -393,18 +630,21 @@ class differ {
     const backend_record* rec;
   };
   std::vector<have> mine_;
-  std::vector<uint32_t> order_, first_, match_, keep_, slots_buf_;
+  std::vector<uint32_t> order_, first_, match_, keep_, slots_buf_, ids_;
+  std::vector<ip_prefix> want_ranges_;
+  std::vector<std::pair<uint32_t, uint32_t>> by_id_;  // (backend id, index in the list)
   reconcile_result out_;
-  std::vector<map_op> backends_, slots_, masters_, shrink_, gone_masters_, gone_slots_,
-      gone_backends_;
+  std::vector<map_op> backends_, slots_, ranges_, maglev_, masters_, shrink_, gone_masters_,
+      gone_slots_, gone_extras_, gone_backends_;
 };
 
 }  // namespace
 
 reconcile_result reconcile_subset(const map_state& current,
                                   const std::map<frontend_key, desired_frontend>& desired,
-                                  const std::set<frontend_key>& touched) {
-  differ d(current);
+                                  const std::set<frontend_key>& touched,
+                                  const reconcile_options& options) {
+  differ d(current, options);
   for (const auto& key : touched) {
     const auto it = desired.find(key);
     d.plan(key, it == desired.end() ? nullptr : &it->second);
@@ -420,7 +660,7 @@ template <typename Want, typename Deref>
 reconcile_result plan_all(differ& d, const map_state& current, const Want& want, Deref deref) {
   size_t backends = 0;
   for (const auto& [key, f] : want) {
-    backends += deref(f).backends.size();
+    backends += deref(f).backends.size() + deref(f).external_backends.size();
   }
   if (current.backends.empty()) {
     d.reserve(backends, want.size());
@@ -446,8 +686,9 @@ reconcile_result plan_all(differ& d, const map_state& current, const Want& want,
 
 }  // namespace
 
-reconcile_result reconcile(const map_state& current, const desired_state& desired) {
-  differ d(current);
+reconcile_result reconcile(const map_state& current, const desired_state& desired,
+                           const reconcile_options& options) {
+  differ d(current, options);
   std::map<frontend_key, const desired_frontend*> want;
   for (const auto& f : desired.frontends) {
     if (!want.emplace(f.key(), &f).second) {
@@ -460,14 +701,16 @@ reconcile_result reconcile(const map_state& current, const desired_state& desire
 }
 
 reconcile_result reconcile(const map_state& current,
-                           const std::map<frontend_key, desired_frontend>& desired) {
-  differ d(current);
+                           const std::map<frontend_key, desired_frontend>& desired,
+                           const reconcile_options& options) {
+  differ d(current, options);
   return plan_all(d, current, desired, [](const desired_frontend& f) -> const desired_frontend& {
     return f;
   });
 }
 
-void apply_ops(map_state& state, const std::vector<map_op>& ops) {
+void apply_ops(map_state& state, const std::vector<map_op>& ops,
+               std::span<const maglev_build> maglev) {
   state.index();  // rebuilt first if hand edits made it stale
   map_index& idx = state.index_;
   auto frontend_for = [&](const map_op& op) -> frontend_record& {
@@ -480,6 +723,22 @@ void apply_ops(map_state& state, const std::vector<map_op>& ops) {
     }
     it->second.svc_id = op.value.svc_id;
     return it->second;
+  };
+  // The entries of op's scope: the ALL fields of the record, or its EXTERNAL part.
+  struct scope_ref {
+    uint32_t& affinity_timeout_s;
+    uint16_t& flags;
+    std::vector<uint32_t>& slots;
+  };
+  auto scope_for = [&](const map_op& op) -> scope_ref {
+    auto& rec = frontend_for(op);
+    if (op.scope == LB_SCOPE_EXTERNAL) {
+      if (!rec.external) {
+        rec.external.emplace();
+      }
+      return {rec.external->affinity_timeout_s, rec.external->flags, rec.external->slots};
+    }
+    return {rec.affinity_timeout_s, rec.flags, rec.slots};
   };
   for (const auto& op : ops) {
     switch (op.kind) {
@@ -501,7 +760,7 @@ void apply_ops(map_state& state, const std::vector<map_op>& ops) {
         }
         break;
       case op_kind::put_slot: {
-        auto& rec = frontend_for(op);
+        auto rec = scope_for(op);
         if (rec.slots.size() < op.slot) {
           rec.slots.resize(op.slot);
         }
@@ -509,7 +768,7 @@ void apply_ops(map_state& state, const std::vector<map_op>& ops) {
         break;
       }
       case op_kind::put_master: {
-        auto& rec = frontend_for(op);
+        auto rec = scope_for(op);
         rec.affinity_timeout_s = op.value.affinity_timeout;
         rec.flags = op.value.flags;
         rec.slots.resize(op.value.count);
@@ -522,9 +781,32 @@ void apply_ops(map_state& state, const std::vector<map_op>& ops) {
       }
       case op_kind::delete_master:
         if (auto it = state.frontends.find(op.key); it != state.frontends.end()) {
-          unuse_svc(idx, it->second.svc_id);
-          state.frontends.erase(it);
+          if (op.scope == LB_SCOPE_EXTERNAL) {
+            it->second.external.reset();
+          } else {
+            unuse_svc(idx, it->second.svc_id);
+            state.frontends.erase(it);
+          }
         }
+        break;
+      case op_kind::put_src_range:
+        state.src_ranges[op.value.svc_id].insert(op.range());
+        break;
+      case op_kind::delete_src_range:
+        if (auto it = state.src_ranges.find(op.value.svc_id); it != state.src_ranges.end()) {
+          it->second.erase(op.range());
+          if (it->second.empty()) {
+            state.src_ranges.erase(it);
+          }
+        }
+        break;
+      case op_kind::put_maglev:
+        // Without the plan's tables the content is unknown: recorded as unverified (empty).
+        state.maglev[op.value.svc_id] =
+            op.backend_id < maglev.size() ? maglev[op.backend_id].ids : std::vector<uint32_t>{};
+        break;
+      case op_kind::delete_maglev:
+        state.maglev.erase(op.value.svc_id);
         break;
     }
   }

@@ -4,22 +4,31 @@
 //
 // Order (no reader ever sees a half-updated frontend, see docs/architecture.md):
 //   1. backends (new or changed)      nothing points at them yet
-//   2. slots 1..N                     may briefly mix old and new backends, all valid
-//   3. masters                        the commit point: count switches to the new set
-//   4. surplus slots                  beyond the new count, no longer read
-//   5. masters of removed frontends   the frontend disappears at once
-//   6. slots of removed frontends
-//   7. backends no longer referenced  conntrack keeps TCP flows on them by address meanwhile
+//   2. slots 1..N                     both scopes; may briefly mix old and new backends, all valid
+//   3. new source-range prefixes      a reader without LB_SVC_F_SOURCE_RANGES ignores them
+//   4. Maglev tables (whole, swapped) before the master whose LB_SVC_F_MAGLEV sends readers there
+//   5. masters                        the commit point: count switches to the new set; per
+//                                     frontend the LB_SCOPE_EXTERNAL master first, so a reader
+//                                     that sees LB_SVC_F_EXT_LOCAL finds the EXTERNAL entries
+//   6. surplus slots                  beyond the new count, no longer read; EXTERNAL entries the
+//                                     master no longer points at (master, then slots)
+//   7. masters of removed frontends   the frontend disappears at once (ALL, then EXTERNAL)
+//   8. slots of removed frontends
+//   9. stale source-range prefixes and Maglev tables (of removed frontends too)
+//  10. backends no longer referenced  conntrack keeps TCP flows on them by address meanwhile
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <set>
+#include <span>
 #include <string>
 #include <vector>
 
 #include "agent/planner/desired.h"
+#include "agent/planner/maglev.h"
 #include "maps/sluice_abi.h"
 
 namespace sluice {
@@ -34,11 +43,37 @@ struct backend_record {
   bool operator==(const backend_record&) const = default;
 };
 
+/// How external traffic picks a backend (--lb-algorithm).
+enum class lb_algorithm : uint8_t {
+  random,  ///< a uniformly random slot, as for traffic from pods
+  maglev,  ///< lb_maglev_v1[svc_id]: the same table on every node (same size, seed, backends),
+           ///< so a datapath that hashes a flow into it picks the same backend on any node
+};
+
+/// What the diff and the writer need beyond the planner's output. The datapath's per-flow hash
+/// must use the same table size and seed (maglev.seed.flow_hash0/1()) as the tables written here.
+struct reconcile_options {
+  lb_algorithm algorithm = lb_algorithm::random;
+  maglev_options maglev;  ///< table size M and seed; used with lb_algorithm::maglev only
+};
+
+/// The LB_SCOPE_EXTERNAL master and slots of a frontend with externalTrafficPolicy Local. Same
+/// svc_id as the ALL entries; its slots may name backends the ALL set lacks (a local terminating
+/// endpoint), which still belong to that svc_id.
+struct scope_record {
+  uint32_t affinity_timeout_s = 0;
+  uint16_t flags = 0;
+  std::vector<uint32_t> slots;  // backend ids; slots[i] is slot i+1
+
+  bool operator==(const scope_record&) const = default;
+};
+
 struct frontend_record {
   uint32_t svc_id = 0;
   uint32_t affinity_timeout_s = 0;
   uint16_t flags = 0;
   std::vector<uint32_t> slots;  // backend ids; slots[i] is slot i+1
+  std::optional<scope_record> external;  // the LB_SCOPE_EXTERNAL master exists
 
   bool operator==(const frontend_record&) const = default;
 };
@@ -66,6 +101,7 @@ class id_space {
 };
 
 struct map_op;
+struct maglev_build;
 
 /// Lookups the diff needs without scanning the whole mirror. Derived from map_state's content.
 struct map_index {
@@ -86,6 +122,14 @@ struct map_index {
 struct map_state {
   std::map<frontend_key, frontend_record> frontends;
   std::map<uint32_t, backend_record> backends;
+  /// lb{4,6}_src_ranges_v1: svc_id -> its prefixes (host bits clear). Keyed like the kernel
+  /// maps, so entries whose svc_id no frontend uses (an interrupted run) have a place too.
+  std::map<uint32_t, std::set<ip_prefix>> src_ranges;
+  /// lb_maglev_v1: svc_id -> the backend ids its table was built from, ascending. The table is
+  /// a function of those ids' (address, port, protocol) and the options, so equal ids mean an
+  /// equal table. Empty: a table restore() could not vouch for (another size or seed, content
+  /// not written by this agent); the next diff rewrites or deletes it.
+  std::map<uint32_t, std::vector<uint32_t>> maglev;
 
   /// The index, rebuilt first if the entry counts show it is stale (O(n) then, else O(1)).
   const map_index& index() const;
@@ -93,10 +137,13 @@ struct map_state {
 
   map_state() = default;
   /// A copy gets its own index on first use (the index points into the content it describes).
-  map_state(const map_state& o) : frontends(o.frontends), backends(o.backends) {}
+  map_state(const map_state& o)
+      : frontends(o.frontends), backends(o.backends), src_ranges(o.src_ranges), maglev(o.maglev) {}
   map_state& operator=(const map_state& o) {
     frontends = o.frontends;
     backends = o.backends;
+    src_ranges = o.src_ranges;
+    maglev = o.maglev;
     index_ = stale_index();
     return *this;
   }
@@ -105,11 +152,13 @@ struct map_state {
 
   /// Compares the content only.
   bool operator==(const map_state& o) const {
-    return frontends == o.frontends && backends == o.backends;
+    return frontends == o.frontends && backends == o.backends && src_ranges == o.src_ranges &&
+           maglev == o.maglev;
   }
 
  private:
-  friend void apply_ops(map_state& state, const std::vector<map_op>& ops);
+  friend void apply_ops(map_state& state, const std::vector<map_op>& ops,
+                        std::span<const maglev_build> maglev);
   mutable map_index index_ = stale_index();
   static map_index stale_index() {
     map_index i;
@@ -125,17 +174,39 @@ enum class op_kind : uint8_t {
   delete_slot,
   delete_master,
   delete_backend,
+  put_src_range,     // lb{4,6}_src_ranges_v1[(svc_id, prefix)] = 1
+  delete_src_range,
+  put_maglev,        // a new inner table swapped into lb_maglev_v1[svc_id]
+  delete_maglev,
 };
 
 /// One map write. Which fields matter depends on kind.
+///
+/// Range ops keep their prefix in fields the other kinds use (backend.addr, prefix_len; see
+/// range()) rather than in a field of their own: a first sync makes one op per backend and per
+/// slot, hundreds of thousands at 10k Services, and this keeps every op at 80 bytes.
 struct map_op {
   op_kind kind{};
-  frontend_key key;          // slot/master ops
+  uint8_t scope = LB_SCOPE_ALL;  // slot/master ops: enum lb_scope
+  frontend_key key;          // slot/master ops; range/maglev ops: the frontend (for logs)
   uint16_t slot = 0;         // put_slot / delete_slot
-  lb_svc_value value{};      // put_slot / put_master (host-order fields, as in the map)
-  uint32_t backend_id = 0;   // backend ops
-  backend_record backend;    // put_backend
+  lb_svc_value value{};      // put_slot / put_master (host-order fields, as in the map);
+                             // range/maglev ops: value.svc_id is the key's svc_id
+  uint32_t backend_id = 0;   // backend ops; put_maglev: index into reconcile_result::maglev
+  backend_record backend;    // put_backend; range ops: backend.addr is the prefix's address
   bool new_svc_id = false;   // put_master of a freshly allocated id: per-service counters reset
+  uint8_t prefix_len = 0;    // range ops
+
+  ip_prefix range() const { return {backend.addr, prefix_len}; }
+};
+
+/// A Maglev table to build and swap in (put_maglev): the backends external traffic uses, as the
+/// ids the table holds and as the identities build_maglev_table() hashes. Built by the writer,
+/// one at a time, so a plan never holds M entries per frontend.
+struct maglev_build {
+  uint32_t svc_id = 0;
+  std::vector<uint32_t> ids;             // ascending, unique
+  std::vector<maglev_backend> backends;  // backends[i] is the backend with id ids[i]
 };
 
 /// Why a frontend could not be planned into the maps.
@@ -147,37 +218,62 @@ struct reconcile_error {
 
 struct reconcile_result {
   std::vector<map_op> ops;
+  std::vector<maglev_build> maglev;  // what put_maglev ops build, by index
   std::vector<reconcile_error> errors;
+  /// Frontends programmed with less than asked (a Maglev table too small for their backends:
+  /// random choice instead).
+  std::vector<reconcile_error> warnings;
 };
 
 /// Computes the ordered operations that turn `current` into `desired`. Stable ids: a frontend
 /// keeps its svc_id and a backend (same frontend, address, port) its backend id across calls
 /// and restarts. Unchanged state produces no operation. Frontends that do not fit the id space
-/// or the slot range are reported in errors and left as they are. Also deletes backends whose
-/// svc_id no frontend uses (left by an interrupted earlier run). A second frontend with the same
-/// key is reported in errors and ignored. Master flags: LB_SVC_F_AFFINITY when
-/// affinity_timeout_s > 0, LB_SVC_F_DROP_EMPTY when when_empty == drop. external_backends,
-/// external_local and source_ranges are not written (no north-south datapath yet).
-reconcile_result reconcile(const map_state& current, const desired_state& desired);
+/// or the slot range are reported in errors and left as they are. Also deletes backends,
+/// source-range prefixes and Maglev tables whose svc_id no frontend uses (left by an
+/// interrupted earlier run). A second frontend with the same key is reported in errors and
+/// ignored.
+///
+/// What a frontend becomes:
+/// - ALL master flags: LB_SVC_F_AFFINITY when affinity_timeout_s > 0, LB_SVC_F_DROP_EMPTY when
+///   when_empty == drop, LB_SVC_F_EXTERNAL when kind != cluster_ip, LB_SVC_F_SOURCE_RANGES when
+///   source_ranges is non-empty, LB_SVC_F_EXT_LOCAL when external_local, LB_SVC_F_MAGLEV when
+///   options.algorithm is maglev, kind != cluster_ip and the table is non-empty.
+/// - external_local: LB_SCOPE_EXTERNAL master (count = external_backends.size(), the ALL
+///   master's affinity, LB_SVC_F_DROP_EMPTY when empty) and slots. A backend in both sets has
+///   one id and record (the ALL set's state wins if they disagreed).
+/// - one lb{4,6}_src_ranges_v1 entry per source_ranges prefix of the VIP's family.
+/// - Maglev: a table over external_backends when external_local, else backends. A set larger
+///   than the table is programmed without Maglev and reported in warnings.
+reconcile_result reconcile(const map_state& current, const desired_state& desired,
+                           const reconcile_options& options = {});
 
 /// The same over the planner's frontends by key (no copy of the desired state; keys are unique
 /// by construction, so there is no duplicate to report).
 reconcile_result reconcile(const map_state& current,
-                           const std::map<frontend_key, desired_frontend>& desired);
+                           const std::map<frontend_key, desired_frontend>& desired,
+                           const reconcile_options& options = {});
 
 /// The same diff restricted to `touched` keys: a touched key present in `desired` is added or
 /// updated, one absent from it is removed; untouched frontends are neither read nor changed.
 /// For those keys the ops (order and ids included) are exactly the ones reconcile() produces
 /// when everything else is unchanged. Cost: O(sum over touched keys of their backend counts,
-/// times log n), independent of the size of `current` otherwise. Orphan backends are left to
-/// the full reconcile().
+/// times log n), independent of the size of `current` otherwise. Orphans (backends, prefixes,
+/// tables of no frontend) are left to the full reconcile().
 reconcile_result reconcile_subset(const map_state& current,
                                   const std::map<frontend_key, desired_frontend>& desired,
-                                  const std::set<frontend_key>& touched);
+                                  const std::set<frontend_key>& touched,
+                                  const reconcile_options& options = {});
 
 /// Applies ops to a map_state, exactly as the kernel maps would change, and keeps its index.
 /// Used by the writer to keep its mirror and by tests to check that applying the ops yields the
-/// desired state. O(ops * log n).
-void apply_ops(map_state& state, const std::vector<map_op>& ops);
+/// desired state. O(ops * log n). put_maglev ops look their table's ids up in `maglev` (the
+/// plan's reconcile_result::maglev); without it the table is recorded as unverified.
+void apply_ops(map_state& state, const std::vector<map_op>& ops,
+               std::span<const maglev_build> maglev = {});
+
+/// The same with the whole plan.
+inline void apply_ops(map_state& state, const reconcile_result& plan) {
+  apply_ops(state, plan.ops, plan.maglev);
+}
 
 }  // namespace sluice

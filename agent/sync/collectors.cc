@@ -54,7 +54,7 @@ void add_datapath_collectors(metrics::agent_metrics& m, ::sluice_bpf* skel) {
       spdlog::warn("metrics: reading map fill: {}", fill.error().message());
       return;
     }
-    const std::array<std::tuple<const char*, size_t, size_t>, 8> maps{{
+    const std::array<std::tuple<const char*, size_t, size_t>, 11> maps{{
         {LB4_SERVICES_MAP, fill->services4, LB_MAX_SVC_ENTRIES},
         {LB6_SERVICES_MAP, fill->services6, LB_MAX_SVC_ENTRIES},
         {LB4_BACKENDS_MAP, fill->backends4, LB_MAX_BACKENDS},
@@ -63,6 +63,9 @@ void add_datapath_collectors(metrics::agent_metrics& m, ::sluice_bpf* skel) {
         {LB6_CT_MAP, fill->ct6, LB_MAX_CT_ENTRIES},
         {LB4_AFFINITY_MAP, fill->affinity4, LB_MAX_AFFINITY},
         {LB6_AFFINITY_MAP, fill->affinity6, LB_MAX_AFFINITY},
+        {LB4_SRC_RANGES_MAP, fill->src_ranges4, LB_MAX_SRC_RANGES},
+        {LB6_SRC_RANGES_MAP, fill->src_ranges6, LB_MAX_SRC_RANGES},
+        {LB_MAGLEV_MAP, fill->maglev, LB_MAX_SERVICES},
     }};
     for (const auto& [name, entries, capacity] : maps) {
       m.map_entries.with({name}).set(static_cast<double>(entries));

@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 
 #include <algorithm>
+#include <set>
 
 #include "agent/reconcile/reconcile.h"
 
@@ -280,7 +281,8 @@ namespace {
 // ---- when_empty, incremental reconcile, the mirror's index ----------------------------------
 
 bool same_op(const map_op& a, const map_op& b) {
-  return a.kind == b.kind && a.key == b.key && a.slot == b.slot &&
+  return a.kind == b.kind && a.scope == b.scope && a.key == b.key && a.slot == b.slot &&
+         a.prefix_len == b.prefix_len &&
          a.value.backend_id == b.value.backend_id && a.value.svc_id == b.value.svc_id &&
          a.value.affinity_timeout == b.value.affinity_timeout && a.value.count == b.value.count &&
          a.value.flags == b.value.flags && a.backend_id == b.backend_id && a.backend == b.backend &&
@@ -346,18 +348,6 @@ TEST_CASE(
   CHECK(r2.ops[0].kind == op_kind::put_master);
   CHECK(r2.ops[0].value.flags == LB_SVC_F_AFFINITY);
   CHECK_FALSE(r2.ops[0].new_svc_id);
-}
-
-TEST_CASE("reconcile: north-south fields are not written yet") {
-  map_state st;
-  auto f = fe(v4("10.96.0.10"), 80, {"10.244.0.12"});
-  desired_state want{{f}};
-  apply_ops(st, reconcile(st, want).ops);
-  f.kind = frontend_kind::load_balancer;
-  f.external_local = true;
-  f.external_backends = {{v4("10.244.0.99"), 8080, false}};
-  f.source_ranges = {{v4("192.0.2.0"), 24}};
-  CHECK(reconcile(st, desired_state{{f}}).ops.empty());
 }
 
 TEST_CASE("reconcile_subset: only touched keys are planned; absent from desired means removed") {
@@ -546,6 +536,502 @@ TEST_CASE("reconcile: a duplicate frontend key is an error, the first one is pla
   CHECK(r.errors[0].name == "default/other:http");
   apply_ops(st, r.ops);
   check_matches(st, desired_state{{a}});
+}
+
+}  // namespace
+}  // namespace sluice
+
+namespace sluice {
+namespace {
+
+// ---- north-south: master flags, EXTERNAL scope, source ranges, Maglev ---------------------
+
+desired_backend be4(const char* addr, bool terminating = false) {
+  return {v4(addr), 8080, terminating};
+}
+
+// A LoadBalancer frontend with externalTrafficPolicy Local.
+desired_frontend lb_local(std::vector<desired_backend> all, std::vector<desired_backend> local) {
+  desired_frontend f = fe(v4("192.0.2.10"), 80, {});
+  f.kind = frontend_kind::load_balancer;
+  f.backends = std::move(all);
+  f.external_local = true;
+  f.external_backends = std::move(local);
+  return f;
+}
+
+const map_op& op_at(const std::vector<map_op>& ops, int i) {
+  REQUIRE(i >= 0);
+  return ops[static_cast<size_t>(i)];
+}
+
+// Index of the first op matching pred, -1 if none.
+template <typename Pred>
+int find_op(const std::vector<map_op>& ops, Pred pred) {
+  auto it = std::find_if(ops.begin(), ops.end(), pred);
+  return it == ops.end() ? -1 : static_cast<int>(it - ops.begin());
+}
+
+int master_of(const std::vector<map_op>& ops, op_kind k, uint8_t scope) {
+  return find_op(ops, [&](const map_op& o) { return o.kind == k && o.scope == scope; });
+}
+
+reconcile_options with_maglev(uint32_t m = 251) {
+  return {.algorithm = lb_algorithm::maglev, .maglev = {.table_size = m}};
+}
+
+// Every id in an EXTERNAL slot has a record of the frontend's svc_id with the desired address,
+// and no backend record is left that no slot of either scope uses.
+void check_external(const map_state& st, const desired_frontend& f) {
+  const auto& rec = st.frontends.at(f.key());
+  REQUIRE(rec.external.has_value());
+  REQUIRE(rec.external->slots.size() == f.external_backends.size());
+  for (size_t i = 0; i < f.external_backends.size(); ++i) {
+    const auto& b = st.backends.at(rec.external->slots[i]);
+    CHECK(b.svc_id == rec.svc_id);
+    CHECK(b.addr == f.external_backends[i].addr);
+    CHECK(b.port == f.external_backends[i].port);
+  }
+  std::set<uint32_t> used(rec.slots.begin(), rec.slots.end());
+  used.insert(rec.external->slots.begin(), rec.external->slots.end());
+  size_t owned = 0;
+  for (const auto& [id, b] : st.backends) {
+    owned += b.svc_id == rec.svc_id ? 1 : 0;
+  }
+  CHECK(owned == used.size());
+}
+
+TEST_CASE("reconcile: north-south master flags") {
+  map_state st;
+  auto cluster = fe(v4("10.96.0.10"), 80, {"10.244.0.12"});
+  cluster.source_ranges = {};  // a ClusterIP: no north-south flag, even with Maglev on
+  auto node_port = fe(v4("172.18.0.2"), 30080, {"10.244.0.12"});
+  node_port.kind = frontend_kind::node_port;
+  auto lb = fe(v4("192.0.2.10"), 80, {"10.244.0.12"});
+  lb.kind = frontend_kind::load_balancer;
+  lb.source_ranges = {{v4("198.51.100.0"), 24}};
+  lb.external_local = true;
+  lb.external_backends = {be4("10.244.0.12")};
+  auto empty = fe(v4("192.0.2.11"), 80, {});
+  empty.kind = frontend_kind::external_ip;
+  desired_state want{{cluster, node_port, lb, empty}};
+
+  auto flags_of = [](const reconcile_result& r, const desired_frontend& f) {
+    const int i = find_op(r.ops, [&](const map_op& o) {
+      return o.kind == op_kind::put_master && o.scope == LB_SCOPE_ALL && o.key == f.key();
+    });
+    return op_at(r.ops, i).value.flags;
+  };
+  SUBCASE("random") {
+    const auto r = reconcile(st, want);
+    CHECK(flags_of(r, cluster) == 0);
+    CHECK(flags_of(r, node_port) == LB_SVC_F_EXTERNAL);
+    CHECK(flags_of(r, lb) == (LB_SVC_F_EXTERNAL | LB_SVC_F_SOURCE_RANGES | LB_SVC_F_EXT_LOCAL));
+    CHECK(flags_of(r, empty) == LB_SVC_F_EXTERNAL);
+    CHECK(r.maglev.empty());
+    CHECK(first(r.ops, op_kind::put_maglev) == -1);
+  }
+  SUBCASE("maglev: external kinds with backends only") {
+    const auto r = reconcile(st, want, with_maglev());
+    CHECK(flags_of(r, cluster) == 0);
+    CHECK(flags_of(r, node_port) == (LB_SVC_F_EXTERNAL | LB_SVC_F_MAGLEV));
+    CHECK(flags_of(r, lb) == (LB_SVC_F_EXTERNAL | LB_SVC_F_SOURCE_RANGES | LB_SVC_F_EXT_LOCAL |
+                              LB_SVC_F_MAGLEV));
+    CHECK(flags_of(r, empty) == LB_SVC_F_EXTERNAL);  // no table for no backends
+    CHECK(r.maglev.size() == 2);
+  }
+}
+
+TEST_CASE("reconcile: eTP=Local writes EXTERNAL entries before the master that points at them") {
+  map_state st;
+  // .12 in both sets, .13 remote (ALL only), .14 a local terminating endpoint (EXTERNAL only).
+  auto f = lb_local({be4("10.244.0.12"), be4("10.244.0.13")},
+                    {be4("10.244.0.12"), be4("10.244.0.14", true)});
+  f.affinity_timeout_s = 600;
+  desired_state want{{f}};
+  auto r = reconcile(st, want);
+  REQUIRE(r.errors.empty());
+  // One record per endpoint: .12 is shared.
+  CHECK(std::count_if(r.ops.begin(), r.ops.end(),
+                      [](const map_op& o) { return o.kind == op_kind::put_backend; }) == 3);
+  const int ext_master = master_of(r.ops, op_kind::put_master, LB_SCOPE_EXTERNAL);
+  const int all_master = master_of(r.ops, op_kind::put_master, LB_SCOPE_ALL);
+  CHECK(last(r.ops, op_kind::put_backend) < first(r.ops, op_kind::put_slot));
+  CHECK(last(r.ops, op_kind::put_slot) < ext_master);
+  CHECK(ext_master < all_master);
+  const auto& em = op_at(r.ops, ext_master);
+  const auto& am = op_at(r.ops, all_master);
+  CHECK(em.value.count == 2);
+  CHECK(em.value.svc_id == am.value.svc_id);
+  CHECK(em.value.flags == LB_SVC_F_AFFINITY);
+  CHECK(em.value.affinity_timeout == 600);
+  CHECK(am.value.flags == (LB_SVC_F_AFFINITY | LB_SVC_F_EXTERNAL | LB_SVC_F_EXT_LOCAL));
+  CHECK(am.new_svc_id);
+  CHECK_FALSE(em.new_svc_id);
+  apply_ops(st, r);
+  check_external(st, f);
+  const auto& rec = st.frontends.at(f.key());
+  CHECK(rec.external->slots[0] == rec.slots[0]);  // the shared endpoint, one id
+  CHECK(st.backends.at(rec.external->slots[1]).state == LB_BACKEND_TERMINATING);
+  CHECK(reconcile(st, want).ops.empty());
+
+  SUBCASE("no local endpoint left: EXTERNAL count 0 with DROP_EMPTY, surplus slots after") {
+    want.frontends[0].external_backends.clear();
+    auto r2 = reconcile(st, want);
+    const int m2 = master_of(r2.ops, op_kind::put_master, LB_SCOPE_EXTERNAL);
+    CHECK(op_at(r2.ops, m2).value.count == 0);
+    CHECK(op_at(r2.ops, m2).value.flags == (LB_SVC_F_DROP_EMPTY | LB_SVC_F_AFFINITY));
+    CHECK(master_of(r2.ops, op_kind::put_master, LB_SCOPE_ALL) == -1);  // unchanged
+    const int shrink = master_of(r2.ops, op_kind::delete_slot, LB_SCOPE_EXTERNAL);
+    CHECK(shrink > m2);
+    CHECK(last(r2.ops, op_kind::delete_backend) > shrink);
+    CHECK(std::count_if(r2.ops.begin(), r2.ops.end(), [](const map_op& o) {
+            return o.kind == op_kind::delete_backend;
+          }) == 1);  // .14; .12 still serves the ALL set
+    apply_ops(st, r2);
+    check_external(st, want.frontends[0]);
+    CHECK(reconcile(st, want).ops.empty());
+  }
+  SUBCASE("back to Cluster: the ALL master drops EXT_LOCAL before EXTERNAL entries go") {
+    want.frontends[0].external_local = false;
+    want.frontends[0].external_backends.clear();
+    auto r2 = reconcile(st, want);
+    const int all2 = master_of(r2.ops, op_kind::put_master, LB_SCOPE_ALL);
+    const int gone = master_of(r2.ops, op_kind::delete_master, LB_SCOPE_EXTERNAL);
+    CHECK(op_at(r2.ops, all2).value.flags == (LB_SVC_F_AFFINITY | LB_SVC_F_EXTERNAL));
+    CHECK(all2 < gone);
+    CHECK(gone < master_of(r2.ops, op_kind::delete_slot, LB_SCOPE_EXTERNAL));
+    CHECK(last(r2.ops, op_kind::delete_backend) == static_cast<int>(r2.ops.size()) - 1);
+    apply_ops(st, r2);
+    CHECK_FALSE(st.frontends.at(f.key()).external.has_value());
+    CHECK(st.backends.size() == 2);
+    CHECK(reconcile(st, want).ops.empty());
+  }
+  SUBCASE("removed: ALL master, EXTERNAL master, slots, backends") {
+    auto r2 = reconcile(st, desired_state{});
+    REQUIRE(r2.ops.size() >= 2);
+    CHECK(r2.ops[0].kind == op_kind::delete_master);
+    CHECK(r2.ops[0].scope == LB_SCOPE_ALL);
+    CHECK(r2.ops[1].kind == op_kind::delete_master);
+    CHECK(r2.ops[1].scope == LB_SCOPE_EXTERNAL);
+    CHECK(std::count_if(r2.ops.begin(), r2.ops.end(), [](const map_op& o) {
+            return o.kind == op_kind::delete_slot;
+          }) == 4);
+    CHECK(first(r2.ops, op_kind::delete_backend) > last(r2.ops, op_kind::delete_slot));
+    apply_ops(st, r2);
+    CHECK(st == map_state{});
+  }
+}
+
+TEST_CASE("reconcile: source ranges are added before the master and removed after it") {
+  map_state st;
+  auto f = fe(v4("192.0.2.10"), 80, {"10.244.0.12"});
+  f.kind = frontend_kind::load_balancer;
+  // Host bits are cleared; the other family's prefix is not this frontend's.
+  f.source_ranges = {{v4("198.51.100.7"), 24}, {v4("203.0.113.0"), 25}, {v6("2001:db8::"), 32}};
+  desired_state want{{f}};
+  auto r = reconcile(st, want);
+  std::vector<ip_prefix> added;
+  for (const auto& op : r.ops) {
+    if (op.kind == op_kind::put_src_range) {
+      added.push_back(op.range());
+      CHECK(op.value.svc_id == 1);
+    }
+  }
+  CHECK(added == std::vector<ip_prefix>{{v4("198.51.100.0"), 24}, {v4("203.0.113.0"), 25}});
+  CHECK(last(r.ops, op_kind::put_src_range) < first(r.ops, op_kind::put_master));
+  CHECK(first(r.ops, op_kind::put_src_range) > last(r.ops, op_kind::put_slot));
+  apply_ops(st, r);
+  CHECK(st.src_ranges.at(1) == std::set<ip_prefix>{{v4("198.51.100.0"), 24},
+                                                   {v4("203.0.113.0"), 25}});
+  CHECK(reconcile(st, want).ops.empty());
+
+  // One prefix replaced: the master is unchanged, the new prefix goes in, the old one out.
+  want.frontends[0].source_ranges[1] = {v4("203.0.113.128"), 25};
+  auto r2 = reconcile(st, want);
+  REQUIRE(r2.ops.size() == 2);
+  CHECK(r2.ops[0].kind == op_kind::put_src_range);
+  CHECK(r2.ops[0].range() == ip_prefix{v4("203.0.113.128"), 25});
+  CHECK(r2.ops[1].kind == op_kind::delete_src_range);
+  CHECK(r2.ops[1].range() == ip_prefix{v4("203.0.113.0"), 25});
+  apply_ops(st, r2);
+
+  // No ranges any more: the master loses the flag first, the prefixes go after.
+  want.frontends[0].source_ranges.clear();
+  auto r3 = reconcile(st, want);
+  const int m = first(r3.ops, op_kind::put_master);
+  CHECK(op_at(r3.ops, m).value.flags == LB_SVC_F_EXTERNAL);
+  CHECK(first(r3.ops, op_kind::delete_src_range) > m);
+  apply_ops(st, r3);
+  CHECK(st.src_ranges.empty());
+
+  // A removed frontend's prefixes go after its master and slots, before its backends.
+  want.frontends[0].source_ranges = {{v4("198.51.100.0"), 24}};
+  apply_ops(st, reconcile(st, want).ops);
+  auto r4 = reconcile(st, desired_state{});
+  CHECK(first(r4.ops, op_kind::delete_src_range) > last(r4.ops, op_kind::delete_slot));
+  CHECK(first(r4.ops, op_kind::delete_src_range) < first(r4.ops, op_kind::delete_backend));
+  apply_ops(st, r4);
+  CHECK(st == map_state{});
+}
+
+TEST_CASE("reconcile: orphan source ranges and Maglev tables are deleted by the full diff") {
+  map_state st;
+  st.src_ranges[9] = {{v4("198.51.100.0"), 24}};
+  st.maglev[9] = {4, 5};
+  desired_state want{{fe(v4("10.96.0.10"), 80, {"10.244.0.12"})}};
+  auto r = reconcile(st, want);
+  CHECK(first(r.ops, op_kind::delete_src_range) >= 0);
+  CHECK(first(r.ops, op_kind::delete_maglev) >= 0);
+  CHECK(op_at(r.ops, first(r.ops, op_kind::delete_maglev)).value.svc_id == 9);
+  apply_ops(st, r);
+  CHECK(st.src_ranges.empty());
+  CHECK(st.maglev.empty());
+  // The subset diff leaves orphans to the full one.
+  map_state st2;
+  st2.src_ranges[9] = {{v4("198.51.100.0"), 24}};
+  CHECK(reconcile_subset(st2, {}, {fe(v4("10.96.0.10"), 80, {}).key()}).ops.empty());
+}
+
+TEST_CASE("reconcile: a Maglev table is built over the backends external traffic uses") {
+  map_state st;
+  auto f = lb_local({be4("10.244.0.12"), be4("10.244.0.13")},
+                    {be4("10.244.0.12"), be4("10.244.0.14")});
+  desired_state want{{f}};
+  const auto opts = with_maglev();
+  auto r = reconcile(st, want, opts);
+  const int put = first(r.ops, op_kind::put_maglev);
+  REQUIRE(put >= 0);
+  CHECK(put > last(r.ops, op_kind::put_slot));
+  CHECK(put < master_of(r.ops, op_kind::put_master, LB_SCOPE_EXTERNAL));
+  REQUIRE(r.maglev.size() == 1);
+  const maglev_build& b = r.maglev[op_at(r.ops, put).backend_id];
+  CHECK(b.svc_id == op_at(r.ops, put).value.svc_id);
+  apply_ops(st, r);
+  const auto& rec = st.frontends.at(f.key());
+  // The EXTERNAL set (.12 shared, .14), not the ALL set.
+  std::vector<uint32_t> ext_ids = rec.external->slots;
+  std::sort(ext_ids.begin(), ext_ids.end());
+  CHECK(b.ids == ext_ids);
+  REQUIRE(b.backends.size() == 2);
+  for (size_t i = 0; i < b.ids.size(); ++i) {
+    CHECK(b.backends[i].addr == st.backends.at(b.ids[i]).addr);
+    CHECK(b.backends[i].port == 8080);
+    CHECK(b.backends[i].proto == IPPROTO_TCP);
+  }
+  CHECK(st.maglev.at(rec.svc_id) == ext_ids);
+  CHECK(reconcile(st, want, opts).ops.empty());
+
+  SUBCASE("a backend leaves the set: a new table, then the backend goes") {
+    want.frontends[0].external_backends.pop_back();
+    auto r2 = reconcile(st, want, opts);
+    const int put2 = first(r2.ops, op_kind::put_maglev);
+    REQUIRE(put2 >= 0);
+    CHECK(put2 < master_of(r2.ops, op_kind::put_master, LB_SCOPE_EXTERNAL));
+    CHECK(last(r2.ops, op_kind::delete_backend) > put2);
+    CHECK(r2.maglev[0].ids == std::vector<uint32_t>{rec.slots[0]});
+    apply_ops(st, r2);
+    CHECK(reconcile(st, want, opts).ops.empty());
+  }
+  SUBCASE("a change outside the external set keeps the table") {
+    want.frontends[0].backends.push_back(be4("10.244.0.15"));
+    auto r2 = reconcile(st, want, opts);
+    CHECK(first(r2.ops, op_kind::put_maglev) == -1);
+    CHECK(first(r2.ops, op_kind::delete_maglev) == -1);
+  }
+  SUBCASE("Maglev off: the master loses the flag first, the table goes after") {
+    auto r2 = reconcile(st, want);
+    const int m = master_of(r2.ops, op_kind::put_master, LB_SCOPE_ALL);
+    CHECK((op_at(r2.ops, m).value.flags & LB_SVC_F_MAGLEV) == 0);
+    CHECK(first(r2.ops, op_kind::delete_maglev) > m);
+    apply_ops(st, r2);
+    CHECK(st.maglev.empty());
+  }
+  SUBCASE("no local endpoint: no table, no flag") {
+    want.frontends[0].external_backends.clear();
+    auto r2 = reconcile(st, want, opts);
+    const int m = master_of(r2.ops, op_kind::put_master, LB_SCOPE_ALL);
+    CHECK((op_at(r2.ops, m).value.flags & LB_SVC_F_MAGLEV) == 0);
+    CHECK(first(r2.ops, op_kind::delete_maglev) > m);
+  }
+  SUBCASE("removed: the table goes after the masters, before the backends") {
+    auto r2 = reconcile(st, desired_state{}, opts);
+    const int del = first(r2.ops, op_kind::delete_maglev);
+    CHECK(del > last(r2.ops, op_kind::delete_master));
+    CHECK(del < first(r2.ops, op_kind::delete_backend));
+    apply_ops(st, r2);
+    CHECK(st == map_state{});
+  }
+  SUBCASE("an unverified table (restore could not vouch for it) is rewritten, nothing else") {
+    map_state restored = st;
+    restored.maglev.at(rec.svc_id).clear();
+    auto r2 = reconcile(restored, want, opts);
+    REQUIRE(r2.ops.size() == 1);
+    CHECK(r2.ops[0].kind == op_kind::put_maglev);
+    apply_ops(restored, r2);
+    CHECK(restored == st);
+    // Applied without the plan's tables, the content is unknown again.
+    map_state blind = st;
+    apply_ops(blind, r2.ops);
+    CHECK(blind.maglev.at(rec.svc_id).empty());
+  }
+}
+
+TEST_CASE("reconcile: a Maglev table too small for the backends is a warning, random instead") {
+  map_state st;
+  desired_frontend big = fe(v4("192.0.2.10"), 80, {});
+  big.kind = frontend_kind::node_port;
+  for (uint32_t i = 0; i < 252; ++i) {
+    ip_addr a = v4("10.1.0.0");
+    a.bytes[2] = static_cast<uint8_t>(i >> 8);
+    a.bytes[3] = static_cast<uint8_t>(i);
+    big.backends.push_back({a, 80, false});
+  }
+  auto r = reconcile(st, desired_state{{big}}, with_maglev(251));
+  CHECK(r.errors.empty());
+  REQUIRE(r.warnings.size() == 1);
+  CHECK(r.warnings[0].what.find("251") != std::string::npos);
+  CHECK(first(r.ops, op_kind::put_maglev) == -1);
+  CHECK(op_at(r.ops, first(r.ops, op_kind::put_master)).value.flags == LB_SVC_F_EXTERNAL);
+  CHECK(reconcile(st, desired_state{{big}}, with_maglev(509)).warnings.empty());
+}
+
+TEST_CASE("reconcile_subset == reconcile with EXTERNAL entries, ranges and Maglev") {
+  uint32_t seed = 4242;
+  auto next = [&] {
+    seed = seed * 1103515245u + 12345u;
+    return (seed >> 16) & 0x7fff;
+  };
+  auto random_set = [&](ip_family fam, int max) {
+    std::vector<desired_backend> out;
+    const int n = static_cast<int>(next() % static_cast<uint32_t>(max + 1));
+    for (int j = 0; j < n; ++j) {
+      ip_addr b = fam == ip_family::v4 ? v4("10.244.0.0") : v6("fd00:244::");
+      b.bytes[fam == ip_family::v4 ? 3 : 15] = static_cast<uint8_t>(1 + next() % 8);
+      out.push_back({b, 8080, next() % 6 == 0});
+    }
+    std::sort(out.begin(), out.end());
+    out.erase(std::unique(out.begin(), out.end(),
+                          [](const auto& x, const auto& y) {
+                            return x.addr == y.addr && x.port == y.port;
+                          }),
+              out.end());
+    return out;
+  };
+  auto random_frontend = [&](ip_addr vip, uint16_t port, uint8_t proto) {
+    desired_frontend f;
+    f.vip = vip;
+    f.port = port;
+    f.proto = proto;
+    f.name = "ns/svc";
+    f.kind = static_cast<frontend_kind>(next() % 5);
+    f.affinity_timeout_s = next() % 4 == 0 ? 60 : 0;
+    f.when_empty = next() % 3 == 0 ? empty_verdict::drop : empty_verdict::reject;
+    f.backends = random_set(vip.family, 5);
+    if (f.kind != frontend_kind::cluster_ip && next() % 2 == 0) {
+      f.external_local = true;
+      // Mostly a subset of the ALL set, sometimes with an endpoint of its own.
+      for (const auto& b : f.backends) {
+        if (next() % 2 == 0) {
+          f.external_backends.push_back(b);
+        }
+      }
+      if (next() % 4 == 0) {
+        ip_addr own = vip.family == ip_family::v4 ? v4("10.244.1.1") : v6("fd00:244::1:1");
+        f.external_backends.push_back({own, 8080, true});
+      }
+    }
+    const int nranges = f.kind == frontend_kind::load_balancer ? static_cast<int>(next() % 3) : 0;
+    for (int i = 0; i < nranges; ++i) {
+      const bool same = next() % 4 != 0;
+      const bool six = (vip.family == ip_family::v6) == same;
+      ip_addr a = six ? v6("2001:db8::") : v4("198.51.100.0");
+      a.bytes[six ? 5 : 2] = static_cast<uint8_t>(next() % 3);
+      f.source_ranges.push_back({a, static_cast<uint8_t>(six ? 48 : 24)});
+    }
+    return f;
+  };
+  for (const lb_algorithm algo : {lb_algorithm::random, lb_algorithm::maglev}) {
+    const reconcile_options opts{.algorithm = algo, .maglev = {.table_size = 251}};
+    map_state st;
+    std::map<frontend_key, desired_frontend> prev;
+    for (int round = 0; round < 300; ++round) {
+      auto want = prev;
+      const int edits = 1 + static_cast<int>(next() % 4);
+      for (int e = 0; e < edits; ++e) {
+        const bool six = next() % 3 == 0;
+        ip_addr vip = six ? v6("fd00:96::") : v4("10.96.0.0");
+        vip.bytes[six ? 15 : 3] = static_cast<uint8_t>(1 + next() % 6);
+        const uint16_t port = static_cast<uint16_t>(80 + next() % 2);
+        const uint8_t proto = next() % 2 ? IPPROTO_TCP : IPPROTO_UDP;
+        const frontend_key key{vip, port, proto};
+        if (next() % 4 == 0) {
+          want.erase(key);
+        } else {
+          want[key] = random_frontend(vip, port, proto);
+        }
+      }
+      std::set<frontend_key> changed;
+      for (const auto& [k, f] : want) {
+        auto it = prev.find(k);
+        if (it == prev.end() || !(it->second == f)) {
+          changed.insert(k);
+        }
+      }
+      for (const auto& [k, f] : prev) {
+        if (!want.contains(k)) {
+          changed.insert(k);
+        }
+      }
+      INFO("algorithm " << static_cast<int>(algo) << " round " << round);
+      const map_state before = st;
+      const auto a = reconcile_subset(st, want, changed, opts);
+      const auto b = reconcile(st, want, opts);
+      REQUIRE(a.errors.empty());
+      REQUIRE(b.errors.empty());
+      check_same_ops(a.ops, b.ops);
+      REQUIRE(a.maglev.size() == b.maglev.size());
+      for (size_t i = 0; i < a.maglev.size(); ++i) {
+        CHECK(a.maglev[i].ids == b.maglev[i].ids);
+        CHECK(a.maglev[i].backends == b.maglev[i].backends);
+      }
+      apply_ops(st, a);
+      // What the maps hold is what was asked for.
+      for (const auto& [k, f] : want) {
+        const auto& rec = st.frontends.at(k);
+        REQUIRE(rec.slots.size() == f.backends.size());
+        for (size_t i = 0; i < f.backends.size(); ++i) {
+          CHECK(st.backends.at(rec.slots[i]).addr == f.backends[i].addr);
+        }
+        CHECK(rec.external.has_value() == f.external_local);
+        if (f.external_local) {
+          check_external(st, f);
+        }
+        std::set<ip_prefix> ranges;
+        for (const auto& p : f.source_ranges) {
+          if (p.addr.family == k.vip.family) {
+            ranges.insert(p);
+          }
+        }
+        const auto it = st.src_ranges.find(rec.svc_id);
+        CHECK((it == st.src_ranges.end() ? std::set<ip_prefix>{} : it->second) == ranges);
+        CHECK(((rec.flags & LB_SVC_F_SOURCE_RANGES) != 0) == !f.source_ranges.empty());
+        const auto& lb_set = f.external_local ? f.external_backends : f.backends;
+        const bool maglev = algo == lb_algorithm::maglev &&
+                            f.kind != frontend_kind::cluster_ip && !lb_set.empty();
+        CHECK(((rec.flags & LB_SVC_F_MAGLEV) != 0) == maglev);
+        CHECK(st.maglev.contains(rec.svc_id) == maglev);
+        // Stable ids: a frontend that stays keeps its svc_id.
+        if (const auto old = before.frontends.find(k); old != before.frontends.end()) {
+          CHECK(rec.svc_id == old->second.svc_id);
+        }
+      }
+      CHECK(st.frontends.size() == want.size());
+      check_index(st);
+      CHECK(reconcile(st, want, opts).ops.empty());
+      prev = std::move(want);
+    }
+  }
 }
 
 }  // namespace

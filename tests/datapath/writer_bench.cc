@@ -1,6 +1,7 @@
 // Not a test: how long the writer takes to program 10k frontends / 100k backends per family
 // (the "list to programmed maps" budget is 2 s), plus the restore, a no-op resync, a sweep of
-// empty conntrack maps and map_fill. Prints one line per step. Needs root.
+// empty conntrack maps and map_fill; and the cost of Maglev tables. Prints one line per step.
+// Needs root.
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include <arpa/inet.h>
 #include <doctest/doctest.h>
@@ -119,6 +120,31 @@ TEST_CASE("writer bench: 10k frontends / 100k backends per family") {
   });
   std::printf("ct_sweep after every service went: %.0f ms (udp_stale %llu)\n", stale_ms,
               static_cast<unsigned long long>(c.udp_stale));
+  (void)cleanup(fs.root());
+}
+
+TEST_CASE("writer bench: 1000 Maglev frontends (10 backends each, default table size)") {
+  dptest::temp_bpffs fs;
+  REQUIRE(ensure_bpffs(fs.root()));
+  auto want = dptest::scale_state(500, 10);  // 500 per family
+  for (auto& f : want.frontends) {
+    f.kind = frontend_kind::node_port;
+  }
+  auto dp = datapath::load(fs.root());
+  REQUIRE(dp);
+  const reconcile_options opts{.algorithm = lb_algorithm::maglev};
+  map_writer w(dp->skel(), opts);
+  REQUIRE(w.restore());
+  sync_report rep;
+  const double sync_ms = ms([&] { rep = w.sync(want); });
+  REQUIRE(rep.failed_ops == 0);
+  std::printf("first sync with %zu Maglev tables of %u: %.0f ms (%zu syscalls)\n",
+              rep.maglev_tables, opts.maglev.table_size, sync_ms, rep.syscalls);
+  map_writer again(dp->skel(), opts);
+  const double restore_ms = ms([&] { REQUIRE(again.restore()); });
+  const double noop_ms = ms([&] { rep = again.sync(want); });
+  std::printf("restore with table checks: %.0f ms; unchanged resync (%zu ops): %.0f ms\n",
+              restore_ms, rep.ops, noop_ms);
   (void)cleanup(fs.root());
 }
 
