@@ -407,6 +407,14 @@ checks_4() {
             ns_client ports "$(e2e_url "$lb" 80)" --first-port "$first" --count 8 \
             --compare "$saved"
         ns_client_via 1 >/dev/null
+        # the destination is not hashed (docs/architecture.md): node1's and node2's NodePorts
+        # give the same backend for the same client port too
+        e2e_check "IPv$f 4 NodePort node1:30380: a GET from each of 8 fixed ports $((first + 8))..$((first + 15))" \
+            ns_client ports "$(e2e_url "$(ns_node_ip 1 "$f")" 30380)" --first-port $((first + 8)) \
+            --count 8 --save "$saved.np"
+        e2e_check "IPv$f 4 NodePort node2:30380: each port reaches the same backend as via node1:30380" \
+            ns_client ports "$(e2e_url "$(ns_node_ip 2 "$f")" 30380)" --first-port $((first + 8)) \
+            --count 8 --compare "$saved.np"
         e2e_check "IPv$f 4 Maglev still spreads: 40 connections to $lb:80 reach at least 3 of 4 backends" \
             eval "out=\$(ns_client http '$(e2e_url "$lb" 80)' --count 40 --timeout 1 --give-up-after 3 --deadline 15); echo \"\$out\" | grep -v '^{'; n=\$(echo \"\$out\" | head -n 1 | grep -o 'n[12]p[12]=' | wc -l); ((n >= 3))"
     done
