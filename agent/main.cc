@@ -521,6 +521,10 @@ bool parse_lb_flags(options& o) {
     return false;
   }
   o.lb.maglev.seed = *seed;
+  // The datapath hashes flows into the same table size with the seed's other 8 bytes.
+  o.datapath.maglev_table_size = o.lb.maglev.table_size;
+  o.datapath.maglev_seed0 = o.lb.maglev.seed.flow_hash0();
+  o.datapath.maglev_seed1 = o.lb.maglev.seed.flow_hash1();
   return true;
 }
 

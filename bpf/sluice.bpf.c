@@ -33,9 +33,11 @@ static __always_inline void lb_count(__u32 stat, __u32 len, __u32 svc_id)
 		return;
 	switch (stat) {
 	case LB_STAT_FWD_NEW:
+	case LB_STAT_FWD_REMOTE_NEW:
 		s->new_flows++;
 		/* fall through */
 	case LB_STAT_FWD_ESTABLISHED:
+	case LB_STAT_FWD_REMOTE:
 		s->fwd_packets++;
 		s->fwd_bytes += len;
 		break;

@@ -32,7 +32,7 @@
  * Maglev lookup table size (entries, a prime). Cilium's default is 16381; at 100 backends that
  * moves up to 1.51% of the other backends' flows when one backend goes (measured over seeds,
  * tests/agent/maglev_test.cc), above the 1.5% sluice promises, so the default is the next size
- * of Cilium's list. 128 KiB of kernel memory per Maglev frontend.
+ * of Cilium's list. 256 KiB of kernel memory per Maglev frontend (an array keeps 8 bytes per u32 value).
  */
 #define LB_MAGLEV_DEFAULT_SIZE	32749
 #define LB_MAGLEV_MAX_SIZE	131071

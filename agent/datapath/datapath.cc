@@ -122,8 +122,8 @@ result<datapath> datapath::load(const std::string& bpffs_root, const datapath_op
   s->rodata->cfg_maglev_size = o.maglev_table_size;
   s->rodata->cfg_maglev_seed0 = o.maglev_seed0;
   s->rodata->cfg_maglev_seed1 = o.maglev_seed1;
-  // The template's size is only the default: every inner map carries its own (BPF_F_INNER_MAP).
-  bpf_map__set_max_entries(bpf_map__inner_map(s->maps.lb_maglev_v1), o.maglev_table_size);
+  // lb_maglev_v1's inner template keeps its default size: with BPF_F_INNER_MAP the kernel
+  // accepts inner maps of any size (the agent's have cfg_maglev_size entries).
   if (int rc = ::sluice_bpf::load(s.get()); rc != 0) {
     return os_error(rc, fmt::format("load BPF skeleton (pins under {})", bpffs_root));
   }

@@ -31,7 +31,7 @@ inline constexpr std::array<uint32_t, 10> maglev_table_sizes = {
 /// LB_MAGLEV_DEFAULT_SIZE of maps/sluice_abi.h (checked where both are seen, reconcile.cc). Not
 /// Cilium's 16381: at 100 backends that moves up to 1.51% of the other backends' flows when one
 /// goes, above the 1.5% sluice promises (tests/agent/maglev_test.cc); 32749 stays below 1%.
-/// Costs M × 4 bytes of kernel memory per Maglev frontend: 128 KiB.
+/// Costs M × 8 bytes of kernel memory per Maglev frontend (an array keeps a u32 in 8): 256 KiB.
 inline constexpr uint32_t maglev_default_table_size = 32749;
 
 /// The seed every node must share. Represented as Cilium represents `maglev.hashSeed`: 12 bytes,

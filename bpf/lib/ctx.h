@@ -63,10 +63,23 @@ static __always_inline __u32 lb_ifindex(void *ctx, enum lb_hook hook)
 	return ((struct __sk_buff *)ctx)->ifindex;
 }
 
+/*
+ * A one's complement sum of several diffs may pass 32 bits; the csum helpers take a 32-bit
+ * __wsum, so fold the carries back in first (end-around carry keeps the sum's value).
+ */
+static __always_inline __u32 lb_csum_reduce(__s64 sum)
+{
+	__u64 s = (__u64)sum;
+
+	s = (s & 0xffffffff) + (s >> 32);
+	s = (s & 0xffffffff) + (s >> 32);
+	return (__u32)s;
+}
+
 /* RFC 1624 eqn. 3: HC' = ~(~HC + ~m + m'), where diff already holds ~m + m'. */
 static __always_inline __u16 lb_csum_apply(__u16 csum, __s64 diff)
 {
-	return lb_csum_fold((__u64)(__u32)diff + (__u16)~csum);
+	return lb_csum_fold((__u64)lb_csum_reduce(diff) + (__u16)~csum);
 }
 
 /* ~m + m' for one 16-bit field, in the form bpf_csum_diff returns. */
@@ -86,6 +99,7 @@ static __always_inline int lb_csum_update(void *ctx, enum lb_hook hook, __u32 of
 	__u16 csum;
 
 	if (hook != LB_HOOK_XDP) {
+		diff = lb_csum_reduce(diff);
 		if (l3)
 			return bpf_l3_csum_replace(ctx, off, 0, diff, 0) < 0 ? -1 : 0;
 		return bpf_l4_csum_replace(ctx, off, 0, diff,

@@ -60,14 +60,15 @@ LB_AGENT_LPM(lb6_src_ranges_v1, struct lb6_src_range_key);
  * One array of backend ids per Maglev frontend. The agent builds a new inner map and swaps it
  * in with one update of the outer map, so a reader sees the whole old table or the whole new
  * one. BPF_F_INNER_MAP lets the size (--maglev-table-size, cfg_maglev_size) differ from this
- * template's.
+ * template's; an inner map's flags must equal the template's.
  */
 struct lb_maglev_inner {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__type(key, __u32);
 	__type(value, __u32);
 	__uint(max_entries, LB_MAGLEV_DEFAULT_SIZE);
-	__uint(map_flags, BPF_F_INNER_MAP);
+	/* MMAPABLE: the agent fills a new table with one memcpy instead of M writes. */
+	__uint(map_flags, BPF_F_INNER_MAP | BPF_F_MMAPABLE);
 };
 
 struct {

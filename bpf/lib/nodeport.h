@@ -407,7 +407,6 @@ static __noinline int lb_icmp_xlate(void *ctx, enum lb_hook hook, struct lb_pkt 
 	st = lb_ct_lookup(&rt, &nat);
 	if (!st || st->dir != LB_CT_REPLY)
 		return LB_STAT_PASS;
-	p->proto = rt.proto;	/* for the stats and svc_id only: the packet stays ICMP */
 
 	l4_csum_off = in_l4 + (udp ? 6 : 16);
 	if (lb_icmp_fix_addr(ctx, hook, p->family,

@@ -1,6 +1,7 @@
-// Table-driven cases for lb_pod_ingress. A Case is data: the services to install and a list of
-// Steps (packet in -> verdict, exact packet out, checksums, counters). Each row of a table is
-// registered as its own doctest test case (named tc_pod_...) and runs on its own Fixture.
+// Table-driven cases for lb_pod_ingress and the north-south programs. A Case is data: the
+// services to install and a list of Steps (packet in -> program, verdict, exact packet out,
+// checksums, counters). Each row of a table is registered as its own doctest test case (named
+// tc_pod_... / np_...) and runs on its own Fixture.
 #pragma once
 
 #include <doctest/doctest.h>
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "fixture.h"
+#include "netns.h"
 #include "packet.h"
 
 namespace bpftest {
@@ -96,11 +98,13 @@ enum class CsumExpect { Valid, Skip, Invalid };
 struct Step {
   std::string what;
   std::function<void(Fixture&)> before;   // map changes before the packet
+  Prog prog = Prog::PodIngress;           // the program the packet runs through
+  Dev dev = Dev::None;                    // its device in test_net() (None: no context)
   Bytes in;
   int expect_err = 0;                     // nonzero: the test-run syscall must fail so
   int tolerated_err = 0;                  // nonzero: the kernel may refuse the input so (then
                                           // nothing may have run); otherwise checked as usual
-  std::uint32_t verdict = kTcActOk;
+  std::uint32_t verdict = kTcActOk;       // (kXdp* for Prog::NodeXdp)
   Bytes out;                              // exact expected output
   std::vector<Bytes> out_any;             // or: output must equal one of these
   lb_stat stat = LB_STAT_PASS;            // the one global counter that moves (+1 packet)
@@ -116,6 +120,9 @@ struct Case {
   std::vector<Step> steps;
   // Procedural remainder, after the steps, with each step's output.
   std::function<void(Fixture&, const std::vector<Bytes>&)> body;
+  FixtureOptions opts;                    // rodata for this case's fixture
+  bool needs_net = false;                 // runs in test_net(); skipped if it cannot be made
+  std::function<void(Fixture&)> setup;    // before the services (devices, ranges, Maglev)
 };
 
 Case mk(const char* name, std::vector<Service> services, std::vector<Step> steps,

@@ -6,6 +6,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstdarg>
@@ -52,7 +53,7 @@ std::uint64_t monotonic_ns() {
   return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<std::uint64_t>(ts.tv_nsec);
 }
 
-Fixture::Fixture() {
+Fixture::Fixture(const FixtureOptions& opts) {
   libbpf_set_print(print_fn);
   ncpus_ = libbpf_num_possible_cpus();
   if (ncpus_ <= 0) fail("libbpf_num_possible_cpus", ncpus_);
@@ -67,6 +68,10 @@ Fixture::Fixture() {
       fail(std::string("bpf_map__set_pin_path(") + bpf_map__name(m) + ", NULL)", err);
     }
   }
+  if (opts.lb_mode) skel_->rodata->cfg_lb_mode = *opts.lb_mode;
+  if (opts.snat_port_min) skel_->rodata->cfg_snat_port_min = *opts.snat_port_min;
+  if (opts.snat_port_max) skel_->rodata->cfg_snat_port_max = *opts.snat_port_max;
+  if (opts.maglev_size) skel_->rodata->cfg_maglev_size = *opts.maglev_size;
   const int err = Skel::load(skel_);
   if (err != 0) {
     Skel::destroy(skel_);
@@ -95,7 +100,7 @@ void Fixture::put_master(const Service& s) {
     k.port = htons(s.port);
     k.slot = 0;
     k.proto = s.proto;
-    k.scope = LB_SCOPE_ALL;
+    k.scope = s.scope;
     update(skel_->maps.lb6_services_v1, &k, &v, "update lb6_services master");
   } else {
     lb4_svc_key k{};
@@ -103,7 +108,7 @@ void Fixture::put_master(const Service& s) {
     k.port = htons(s.port);
     k.slot = 0;
     k.proto = s.proto;
-    k.scope = LB_SCOPE_ALL;
+    k.scope = s.scope;
     update(skel_->maps.lb4_services_v1, &k, &v, "update lb4_services master");
   }
 }
@@ -118,6 +123,7 @@ void Fixture::put_slot(const Service& s, std::uint16_t slot, std::uint32_t backe
     k.port = htons(s.port);
     k.slot = slot;
     k.proto = s.proto;
+    k.scope = s.scope;
     update(skel_->maps.lb6_services_v1, &k, &v, "update lb6_services slot");
   } else {
     lb4_svc_key k{};
@@ -125,6 +131,7 @@ void Fixture::put_slot(const Service& s, std::uint16_t slot, std::uint32_t backe
     k.port = htons(s.port);
     k.slot = slot;
     k.proto = s.proto;
+    k.scope = s.scope;
     update(skel_->maps.lb4_services_v1, &k, &v, "update lb4_services slot");
   }
 }
@@ -178,6 +185,83 @@ RunResult Fixture::run(const Bytes& in) {
   return r;
 }
 
+RunResult Fixture::run(Prog prog, const Bytes& in, std::uint32_t ifindex) {
+  if (prog == Prog::PodIngress && ifindex == 0) return run(in);
+  const bpf_program* p = prog == Prog::PodIngress    ? skel_->progs.lb_pod_ingress
+                         : prog == Prog::NodeXdp     ? skel_->progs.lb_node_xdp
+                         : prog == Prog::NodeIngress ? skel_->progs.lb_node_ingress
+                                                     : skel_->progs.lb_node_egress;
+  RunResult r;
+  r.out.assign(4096, 0);
+  xdp_md xctx{};
+  __sk_buff sctx{};
+  LIBBPF_OPTS(bpf_test_run_opts, opts,
+              .data_in = in.data(),
+              .data_out = r.out.data(),
+              .data_size_in = static_cast<__u32>(in.size()),
+              .data_size_out = static_cast<__u32>(r.out.size()),
+              .repeat = 1);
+  if (ifindex != 0 && prog == Prog::NodeXdp) {
+    xctx.data_end = static_cast<__u32>(in.size());
+    xctx.ingress_ifindex = ifindex;
+    opts.ctx_in = &xctx;
+    opts.ctx_size_in = sizeof(xctx);
+  } else if (ifindex != 0) {
+    sctx.ifindex = ifindex;
+    if (prog != Prog::NodeEgress) sctx.ingress_ifindex = ifindex;
+    opts.ctx_in = &sctx;
+    opts.ctx_size_in = sizeof(sctx);
+  }
+  const int err = bpf_prog_test_run_opts(bpf_program__fd(p), &opts);
+  r.err = err;
+  r.retval = opts.retval;
+  r.out.resize(err == 0 ? opts.data_size_out : 0);
+  return r;
+}
+
+void Fixture::put_device(std::uint32_t ifindex, const IpAddr& addr4, const IpAddr& addr6, std::uint32_t flags) {
+  lb_device d{};
+  std::memcpy(&d.addr4, addr4.b.data(), 4);
+  std::memcpy(d.addr6, addr6.b.data(), 16);
+  d.flags = flags;
+  update(skel_->maps.lb_devices_v1, &ifindex, &d, "update lb_devices_v1");
+}
+
+void Fixture::put_src_range(std::uint32_t svc_id, const IpAddr& prefix, std::uint32_t len) {
+  const std::uint8_t one = 1;
+  if (prefix.v6) {
+    lb6_src_range_key k{};
+    k.prefixlen = LB_SRC_RANGE_KEY_PREFIX + len;
+    k.svc_id = svc_id;
+    copy_addr(k.addr, prefix);
+    update(skel_->maps.lb6_src_ranges_v1, &k, &one, "update lb6_src_ranges_v1");
+  } else {
+    lb4_src_range_key k{};
+    k.prefixlen = LB_SRC_RANGE_KEY_PREFIX + len;
+    k.svc_id = svc_id;
+    copy_addr(&k.addr, prefix);
+    update(skel_->maps.lb4_src_ranges_v1, &k, &one, "update lb4_src_ranges_v1");
+  }
+}
+
+void Fixture::put_maglev(std::uint32_t svc_id, const std::vector<std::uint32_t>& table) {
+  LIBBPF_OPTS(bpf_map_create_opts, mo, .map_flags = BPF_F_INNER_MAP);
+  const int fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "lb_maglev_in", sizeof(std::uint32_t),
+                                sizeof(std::uint32_t), static_cast<__u32>(table.size()), &mo);
+  if (fd < 0) fail("create Maglev inner map", errno);
+  for (std::uint32_t i = 0; i < table.size(); ++i) {
+    if (bpf_map_update_elem(fd, &i, &table[i], BPF_ANY) != 0) {
+      const int e = errno;
+      close(fd);
+      fail("fill Maglev inner map", e);
+    }
+  }
+  const int rc = bpf_map_update_elem(bpf_map__fd(skel_->maps.lb_maglev_v1), &svc_id, &fd, BPF_ANY);
+  const int e = errno;
+  close(fd);  // the outer map holds its own reference
+  if (rc != 0) fail("update lb_maglev_v1", e);
+}
+
 StatArray Fixture::stats() const {
   StatArray out{};
   const int fd = bpf_map__fd(skel_->maps.lb_stats_v3);
@@ -213,6 +297,7 @@ std::optional<CtValue> read_ct(bpf_map* map, const CtKey& k) {
   out.nat_addr = addr_from(reinterpret_cast<const __be32*>(&v.nat_addr), v6);
   out.snat_addr = addr_from(reinterpret_cast<const __be32*>(&v.snat_addr), v6);
   out.nat_port = ntohs(v.state.nat_port);
+  out.snat_port = ntohs(v.state.snat_port);
   out.dir = v.state.dir;
   out.flags = v.state.flags;
   out.backend_id = v.state.backend_id;

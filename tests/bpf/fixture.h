@@ -1,5 +1,6 @@
 // Loads the sluice skeleton (unpinned, so every fixture has fresh maps), fills its maps and runs
-// packets through lb_pod_ingress with BPF_PROG_TEST_RUN. Never attaches anything.
+// packets through lb_pod_ingress (or the north-south programs lb_node_xdp, lb_node_ingress,
+// lb_node_egress) with BPF_PROG_TEST_RUN. Never attaches anything.
 #pragma once
 
 #include <array>
@@ -20,6 +21,28 @@ inline constexpr std::uint32_t kTcActOk = 0;
 inline constexpr std::uint32_t kTcActShot = 2;
 inline constexpr std::uint32_t kTcActRedirect = 7;
 
+inline constexpr std::uint32_t kXdpAborted = 0;
+inline constexpr std::uint32_t kXdpDrop = 1;
+inline constexpr std::uint32_t kXdpPass = 2;
+inline constexpr std::uint32_t kXdpTx = 3;
+inline constexpr std::uint32_t kXdpRedirect = 4;
+
+// The program a packet runs through.
+enum class Prog : std::uint8_t {
+  PodIngress,   // lb_pod_ingress (tc)
+  NodeXdp,      // lb_node_xdp (XDP on a native device)
+  NodeIngress,  // lb_node_ingress (tc ingress of a native device)
+  NodeEgress,   // lb_node_egress (tc egress of a native device)
+};
+
+// Read-only data set between open and load; unset fields keep the object's defaults.
+struct FixtureOptions {
+  std::optional<std::uint32_t> lb_mode;        // enum lb_mode
+  std::optional<std::uint16_t> snat_port_min;  // host order
+  std::optional<std::uint16_t> snat_port_max;
+  std::optional<std::uint32_t> maglev_size;    // entries of every Maglev inner map
+};
+
 struct Backend {
   std::uint32_t id = 0;
   IpAddr addr{};
@@ -38,6 +61,7 @@ struct Service {
   std::uint16_t flags = 0;                // LB_SVC_F_*
   std::uint32_t affinity_timeout = 0;     // seconds
   std::optional<std::uint16_t> count;     // default: backends.size()
+  std::uint8_t scope = LB_SCOPE_ALL;      // enum lb_scope of the master and slot entries
 };
 
 struct CtKey {
@@ -49,6 +73,7 @@ struct CtKey {
 struct CtValue {
   IpAddr nat_addr{}, snat_addr{};
   std::uint16_t nat_port = 0;             // host order
+  std::uint16_t snat_port = 0;            // host order
   std::uint8_t dir = 0, flags = 0;
   std::uint32_t backend_id = 0, svc_id = 0;
   std::uint64_t created_ns = 0, last_seen_ns = 0;
@@ -67,7 +92,8 @@ std::uint64_t monotonic_ns();
 
 class Fixture {
  public:
-  Fixture();
+  Fixture() : Fixture(FixtureOptions{}) {}
+  explicit Fixture(const FixtureOptions& opts);
   ~Fixture();
   Fixture(const Fixture&) = delete;
   Fixture& operator=(const Fixture&) = delete;
@@ -82,6 +108,17 @@ class Fixture {
   void delete_backend(bool v6, std::uint32_t id);
 
   RunResult run(const Bytes& in);
+  // Runs `prog`. ifindex 0: no context (as run()). Otherwise XDP gets struct xdp_md
+  // {.ingress_ifindex}, tc gets struct __sk_buff {.ifindex, .ingress_ifindex} (ingress
+  // programs) or {.ifindex} (egress); the device must exist in the test's network namespace.
+  RunResult run(Prog prog, const Bytes& in, std::uint32_t ifindex);
+
+  // lb_devices_v1[ifindex]: a native device and its SNAT addresses (an IpAddr{} = none).
+  void put_device(std::uint32_t ifindex, const IpAddr& addr4, const IpAddr& addr6, std::uint32_t flags = 0);
+  // lb{4,6}_src_ranges_v1: prefix/len allowed for svc_id.
+  void put_src_range(std::uint32_t svc_id, const IpAddr& prefix, std::uint32_t len);
+  // lb_maglev_v1[svc_id] = a new inner array (BPF_F_INNER_MAP) holding `table`.
+  void put_maglev(std::uint32_t svc_id, const std::vector<std::uint32_t>& table);
 
   StatArray stats() const;                          // summed over CPUs
   lb_svc_stat_value svc_stats(std::uint32_t svc_id) const;  // summed over CPUs

@@ -577,7 +577,23 @@ void check_l4(CsumReport& r, const std::string& where, std::uint8_t proto,
             r.errors.push_back(where + " icmp: quoted ipv4 header checksum wrong");
           else
             r.checked.push_back(where + " icmp quoted ipv4 header");
+          // A whole quoted datagram (not a fragment): its L4 checksum must hold too.
+          const Reader qr{q};
+          const std::size_t qtot = qr.u16(2);
+          if (qtot >= qhl && qtot <= q.size() && (qr.u16(6) & 0x3fff) == 0 &&
+              (q[9] == kProtoTcp || q[9] == kProtoUdp))
+            check_l4(r, where + " quoted", q[9], q.subspan(12, 4), q.subspan(16, 4),
+                     q.subspan(qhl, qtot - qhl), false);
         }
+      }
+      // ICMPv6 errors (destination unreachable, packet too big, time exceeded, parameter
+      // problem) quoting a whole TCP/UDP datagram without extension headers.
+      if (proto == kProtoIcmp6 && type >= 1 && type <= 4 && seg.size() >= 8 + 40) {
+        const auto q = seg.subspan(8);
+        const Reader qr{q};
+        const std::size_t plen = qr.u16(4);
+        if ((q[0] >> 4) == 6 && 40 + plen <= q.size() && (q[6] == kProtoTcp || q[6] == kProtoUdp))
+          check_l4(r, where + " quoted", q[6], q.subspan(8, 16), q.subspan(24, 16), q.subspan(40, plen), true);
       }
       return;
     }

@@ -238,6 +238,8 @@ struct CsumReport {
 
 // Parses an Ethernet frame and verifies every checksum it can: IPv4 header, TCP, UDP (0 allowed
 // on IPv4 only), ICMP (and the IPv4 header quoted in an ICMP error), ICMPv6 (pseudo header).
+// An ICMP/ICMPv6 error that quotes a whole TCP/UDP datagram (IPv6: without extension headers)
+// gets the quoted L4 checksum verified too.
 // L4 checksums of fragments are not verifiable alone: see verify_reassembled().
 CsumReport verify_checksums(std::span<const std::uint8_t> frame);
 // Reassembles the IP fragments (one datagram) and verifies the L4 checksum of the whole.

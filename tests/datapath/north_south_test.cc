@@ -273,7 +273,7 @@ TEST_CASE("map writer: eTP=Local, source ranges and Maglev tables as the datapat
                        : first.frontends.at(lb_key).external->slots[0];
     }
     // Swap in a copy under a name that is no fingerprint, as another tool might.
-    LIBBPF_OPTS(bpf_map_create_opts, create, .map_flags = BPF_F_INNER_MAP);
+    LIBBPF_OPTS(bpf_map_create_opts, create, .map_flags = BPF_F_INNER_MAP | BPF_F_MMAPABLE);
     const int inner = bpf_map_create(BPF_MAP_TYPE_ARRAY, "handmade", 4, 4,
                                      static_cast<uint32_t>(content.size()), &create);
     REQUIRE(inner >= 0);
