@@ -185,17 +185,20 @@ start_agents() {
     return "$rc"
 }
 
-# wait_served URL: bounded readiness wait (the first sync may not carry every object yet)
+# wait_served URL...: bounded readiness wait (the first sync may not carry every object yet):
+# one of the URLs answers (tried in turn, so one broken backend cannot stall the run)
 wait_served() {
-    local url=$1 deadline=$((SECONDS + 15))
+    local deadline=$((SECONDS + 15)) url
     while ((SECONDS < deadline)); do
-        if ns_client http "$url" --count 1 --timeout 1 >/dev/null 2>&1; then
-            echo "$url answers"
-            return 0
-        fi
+        for url in "$@"; do
+            if ns_client http "$url" --count 1 --timeout 1 >/dev/null 2>&1; then
+                echo "$url answers"
+                return 0
+            fi
+        done
         sleep 0.2
     done
-    echo "$url did not answer within 15s"
+    echo "none of $* answered within 15s"
     return 1
 }
 
@@ -226,8 +229,9 @@ else
     attach_checks
 fi
 for f in $FAMILIES; do
-    e2e_check "IPv$f ready: node1 NodePort 30080 answers (within 15 s)" \
-        wait_served "$(e2e_url "$(ns_node_ip 1 "$f")" 30080)" ||
+    e2e_check "IPv$f ready: node1 NodePort 30080 or 30480 answers (within 15 s)" \
+        wait_served "$(e2e_url "$(ns_node_ip 1 "$f")" 30080)" \
+        "$(e2e_url "$(ns_node_ip 1 "$f")" 30480)" ||
         fatal "the NodePort is not served (IPv$f)"
 done
 
@@ -455,8 +459,9 @@ fi
 AGENT_FLAGS+=(--lb-algorithm maglev --maglev-hash-seed "$MAGLEV_SEED")
 if start_agents; then
     for f in $FAMILIES; do
-        e2e_check "IPv$f maglev ready: node1 NodePort 30080 answers (within 15 s)" \
-            wait_served "$(e2e_url "$(ns_node_ip 1 "$f")" 30080)"
+        e2e_check "IPv$f maglev ready: node1 NodePort 30080 or 30480 answers (within 15 s)" \
+            wait_served "$(e2e_url "$(ns_node_ip 1 "$f")" 30080)" \
+            "$(e2e_url "$(ns_node_ip 1 "$f")" 30480)"
     done
     checks_4
 fi
