@@ -8,7 +8,7 @@ packages=(
   clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev linux-libc-dev
   libcli11-dev doctest-dev libyaml-cpp-dev nlohmann-json3-dev libsimdjson-dev libspdlog-dev libfmt-dev
   libcurl4-openssl-dev libevent-dev openssl curl
-  iproute2 python3 procps kmod
+  iproute2 ethtool python3 procps kmod
 )
 
 missing=()

@@ -15,9 +15,19 @@ errors.
                     from the same port P: must work (stale NAT state must not hit)
   refused HOST PORT TCP connect must fail with ECONNREFUSED within --within s
   ping HOST         ICMP/ICMPv6 echo until one reply or --deadline (reachability)
+  blackhole HOST PORT  TCP connect must time out (silently dropped: no RST, no
+                    ICMP error, no answer) within --timeout, each of --count tries
+  upload URL        one POST of --bytes bytes on a fresh connection; the server
+                    must answer "NAME received N" within --timeout
+  ports URL         one GET from each fixed local port --first-port..+count-1;
+                    prints port -> backend; --save FILE / --compare FILE (the
+                    same ports must reach the same backends, e.g. Maglev)
 
 Assertions for http/udp: --expect a,b,c (each seen >= --min-each times),
 --only (no backend outside --expect), --forbid x,y, --max-errors N.
+With --peer (http: GET /peer; udp: datagrams "peer N") the server answers
+"NAME IP PORT", the source it saw; --peer-expect a=IP,b=IP then requires that
+every answer of backend a saw source IP (source preservation / SNAT).
 """
 
 import argparse
@@ -78,6 +88,38 @@ def fmt_counts(backends):
     return " ".join(f"{k}={v}" for k, v in sorted(backends.items())) or "(none)"
 
 
+def peer_answer(body, peers):
+    """'NAME IP PORT' (--peer answers) -> NAME, recording IP:PORT under NAME."""
+    f = body.split()
+    if len(f) == 3:
+        peers.setdefault(f[0], []).append((f[1], int(f[2])))
+        return f[0]
+    return body
+
+
+def check_peers(args, peers):
+    problems = []
+    for item in csv(getattr(args, "peer_expect", None)):
+        b, _, want = item.partition("=")
+        seen = sorted({ip for ip, _ in peers.get(b, [])})
+        bad = [ip for ip in seen if ip != want]
+        if bad:
+            problems.append(f"backend {b} saw source {','.join(bad)} (want {want})")
+    return problems
+
+
+def fmt_peers(peers):
+    if not peers:
+        return ""
+    parts = []
+    for b, lst in sorted(peers.items()):
+        ips = sorted({ip for ip, _ in lst})
+        ports = sorted({p for _, p in lst})
+        parts.append(f"{b} saw {'/'.join(ips)} (ports {ports[0]}..{ports[-1]}, "
+                     f"{len(ports)} distinct)")
+    return "; peers: " + "; ".join(parts)
+
+
 def gave_up(args, errors, sent):
     """Stop early when nothing works: a broken datapath must fail fast, not
     burn count x timeout seconds."""
@@ -108,6 +150,9 @@ def http_once(host, port, path, timeout):
 
 def cmd_http(args):
     host, port, path = split_url(args.url)
+    if args.peer:
+        path = "/peer"
+    peers = {}
     backends, errors, refused, samples = {}, 0, 0, []
     end = time.monotonic() + args.deadline
     sent = 0
@@ -117,6 +162,8 @@ def cmd_http(args):
         sent += 1
         try:
             b = http_once(host, port, path, args.timeout)
+            if args.peer:
+                b = peer_answer(b, peers)
             backends[b] = backends.get(b, 0) + 1
         except ConnectionRefusedError as e:
             refused += 1
@@ -131,15 +178,17 @@ def cmd_http(args):
         samples.append(stop_reason(args, errors, sent, "connections"))
         errors += args.count - sent
     res = {"backends": backends, "errors": errors, "refused": refused,
-           "count": args.count, "error_samples": samples}
+           "count": args.count, "error_samples": samples, "peers": peers}
     summary = (f"http {args.url} x{args.count}: {fmt_counts(backends)} "
-               f"errors={errors} refused={refused}")
-    return emit(summary, res, check_counts(args, backends, errors))
+               f"errors={errors} refused={refused}{fmt_peers(peers)}")
+    if samples:
+        summary += "\n  errors: " + "; ".join(samples)
+    return emit(summary, res, check_counts(args, backends, errors) + check_peers(args, peers))
 
 
 # ---------------------------------------------------------------- udp
 def cmd_udp(args):
-    backends, errors, samples = {}, 0, []
+    backends, errors, samples, peers = {}, 0, [], {}
     end = time.monotonic() + args.deadline
     fam = socket.AF_INET6 if ":" in args.host else socket.AF_INET
     sent = 0
@@ -153,9 +202,11 @@ def cmd_udp(args):
         try:
             s.connect((args.host, args.port))
             lport = s.getsockname()[1]
-            s.send(f"ping {i}".encode())
+            s.send(f"{'peer' if args.peer else 'ping'} {i}".encode())
             data = s.recv(2048)
             b = data.decode(errors="replace").strip()
+            if args.peer:
+                b = peer_answer(b, peers)
             backends[b] = backends.get(b, 0) + 1
         except Exception as e:
             errors += 1
@@ -168,10 +219,12 @@ def cmd_udp(args):
         samples.append(stop_reason(args, errors, sent, "datagrams"))
         errors += args.count - sent
     res = {"backends": backends, "errors": errors, "count": args.count,
-           "error_samples": samples}
+           "error_samples": samples, "peers": peers}
     summary = (f"udp {args.host}:{args.port} x{args.count}: {fmt_counts(backends)} "
-               f"errors={errors}")
-    return emit(summary, res, check_counts(args, backends, errors))
+               f"errors={errors}{fmt_peers(peers)}")
+    if samples:
+        summary += "\n  errors: " + "; ".join(samples)
+    return emit(summary, res, check_counts(args, backends, errors) + check_peers(args, peers))
 
 
 # ---------------------------------------------------------------- persist
@@ -376,6 +429,132 @@ def cmd_refused(args):
     return emit(summary, {"attempts": results}, problems)
 
 
+# ---------------------------------------------------------------- blackhole
+def cmd_blackhole(args):
+    fam = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+    results, problems = [], []
+    for i in range(args.count):
+        s = socket.socket(fam, socket.SOCK_STREAM)
+        s.settimeout(args.timeout)
+        t0 = time.monotonic()
+        try:
+            s.connect((args.host, args.port))
+            outcome = "connected"
+        except ConnectionRefusedError:
+            outcome = "refused"
+        except socket.timeout:
+            outcome = "timeout"
+        except OSError as e:
+            outcome = errno.errorcode.get(e.errno, str(e))
+        finally:
+            s.close()
+        dt = time.monotonic() - t0
+        results.append({"outcome": outcome, "seconds": round(dt, 4)})
+        if outcome != "timeout":
+            problems.append(f"attempt {i}: {outcome} after {dt:.3f}s (want a silent drop: "
+                            f"timeout after {args.timeout}s)")
+    summary = (f"blackhole {args.host}:{args.port} x{args.count}: "
+               + ", ".join(f"{r['outcome']} {r['seconds']:.3f}s" for r in results))
+    return emit(summary, {"attempts": results}, problems)
+
+
+# ---------------------------------------------------------------- upload
+def cmd_upload(args):
+    host, port, path = split_url(args.url)
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    problems = []
+    t0 = time.monotonic()
+    sent, body, mss = 0, b"", None
+    s = socket.socket(fam, socket.SOCK_STREAM)
+    s.settimeout(args.timeout)
+    try:
+        s.connect((host, port))
+        lport = s.getsockname()[1]
+        deadline = t0 + args.timeout
+        hdr = (f"POST {path} HTTP/1.1\r\nHost: e2e\r\nConnection: close\r\n"
+               f"Content-Length: {args.bytes}\r\n\r\n").encode()
+        s.sendall(hdr)
+        chunk = bytes(range(256)) * 256  # 64 KiB
+        while sent < args.bytes:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise socket.timeout(f"deadline after {sent} of {args.bytes} bytes")
+            s.settimeout(left)
+            n = s.send(chunk[:min(len(chunk), args.bytes - sent)])
+            sent += n
+        data = b""
+        while len(data) < 65536:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise socket.timeout("deadline waiting for the answer")
+            s.settimeout(left)
+            d = s.recv(4096)
+            if not d:
+                break
+            data += d
+        head, _, body = data.partition(b"\r\n\r\n")
+        try:
+            mss = s.getsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG)
+        except OSError:
+            pass
+        if not head.startswith(b"HTTP/1.1 200"):
+            problems.append(f"bad response {head[:60]!r}")
+    except Exception as e:
+        problems.append(f"{type(e).__name__}: {e} after {sent} of {args.bytes} bytes "
+                        f"(local port {locals().get('lport')})")
+    finally:
+        s.close()
+    dt = time.monotonic() - t0
+    text = body.decode(errors="replace").strip()
+    f = text.split()
+    if not problems and not (len(f) == 3 and f[1] == "received" and f[2] == str(args.bytes)):
+        problems.append(f"server answered {text!r} (want 'NAME received {args.bytes}')")
+    if not problems and args.expect and f[0] not in csv(args.expect):
+        problems.append(f"answered by {f[0]} (want one of {args.expect})")
+    summary = (f"upload {args.url} {args.bytes} bytes: sent {sent} in {dt:.2f}s, "
+               f"answer {text!r}, final MSS {mss}")
+    return emit(summary, {"sent": sent, "seconds": round(dt, 3), "answer": text, "mss": mss},
+                problems)
+
+
+# ---------------------------------------------------------------- ports
+def cmd_ports(args):
+    host, port, _ = split_url(args.url)
+    mapping, problems = {}, []
+    end = time.monotonic() + args.deadline
+    for i in range(args.count):
+        if time.monotonic() > end:
+            problems.append(f"deadline {args.deadline}s hit after {i} ports")
+            break
+        sport = args.first_port + i
+        try:
+            mapping[str(sport)] = http_from_port(host, port, sport, args.timeout)
+        except Exception as e:
+            mapping[str(sport)] = None
+            problems.append(f"port {sport}: {type(e).__name__}: {e}")
+    lines = [f"port {p} -> {b}" for p, b in mapping.items()]
+    if args.compare:
+        with open(args.compare) as f:
+            before = json.load(f)
+        same = 0
+        for p, b in mapping.items():
+            if b is None:
+                continue
+            if before.get(p) != b:
+                problems.append(f"port {p}: {before.get(p)} before, {b} now")
+            else:
+                same += 1
+        lines.append(f"{same} of {len(mapping)} ports reached the same backend as in "
+                     f"{os.path.basename(args.compare)}")
+    if args.save:
+        tmp = args.save + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(mapping, f)
+        os.replace(tmp, args.save)
+    summary = f"ports {args.url}:\n" + "\n".join(lines)
+    return emit(summary, {"mapping": mapping}, problems)
+
+
 # ---------------------------------------------------------------- ping
 def inet_csum(data):
     if len(data) % 2:
@@ -447,7 +626,13 @@ def main():
         p.add_argument("--give-up-after", type=int, default=5,
                        help="stop when the first N attempts all failed (0: never)")
 
+    def peer(p):
+        p.add_argument("--peer", action="store_true",
+                       help="ask the server for the source it saw (NAME IP PORT answers)")
+        p.add_argument("--peer-expect", help="comma list backend=IP: the source each saw")
+
     p = sub.add_parser("http")
+    peer(p)
     p.add_argument("url")
     p.add_argument("--count", type=int, default=100)
     p.add_argument("--timeout", type=float, default=2.0, help="per connection")
@@ -456,6 +641,7 @@ def main():
     p.set_defaults(fn=cmd_http)
 
     p = sub.add_parser("udp")
+    peer(p)
     p.add_argument("host")
     p.add_argument("port", type=int)
     p.add_argument("--count", type=int, default=100)
@@ -495,6 +681,30 @@ def main():
     p.add_argument("--within", type=float, default=1.0,
                    help="ECONNREFUSED must arrive before this many seconds")
     p.set_defaults(fn=cmd_refused)
+
+    p = sub.add_parser("blackhole")
+    p.add_argument("host")
+    p.add_argument("port", type=int)
+    p.add_argument("--count", type=int, default=2)
+    p.add_argument("--timeout", type=float, default=1.0, help="per connect")
+    p.set_defaults(fn=cmd_blackhole)
+
+    p = sub.add_parser("upload")
+    p.add_argument("url")
+    p.add_argument("--bytes", type=int, default=2 << 20)
+    p.add_argument("--timeout", type=float, default=20.0, help="whole transfer")
+    p.add_argument("--expect", help="comma list: the backend must be one of these")
+    p.set_defaults(fn=cmd_upload)
+
+    p = sub.add_parser("ports")
+    p.add_argument("url")
+    p.add_argument("--first-port", type=int, default=41000)
+    p.add_argument("--count", type=int, default=8)
+    p.add_argument("--timeout", type=float, default=2.0)
+    p.add_argument("--deadline", type=float, default=30.0)
+    p.add_argument("--save", help="write the port -> backend mapping (JSON) here")
+    p.add_argument("--compare", help="a mapping saved before: every port must match it")
+    p.set_defaults(fn=cmd_ports)
 
     p = sub.add_parser("ping")
     p.add_argument("host")

@@ -7,7 +7,11 @@ with IPV6_V6ONLY=0 per protocol):
   * HTTP/1.1 on TCP 8080: any GET is answered with body = the pod name,
     keep-alive supported (Content-Length is always set). Headers X-Pod and
     X-Peer (the client address as this pod sees it) help debugging.
-  * UDP echo on 5353: every datagram is answered with the pod name.
+    GET /peer answers "NAME PEER_IP PEER_PORT" (the source address and port
+    this pod saw: source preservation / SNAT checks). POST (any path) reads the
+    body (Content-Length, up to 64 MiB) and answers "NAME received N".
+  * UDP echo on 5353: every datagram is answered with the pod name; a
+    datagram starting with b"peer" is answered "NAME PEER_IP PEER_PORT".
 
 The process runs until SIGTERM/SIGINT. When both sockets are bound it writes
 --ready-file so the caller can wait on a condition instead of sleeping.
@@ -34,8 +38,18 @@ class DualStackHTTPServer(http.server.ThreadingHTTPServer):
         super().server_bind()
 
 
+MAX_UPLOAD = 64 << 20
+
+
+def peer_text(pod_name, addr):
+    ip = addr[0]
+    if ip.startswith("::ffff:"):  # IPv4 client on the dual-stack socket
+        ip = ip[len("::ffff:"):]
+    return f"{pod_name} {ip} {addr[1]}"
+
+
 def make_handler(pod_name):
-    body = pod_name.encode()
+    name_body = pod_name.encode()
 
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -43,7 +57,7 @@ def make_handler(pod_name):
         # so no handler thread can live forever
         timeout = 30
 
-        def do_GET(self):
+        def reply(self, body):
             self.send_response(200)
             self.send_header("Content-Type", "text/plain")
             self.send_header("Content-Length", str(len(body)))
@@ -51,6 +65,31 @@ def make_handler(pod_name):
             self.send_header("X-Peer", self.client_address[0])
             self.end_headers()
             self.wfile.write(body)
+
+        def do_GET(self):
+            if self.path.split("?", 1)[0] == "/peer":
+                self.reply(peer_text(pod_name, self.client_address).encode())
+            else:
+                self.reply(name_body)
+
+        def do_POST(self):
+            try:
+                n = int(self.headers.get("Content-Length", "0"))
+            except ValueError:
+                n = -1
+            if n < 0 or n > MAX_UPLOAD:
+                self.send_error(400, "bad Content-Length")
+                return
+            got = 0
+            while got < n:
+                d = self.rfile.read(min(65536, n - got))
+                if not d:
+                    break
+                got += len(d)
+            if got != n:
+                self.close_connection = True
+                return
+            self.reply(f"{pod_name} received {got}".encode())
 
         def log_message(self, fmt, *args):  # keep the log quiet
             pass
@@ -62,8 +101,11 @@ def udp_echo(sock, pod_name):
     reply = pod_name.encode()
     while True:
         try:
-            _, peer = sock.recvfrom(2048)
-            sock.sendto(reply, peer)
+            data, peer = sock.recvfrom(2048)
+            if data.startswith(b"peer"):
+                sock.sendto(peer_text(pod_name, peer).encode(), peer)
+            else:
+                sock.sendto(reply, peer)
         except OSError:
             return
 
