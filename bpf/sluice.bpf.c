@@ -208,6 +208,7 @@ static __noinline int lb_pick_backend(void *ctx, enum lb_hook hook, struct lb_fl
 	/* A ClusterIP is not reachable from outside the node (kube-proxy: no rule there). */
 	if (external && !(svc->flags & LB_SVC_F_EXTERNAL))
 		return LB_STAT_PASS;
+	f->svc_flags = svc->flags;	/* the ALL master's: the EXTERNAL one has no kind flags */
 	if (external && (svc->flags & LB_SVC_F_EXT_LOCAL)) {
 		scope = LB_SCOPE_EXTERNAL;
 		svc = lb_svc_lookup(p, 0, scope);
@@ -216,7 +217,6 @@ static __noinline int lb_pick_backend(void *ctx, enum lb_hook hook, struct lb_fl
 	}
 	f->out.svc_id = svc->svc_id;
 	f->st.svc_id = svc->svc_id;
-	f->svc_flags = svc->flags;
 	if (p->frag == LB_FRAG_LATER)
 		return LB_STAT_PASS_FRAG_UNKNOWN;
 	if ((svc->flags & LB_SVC_F_SOURCE_RANGES) && !lb_src_range_ok(p, svc->svc_id))
