@@ -372,6 +372,15 @@ enum lb_stat {
 	LB_STAT_DROP_SOURCE_RANGE,	/* client outside the service's loadBalancerSourceRanges */
 	LB_STAT_DROP_SNAT_PORTS,	/* no free SNAT port for the flow after the retries */
 	LB_STAT_DROP_FIB,		/* no route to the backend or the client */
+	/*
+	 * Too big for the device it would leave by (IPv4 with DF, or IPv6; a DSR option counts):
+	 * dropped, and ICMP "fragmentation needed" / ICMPv6 "packet too big" sent to its source
+	 * with the MTU that fits, as a router does (RFC 1191, RFC 8201).
+	 */
+	LB_STAT_DROP_FRAG_NEEDED,
+	/* IPv4 without DF, too big once SNATed: the stack would drop it as a martian, sluice
+	 * cannot fragment. */
+	LB_STAT_DROP_TOO_BIG,
 	LB_STAT_MAX,			/* <= LB_STATS_SLOTS */
 };
 
@@ -398,6 +407,8 @@ enum lb_stat {
 	[LB_STAT_DROP_SOURCE_RANGE] = "drop_source_range", \
 	[LB_STAT_DROP_SNAT_PORTS] = "drop_snat_ports", \
 	[LB_STAT_DROP_FIB] = "drop_fib", \
+	[LB_STAT_DROP_FRAG_NEEDED] = "drop_frag_needed", \
+	[LB_STAT_DROP_TOO_BIG] = "drop_too_big", \
 }
 
 struct lb_stat_value {
