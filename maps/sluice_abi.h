@@ -235,6 +235,28 @@ struct lb6_ct_value {
 	__be32 snat_addr[4];	/* be */
 };
 
+/*
+ * How long a conntrack entry lives after its last packet, in ns: one rule for the datapath
+ * (bpf/lib/conntrack.h, with its cfg_ct_* timeouts) and the agent's sweep
+ * (agent/datapath/ct_gc.cc), which must never disagree about a flow. TCP that is closing (RST,
+ * or FIN both ways) gets tcp_close; a DSR entry that saw the FIN of its own direction gets
+ * tcp_fin, because it never sees the other one (the load-balancing node does not see the
+ * backend's packets, the backend's node does not see the client's); other TCP gets tcp; UDP
+ * and the rest udp. Always inlined: the datapath has no stack to spare for a call.
+ */
+static inline __attribute__((always_inline)) __u64
+lb_ct_timeout_ns(__u8 flags, __u8 proto, __u64 tcp_ns, __u64 tcp_close_ns, __u64 tcp_fin_ns,
+		 __u64 udp_ns)
+{
+	if (proto != 6)	/* IPPROTO_TCP */
+		return udp_ns;
+	if ((flags & LB_CT_F_RST) || ((flags & LB_CT_F_FIN_FWD) && (flags & LB_CT_F_FIN_REPLY)))
+		return tcp_close_ns;
+	if ((flags & LB_CT_F_DSR) && (flags & (LB_CT_F_FIN_FWD | LB_CT_F_FIN_REPLY)))
+		return tcp_fin_ns;
+	return tcp_ns;
+}
+
 /* ---- ClientIP session affinity ---------------------------------------------------------- */
 
 struct lb4_affinity_key {
@@ -430,6 +452,8 @@ struct lb_svc_stat_value {
 
 #define LB_CT_TCP_TIMEOUT_S	21600	/* established TCP, as Cilium's service CT */
 #define LB_CT_TCP_CLOSE_S	10	/* after RST or FIN both ways */
+#define LB_CT_TCP_FIN_S		120	/* a DSR entry after its direction's FIN (netfilter's
+					 * FIN_WAIT / TIME_WAIT): it never sees the other one */
 #define LB_CT_UDP_TIMEOUT_S	120	/* netfilter's "UDP stream" timeout */
 #define LB_CT_REFRESH_S		1	/* last_seen_ns is rewritten at most this often */
 

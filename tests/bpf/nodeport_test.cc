@@ -789,6 +789,47 @@ Case egress_forward_untouched(const char* name, const NFam& f) {
                          [=](Fixture& fx) { expect_entries(fx, f.node.v6, 0); })});
 }
 
+// ---- DSR flows end without the backend's FIN ---------------------------------------------
+
+// The load-balancing node never sees the backend's FIN: a DSR FORWARD entry that saw the
+// client's FIN is over 120 s after its last packet (not after the 6 h TCP timeout); one
+// without a FIN stays. An expired entry is a new flow for the next packet.
+Case dsr_fin_ages(const char* name, const NFam& f) {
+  const std::uint32_t svc = nsvc(f, TCP);
+  const Pkt open_syn = nclient(f, TCP, kCPort + 1);
+  const Pkt open_next = nclient_next(f, TCP, kCPort + 1);
+  const Pkt syn = nclient(f, TCP);
+  Pkt fin = nclient_next(f, TCP);
+  fin.tcp_flags = kFin | kAck;
+  fin.payload.clear();
+  const Pkt next = nclient_next(f, TCP);
+  auto age = [=](Fixture& fx) {
+    const std::uint64_t old = (LB_CT_TCP_FIN_S + 1) * 1'000'000'000ull;
+    const std::uint64_t now = monotonic_ns();
+    REQUIRE_MESSAGE(now > old, "CLOCK_MONOTONIC too small to fake an old entry");
+    fx.set_ct_last_seen(key_of(syn), now - old);
+    fx.set_ct_last_seen(key_of(open_syn), now - old);
+  };
+  return nmk(name, {nodeport(f, TCP, {REMOTE})},
+             {nstep("SYN of a flow that stays open", Prog::NodeXdp, Dev::N0, open_syn, kXdpTx,
+                    dsr_out(open_syn, f, f.remote, kMacNode2, true), LB_STAT_FWD_REMOTE_NEW, svc, kNew),
+              nstep("SYN", Prog::NodeXdp, Dev::N0, syn, kXdpTx, dsr_out(syn, f, f.remote, kMacNode2, true),
+                    LB_STAT_FWD_REMOTE_NEW, svc, kNew),
+              with_after(nstep("the client's FIN", Prog::NodeXdp, Dev::N0, fin, kXdpTx, dsr_out(fin, f, f.remote, kMacNode2, false),
+                               LB_STAT_FWD_REMOTE, svc, kFwd),
+                         [=](Fixture& fx) {
+                           const auto e = fx.ct(key_of(fin));
+                           REQUIRE(e.has_value());
+                           CHECK_MESSAGE((e->flags & LB_CT_F_FIN_FWD), flag_str(e->flags));
+                         }),
+              with_before(nstep("121 s later the open flow is still known", Prog::NodeXdp, Dev::N0, open_next, kXdpTx,
+                                dsr_out(open_next, f, f.remote, kMacNode2, false), LB_STAT_FWD_REMOTE, svc, kFwd),
+                          age),
+              nstep("the closed one is over: its next packet is a new flow", Prog::NodeXdp, Dev::N0, next, kXdpTx,
+                    dsr_out(next, f, f.remote, kMacNode2, false), LB_STAT_FWD_REMOTE_NEW, svc, kNew)},
+             snat_opts(LB_MODE_DSR));
+}
+
 // ---- too big for the way out -------------------------------------------------------------
 
 // A UDP datagram from the client whose IP datagram is l3_len bytes (n1, node3's way, has MTU 1400).
@@ -1069,6 +1110,8 @@ const std::array kCases = std::to_array<Case>({
     icmp_pod_refuses("np_lb6_udp_icmp6_port_unreachable_from_pod", kN6),
     icmp_pod_refuses_answer("np_lb4_udp_icmp_client_pod_refuses_answer", kN4),
     icmp_pod_refuses_answer("np_lb6_udp_icmp6_client_pod_refuses_answer", kN6),
+    dsr_fin_ages("np_lb4_tcp_dsr_entry_ends_after_client_fin", kN4),
+    dsr_fin_ages("np_lb6_tcp_dsr_entry_ends_after_client_fin", kN6),
     // too big for the way out
     dsr_too_big("np_lb4_udp_dsr_too_big_frag_needed", kN4),
     dsr_too_big("np_lb6_udp_dsr_too_big_packet_too_big", kN6),
