@@ -24,6 +24,7 @@
 #include "agent/datapath/datapath.h"
 #include "agent/datapath/links.h"
 #include "agent/datapath/map_writer.h"
+#include "agent/datapath/native_devices.h"
 #include "agent/http/http_endpoints.h"
 #include "agent/metrics/agent_metrics.h"
 #include "agent/sources/derive.h"
@@ -128,6 +129,7 @@ class agent {
       : opts_(o),
         dp_(std::move(dp)),
         writer_(dp_.skel(), o.lb),
+        native_(dp_, o.devices, o.xdp),
         sweeper_(dp_.skel()),
         store_(store),
         metrics_(metrics),
@@ -144,6 +146,7 @@ class agent {
   const options& opts_;
   sluice::datapath dp_;
   sluice::map_writer writer_;
+  sluice::native_devices native_;
   sluice::ct_sweeper sweeper_;
   sluice::cluster_store& store_;
   sluice::metrics::agent_metrics& metrics_;
@@ -161,15 +164,8 @@ class agent {
 
 void agent::attach_matching(const std::vector<sluice::link_info>& links) {
   for (const auto& l : links) {
-    if (sluice::matches_any(l.name, opts_.devices)) {
-      const auto addrs = sluice::device_addresses(l.ifindex);
-      if (auto r = dp_.attach_native_device(l.ifindex, opts_.xdp, addrs); !r) {
-        spdlog::warn("native device {}: {}", l.name, r.error().message());
-        continue;
-      }
-      spdlog::info("attached {}{} and {} to {} (ifindex {})", LB_NODE_INGRESS_PROG,
-                   opts_.xdp == sluice::xdp_mode::off ? "" : ", " LB_NODE_XDP_PROG,
-                   LB_NODE_EGRESS_PROG, l.name, l.ifindex);
+    if (native_.matches(l.name)) {
+      native_.on_link(l);
       continue;
     }
     if (!sluice::matches_any(l.name, opts_.pod_devices)) {
@@ -360,10 +356,16 @@ int agent::run() {
       }
     }
     if (fds[1].revents & POLLIN) {
-      if (auto changed = links->drain(); !changed) {
-        spdlog::error("{}", changed.error().message());
+      if (auto ev = links->drain(); !ev) {
+        spdlog::error("{}", ev.error().message());
       } else if (attached_) {
-        attach_matching(*changed);
+        // Gone first: an ifindex may be reused by a link created in the same batch.
+        native_.on_removed(ev->lost ? native_.missing(ev->links) : ev->removed);
+        attach_matching(ev->links);  // after a loss: every link, addresses re-read
+        native_.on_addresses(ev->addresses);
+        if (ev->lost) {
+          native_.prune();
+        }
       }
     }
     const bool forced = due_now(loop_->next_due());
@@ -392,6 +394,7 @@ int agent::run() {
           // Program the maps before attaching, so the first translated packet sees the full
           // state.
           attach_matching(sluice::list_links());
+          native_.prune();  // entries of devices an earlier run had and that are gone now
           attached_ = true;
         }
         if (round->report.ops > 0) {
