@@ -12,12 +12,12 @@
 # CAP_BPF + CAP_PERFMON in place of CAP_SYS_ADMIN (why the list has SYS_ADMIN).
 # Needs root (skips with 77 otherwise). Everything stays in the namespace; traps clean up.
 set -euo pipefail
+source "$(dirname "$0")/lib.sh"
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
 bin=${SLUICE_BIN_DIR:-$root/build/bin}
 agent=$bin/sluice-agent
 
-skip() { echo "SKIP: $*"; exit 77; }
 [ "$(id -u)" -eq 0 ] || skip "needs root (network namespace, bpffs, BPF programs)"
 command -v setpriv >/dev/null || skip "setpriv (util-linux) is not installed"
 ip netns list >/dev/null 2>&1 || skip "'ip netns' is unavailable"
@@ -161,10 +161,8 @@ reset() {
   nsx "$agent" --cleanup --bpffs-root "$bpffs" >/dev/null 2>&1 || true
 }
 
-passed=0
-failed=0
-pass() { passed=$((passed + 1)); echo "PASS $*"; }
-fail() { failed=$((failed + 1)); echo "FAIL $*"; }
+pass() { result 0 "$*"; }
+fail() { result 1 "$*"; }
 
 all=$(IFS=,; echo "${caps[*]}")
 if scenario "$all"; then
@@ -194,5 +192,4 @@ if grep -qw bpf < <(setpriv --list-caps); then
   must_fail "${narrow:+$narrow,}bpf,perfmon" "cap_bpf + cap_perfmon instead of cap_sys_admin"
 fi
 
-echo "capabilities: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish "capabilities"

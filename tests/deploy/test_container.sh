@@ -10,19 +10,11 @@
 #     under names dpkg knows;
 #   - .dockerignore keeps build output and node_modules out of the build context.
 set -euo pipefail
+source "$(dirname "$0")/lib.sh"
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
 bin=${SLUICE_BIN_DIR:-$root/build/bin}
 file=$root/deploy/Containerfile
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); echo "PASS $*"; }
-bad() { failed=$((failed + 1)); echo "FAIL $*"; }
-check() { # check DESCRIPTION COMMAND...
-  local what=$1
-  shift
-  if "$@"; then ok "$what"; else bad "$what"; fi
-}
 
 # Instructions with line continuations joined.
 instructions=$(sed -e ':a' -e '/\\$/N; s/\\\n//; ta' "$file" | grep -v '^\s*#' | grep -v '^\s*$')
@@ -101,5 +93,4 @@ done
 ignored() { for p in build/ .git/ '**/node_modules/'; do grep -qxF "$p" "$root/.dockerignore" || return 1; done; }
 check ".dockerignore keeps build/, .git/ and node_modules/ out of the context" ignored
 
-echo "container recipe: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish "container recipe"

@@ -8,6 +8,7 @@
 #     that is gone.
 # (docs/configuration.md's flag reference itself: docs_configuration, scripts/gen-config-doc.)
 set -euo pipefail
+source "$(dirname "$0")/lib.sh"
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
 bin=${SLUICE_BIN_DIR:-$root/build/bin}
@@ -15,13 +16,6 @@ for b in sluice-agent sluicectl; do
   [ -x "$bin/$b" ] || { echo "FAIL: $bin/$b not built"; exit 1; }
 done
 cd "$root"
-passed=0
-failed=0
-check() { # check DESCRIPTION COMMAND...
-  local what=$1
-  shift
-  if "$@"; then passed=$((passed + 1)); echo "PASS $what"; else failed=$((failed + 1)); echo "FAIL $what"; fi
-}
 
 indexed() {
   local f missing=0
@@ -74,5 +68,4 @@ flags_exist() {
 }
 check "docs use only flags the binaries have" flags_exist
 
-echo "docs: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish "docs"

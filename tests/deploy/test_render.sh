@@ -12,12 +12,12 @@
 # Skips (77) only when kubectl, node or the npm packages are missing: scripts/install-deps.sh
 # --deploy-tests installs them, as CI does.
 set -euo pipefail
+source "$(dirname "$0")/lib.sh"
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
 bin=${SLUICE_BIN_DIR:-$root/build/bin}
 schema=$root/tests/deploy/schema
 
-skip() { echo "SKIP: $*"; exit 77; }
 command -v kubectl >/dev/null || skip "kubectl is not installed (bash scripts/install-deps.sh --deploy-tests)"
 command -v node >/dev/null || skip "node is not installed (bash scripts/install-deps.sh --deploy-tests)"
 if [ ! -d "$schema/node_modules/kubernetes-models" ] || [ ! -d "$schema/node_modules/typescript" ]; then
@@ -31,17 +31,6 @@ trap 'rm -rf "$work"' EXIT
 "$agent" --help >"$work/agent-help.txt"
 echo "kubectl $(kubectl version --client 2>/dev/null | head -n1)"
 
-passed=0
-failed=0
-result() {
-  if [ "$1" = 0 ]; then
-    passed=$((passed + 1))
-    echo "PASS $2"
-  else
-    failed=$((failed + 1))
-    echo "FAIL $2"
-  fi
-}
 
 rendered=()
 set +e
@@ -95,5 +84,4 @@ node "$schema/validate.mjs" "${rendered[@]}"
 result $? "Kubernetes schema of every rendered object (${#rendered[@]} overlays)"
 set -e
 
-echo "deploy render: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish "deploy render"

@@ -4,24 +4,18 @@
 # the built agent, and its capabilities are the DaemonSet's. Skips (77) without systemd-analyze
 # (scripts/install-deps.sh --deploy-tests installs it).
 set -euo pipefail
+source "$(dirname "$0")/lib.sh"
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
 bin=${SLUICE_BIN_DIR:-$root/build/bin}
 unit=$root/deploy/systemd/sluice-agent.service
 command -v systemd-analyze >/dev/null ||
-  { echo "SKIP: systemd-analyze is not installed (bash scripts/install-deps.sh --deploy-tests)"; exit 77; }
+  skip "systemd-analyze is not installed (bash scripts/install-deps.sh --deploy-tests)"
 agent=$bin/sluice-agent
 [ -x "$agent" ] || { echo "FAIL: $agent not built"; exit 1; }
 
 work=$(mktemp -d /tmp/sluice-deploy-systemd.XXXXXX)
 trap 'rm -rf "$work"' EXIT
-passed=0
-failed=0
-check() { # check DESCRIPTION COMMAND...
-  local what=$1
-  shift
-  if "$@"; then passed=$((passed + 1)); echo "PASS $what"; else failed=$((failed + 1)); echo "FAIL $what"; fi
-}
 
 # verify checks that ExecStart's binary exists: the copy runs the built one, nothing else changes.
 exec_path=$(sed -n 's/^ExecStart=\([^ ]*\).*/\1/p' "$unit")
@@ -57,5 +51,4 @@ ds_caps=$(sed -n 's/.*add: \[\(.*\)\].*/\1/p' "$root/deploy/base/daemonset.yaml"
   tr -d '" ' | tr ',' '\n' | sed 's/^/CAP_/' | sort | tr '\n' ' ')
 check "capabilities ($unit_caps) are the DaemonSet's ($ds_caps)" test "$unit_caps" = "$ds_caps"
 
-echo "systemd unit: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish "systemd unit"

@@ -5,23 +5,17 @@
 # they use exists in the checkout. Skips (77) without vagrant (scripts/install-deps.sh
 # --deploy-tests installs it, without recommends: no provider, no VM tools).
 set -euo pipefail
+source "$(dirname "$0")/lib.sh"
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
 command -v vagrant >/dev/null ||
-  { echo "SKIP: vagrant is not installed (bash scripts/install-deps.sh --deploy-tests)"; exit 77; }
+  skip "vagrant is not installed (bash scripts/install-deps.sh --deploy-tests)"
 
 work=$(mktemp -d /tmp/sluice-deploy-vagrant.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 # Vagrant's own state and the kubeadm token file go to the scratch directory, not the checkout
 # or root's home.
 export VAGRANT_HOME=$work/home VAGRANT_DOTFILE_PATH=$work/dotfile VAGRANT_CHECKPOINT_DISABLE=1
-passed=0
-failed=0
-check() { # check DESCRIPTION COMMAND...
-  local what=$1
-  shift
-  if "$@"; then passed=$((passed + 1)); echo "PASS $what"; else failed=$((failed + 1)); echo "FAIL $what"; fi
-}
 
 validate() { (cd "$1" && vagrant validate --ignore-provider); }
 check "vagrant validate ($(vagrant --version))" validate "$root"
@@ -49,5 +43,4 @@ paths_exist() {
 }
 check "every /vagrant/... path the scripts use exists in the checkout" paths_exist
 
-echo "vagrant: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish "vagrant"
