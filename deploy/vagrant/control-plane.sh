@@ -35,6 +35,11 @@ kubectl -n kube-system rollout status ds/sluice-agent --timeout=5m
 log "flannel $flannel_version"
 curl -fsSL "https://github.com/flannel-io/flannel/releases/download/$flannel_version/kube-flannel.yml" \
   -o /root/kube-flannel.yml
+# host-gw: routes to the other nodes' pods go out of eth1, one of sluice's devices, so a backend
+# there is reached (and its answers come back) through sluice's north-south path. With VXLAN
+# they would use flannel.1, which this setup does not give sluice.
+sed -i 's/"Type": "vxlan"/"Type": "host-gw"/' /root/kube-flannel.yml
+grep -q '"Type": "host-gw"' /root/kube-flannel.yml
 kubectl apply -f /root/kube-flannel.yml
 kubectl -n kube-flannel set env ds/kube-flannel-ds \
   KUBERNETES_SERVICE_HOST="$node_ip" KUBERNETES_SERVICE_PORT=6443

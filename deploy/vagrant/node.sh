@@ -13,7 +13,7 @@ export DEBIAN_FRONTEND=noninteractive
 log "packages"
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
-  containerd apt-transport-https ca-certificates curl gpg ethtool bpftool iproute2 jq
+  containerd apt-transport-https ca-certificates curl gpg bpftool iproute2
 
 log "kernel settings"
 swapoff -a

@@ -12,6 +12,7 @@
 # CAP_BPF + CAP_PERFMON in place of CAP_SYS_ADMIN (why the list has SYS_ADMIN).
 # Needs root (skips with 77 otherwise). Everything stays in the namespace; traps clean up.
 set -euo pipefail
+# shellcheck source=tests/deploy/lib.sh
 source "$(dirname "$0")/lib.sh"
 
 root=$(cd "$(dirname "$0")/../.." && pwd)

@@ -10,6 +10,7 @@
 #     under names dpkg knows;
 #   - .dockerignore keeps build output and node_modules out of the build context.
 set -euo pipefail
+# shellcheck source=tests/deploy/lib.sh
 source "$(dirname "$0")/lib.sh"
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -70,22 +71,35 @@ for p in "${runtime_packages[@]}"; do
 done
 check "every runtime package is a Debian package installed here${unknown:+ (not: ${unknown[*]})}" \
   test ${#unknown[@]} -eq 0
-# package_of LIB: the Debian package that ships a library (merged /usr: try both spellings)
+# Which Debian package ships each library, for every spelling of its path (merged /usr): one
+# dpkg-query for all of them, as "package: path" lines.
+declare -A needed_libs=()
+for b in sluice-agent sluicectl; do
+  while read -r lib; do
+    needed_libs[$lib]+=" $b"
+  done < <(ldd "$bin/$b" | awk -v needed=" $(readelf -d "$bin/$b" |
+    sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | tr '\n' ' ')" \
+    '$2 == "=>" && $3 ~ /^\// && index(needed, " " $1 " ") {print $3}')
+done
+spellings() { printf '%s\n' "$1" "$(realpath "$1")" "/usr$1" "${1#/usr}"; }
+owners=$(for lib in "${!needed_libs[@]}"; do spellings "$lib"; done | sort -u |
+  xargs dpkg-query -S 2>/dev/null || true)
 package_of() {
-  local p
-  for p in "$1" "$(realpath "$1")" "/usr$1" "${1#/usr}"; do
-    dpkg-query -S "$p" 2>/dev/null | head -n1 | cut -d: -f1 && return 0
-  done
+  local path
+  while read -r path; do
+    awk -F': ' -v p="$path" '$2 == p {sub(/:.*/, "", $1); print $1; found = 1; exit}
+      END {exit !found}' <<<"$owners" &&
+      return 0
+  done < <(spellings "$1")
   return 1
 }
 for b in sluice-agent sluicectl; do
   uncovered=()
-  while read -r lib; do
+  for lib in "${!needed_libs[@]}"; do
+    [[ ${needed_libs[$lib]} == *" $b"* ]] || continue
     pkg=$(package_of "$lib") || { uncovered+=("$lib(no package)"); continue; }
     [[ " ${runtime_packages[*]} " == *" $pkg "* ]] || uncovered+=("$lib($pkg)")
-  done < <(ldd "$bin/$b" | awk -v needed=" $(readelf -d "$bin/$b" |
-    sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | tr '\n' ' ')" \
-    '$2 == "=>" && $3 ~ /^\// && index(needed, " " $1 " ") {print $3}')
+  done
   check "install-deps.sh --runtime covers every library $b links${uncovered:+ (missing: ${uncovered[*]})}" \
     test ${#uncovered[@]} -eq 0
 done

@@ -8,6 +8,7 @@
 #     that is gone.
 # (docs/configuration.md's flag reference itself: docs_configuration, scripts/gen-config-doc.)
 set -euo pipefail
+# shellcheck source=tests/deploy/lib.sh
 source "$(dirname "$0")/lib.sh"
 
 root=$(cd "$(dirname "$0")/../.." && pwd)

@@ -12,6 +12,7 @@
 # Skips (77) only when kubectl, node or the npm packages are missing: scripts/install-deps.sh
 # --deploy-tests installs them, as CI does.
 set -euo pipefail
+# shellcheck source=tests/deploy/lib.sh
 source "$(dirname "$0")/lib.sh"
 
 root=$(cd "$(dirname "$0")/../.." && pwd)

@@ -4,6 +4,7 @@
 # the built agent, and its capabilities are the DaemonSet's. Skips (77) without systemd-analyze
 # (scripts/install-deps.sh --deploy-tests installs it).
 set -euo pipefail
+# shellcheck source=tests/deploy/lib.sh
 source "$(dirname "$0")/lib.sh"
 
 root=$(cd "$(dirname "$0")/../.." && pwd)

@@ -5,6 +5,7 @@
 # they use exists in the checkout. Skips (77) without vagrant (scripts/install-deps.sh
 # --deploy-tests installs it, without recommends: no provider, no VM tools).
 set -euo pipefail
+# shellcheck source=tests/deploy/lib.sh
 source "$(dirname "$0")/lib.sh"
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
