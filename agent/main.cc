@@ -548,6 +548,14 @@ int main(int argc, char** argv) {
       "With --manifests it runs standalone from a directory of manifests; otherwise it lists and "
       "watches the Kubernetes API (--k8s-api-server, --kubeconfig, $KUBECONFIG, or the "
       "in-cluster service account, in that order)."};
+  // The DaemonSet's ConfigMap and the systemd unit's /etc/sluice/*.conf: a misspelt key is an
+  // error, not a silently ignored setting.
+  app.set_config("--config", "",
+                 "read flags from FILE: one `flag-name = value` per line (TOML; lists as "
+                 "\"a,b\"); repeatable, a later file wins, the command line wins over files")
+      ->expected(1, CLI::detail::expected_max_vector_size)
+      ->type_name("FILE");
+  app.allow_config_extras(CLI::config_extras_mode::error);
   app.add_option("--manifests", o.manifests,
                  "standalone: directory of manifests (Service, EndpointSlice, Endpoints, Pod, "
                  "Node; YAML or JSON), followed with inotify")
