@@ -58,7 +58,7 @@
 #define LB_SVC_STATS_MAP	"lb_svc_stats_v1"
 #define LB4_SRC_RANGES_MAP	"lb4_src_ranges_v1"
 #define LB6_SRC_RANGES_MAP	"lb6_src_ranges_v1"
-#define LB_MAGLEV_MAP		"lb_maglev_v1"
+#define LB_MAGLEV_MAP		"lb_maglev_v2"	/* v2: one element per table, 4 bytes an entry */
 #define LB_DEVICES_MAP		"lb_devices_v1"
 
 /* Program names (the kernel keeps 15 characters). */
@@ -95,7 +95,7 @@ enum lb_svc_flags {
 	LB_SVC_F_EXT_LOCAL = 1 << 3,
 	/* New flows only from clients in lb{4,6}_src_ranges_v1 under svc_id; others dropped. */
 	LB_SVC_F_SOURCE_RANGES = 1 << 4,
-	/* Traffic from outside the node picks its backend from lb_maglev_v1[svc_id]. */
+	/* Traffic from outside the node picks its backend from lb_maglev_v2[svc_id]. */
 	LB_SVC_F_MAGLEV = 1 << 5,
 };
 
@@ -315,7 +315,14 @@ struct lb6_src_range_key {
 
 #define LB_SRC_RANGE_KEY_PREFIX	32	/* bits of svc_id ahead of the address */
 
-/* ---- Maglev: lb_maglev_v1[svc_id] is an array map of LB_MAGLEV size backend ids (host) ---- */
+/*
+ * ---- Maglev: lb_maglev_v2[svc_id] is an inner ARRAY map of ONE element, the whole table:
+ * M backend ids (host order), M = cfg_maglev_size (--maglev-table-size). As M elements of a
+ * u32 each would take 8 bytes (an array pads every value to 8), this takes 4 bytes an entry.
+ * Every table is created with these flags (the template's: the kernel requires equal flags).
+ */
+#define LB_MAGLEV_TABLE_FLAGS	(1U << 10)	/* BPF_F_MMAPABLE: filled by one copy */
+#define LB_MAGLEV_TABLE_BYTES(m)	((m) * 4U)	/* value size of a table of m entries */
 
 /* ---- native devices: where north-south traffic arrives and leaves ---------------------- */
 

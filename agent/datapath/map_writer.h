@@ -73,7 +73,7 @@ struct map_fill {
   size_t affinity4 = 0, affinity6 = 0;
   size_t src_ranges4 = 0, src_ranges6 = 0;  // source-range prefixes (key walk: batch lookup
                                             // of LPM tries is recent)
-  size_t maglev = 0;                        // Maglev tables (lb_maglev_v1 entries)
+  size_t maglev = 0;                        // Maglev tables (lb_maglev_v2 entries)
 };
 result<map_fill> read_map_fill(::sluice_bpf* skel);
 

@@ -46,7 +46,7 @@ struct backend_record {
 /// How external traffic picks a backend (--lb-algorithm).
 enum class lb_algorithm : uint8_t {
   random,  ///< a uniformly random slot, as for traffic from pods
-  maglev,  ///< lb_maglev_v1[svc_id]: the same table on every node (same size, seed, backends),
+  maglev,  ///< lb_maglev_v2[svc_id]: the same table on every node (same size, seed, backends),
            ///< so a datapath that hashes a flow into it picks the same backend on any node
 };
 
@@ -125,7 +125,7 @@ struct map_state {
   /// lb{4,6}_src_ranges_v1: svc_id -> its prefixes (host bits clear). Keyed like the kernel
   /// maps, so entries whose svc_id no frontend uses (an interrupted run) have a place too.
   std::map<uint32_t, std::set<ip_prefix>> src_ranges;
-  /// lb_maglev_v1: svc_id -> the backend ids its table was built from, ascending. The table is
+  /// lb_maglev_v2: svc_id -> the backend ids its table was built from, ascending. The table is
   /// a function of those ids' (address, port, protocol) and the options, so equal ids mean an
   /// equal table. Empty: a table restore() could not vouch for (another size or seed, content
   /// not written by this agent); the next diff rewrites or deletes it.
@@ -176,7 +176,7 @@ enum class op_kind : uint8_t {
   delete_backend,
   put_src_range,     // lb{4,6}_src_ranges_v1[(svc_id, prefix)] = 1
   delete_src_range,
-  put_maglev,        // a new inner table swapped into lb_maglev_v1[svc_id]
+  put_maglev,        // a new inner table swapped into lb_maglev_v2[svc_id]
   delete_maglev,
 };
 

@@ -18,7 +18,7 @@ struct lb_backend_info {
 	__u32 id;
 };
 
-/* Maglev (lb_maglev_v1): table size and the flow hash's seed, the same on every node. */
+/* Maglev (lb_maglev_v2): table size and the flow hash's seed, the same on every node. */
 const volatile __u32 cfg_maglev_size = LB_MAGLEV_DEFAULT_SIZE;
 const volatile __u32 cfg_maglev_seed0 = 0x71dcda46;
 const volatile __u32 cfg_maglev_seed1 = 0x92505688;
@@ -135,17 +135,27 @@ static __always_inline bool lb_maglev_select(const struct lb_pkt *p,
 {
 	__u32 size = cfg_maglev_size;
 	__u32 svc_id = svc->svc_id;
-	__u32 idx, *id;
+	__u32 zero = 0, idx, *ids;
 	void *lut;
 
 	if (!size)
 		return false;
-	lut = bpf_map_lookup_elem(&lb_maglev_v1, &svc_id);
+	lut = bpf_map_lookup_elem(&lb_maglev_v2, &svc_id);
 	if (!lut)
 		return false;
+	ids = bpf_map_lookup_elem(lut, &zero);
+	if (!ids)
+		return false;
 	idx = lb_flow_hash(p, svc->flags & LB_SVC_F_AFFINITY) % size;
-	id = bpf_map_lookup_elem(lut, &idx);
-	return id && lb_backend_get(p->family, *id, svc_id, b);
+	/*
+	 * The verifier does not bound a modulo, and clang drops a check it knows is true; hidden
+	 * from clang, the check against size (frozen rodata: a known constant, as is the table's
+	 * value size, 4 * size) proves the read stays inside the table.
+	 */
+	asm volatile("" : "+r"(idx));
+	if (idx >= size)
+		return false;
+	return lb_backend_get(p->family, ids[idx], svc_id, b);
 }
 
 /* loadBalancerSourceRanges: whether the client may open a flow to svc_id. */
