@@ -221,6 +221,10 @@ TEST_CASE("sluicectl: exit codes 0 / 1 / 2, errors as JSON with -j") {
   CHECK(o.code == 1);
   CHECK(o.out.empty());
   CHECK(o.err.starts_with("Error: open "));
+  // Options after the command, as bpftool allows.
+  o = ctl(a, {"service", "list", "-j"});
+  CHECK(o.code == 0);
+  CHECK(nlohmann::json::parse(o.out).contains("frontends"));
   // 0: help.
   o = ctl(a, {"--help"});
   CHECK(o.code == 0);

@@ -317,6 +317,14 @@ TEST_CASE("trace north-south: XDP and tc on a native device") {
     std::vector<uint8_t> dmac{0x02, 0x50, 0, 0, 0, 0x12}, smac{0x02, 0x50, 0, 0, 0, 0x11};
     expect_rewrite(t, {{0, dmac}, {6, smac}, {ip_src, addr4(node)}, {ip_dst, addr4(remote_be)},
                        {l4_sport, port(sport)}, {l4_dport, port(8080)}});
+    // The table (prog id, ifindex and the SNAT port vary: normalised).
+    const auto table = ctl(a, {"trace", "xdp", "dev", "n0", "tcp", "192.168.50.1:40000",
+                               "192.168.50.11:30080"});
+    CHECK(table.code == 0);
+    std::string text = std::regex_replace(table.out, std::regex("prog id [0-9]+"), "prog id N");
+    text = std::regex_replace(text, std::regex("ifindex [0-9]+"), "ifindex N");
+    text = std::regex_replace(text, std::regex("192\\.168\\.50\\.11:6[0-9]{4}"), "192.168.50.11:PORT");
+    check_golden("trace_xdp_snat.txt", text);
   }
   SUBCASE("XDP: a client outside the source ranges is dropped") {
     const auto t = trace(a, fmt::format("xdp dev n0 tcp {}:40000 203.0.113.10:443", client));

@@ -177,6 +177,15 @@ output run(const std::vector<std::string>& args) {
   tr->add_option("packet", words, "the packet's description")->required();
   tr->callback([&] { command = [&] { return trace(o, words); }; });
 
+  // -j, -p and --bpffs-root anywhere on the line, as bpftool takes its options.
+  const std::function<void(CLI::App*)> fall = [&](CLI::App* a) {
+    for (CLI::App* sub : a->get_subcommands({})) {
+      sub->fallthrough();
+      fall(sub);
+    }
+  };
+  fall(&app);
+
   output out;
   std::ostringstream help_out, help_err;
   try {
