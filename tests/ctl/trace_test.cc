@@ -77,6 +77,13 @@ desired_state services() {
                    {{v4(local_be), 8080, false}, {v4("10.201.1.6"), 8080, false}});
   sticky.affinity_timeout_s = 600;
   d.frontends.push_back(sticky);
+  desired_frontend web6;
+  web6.vip = v6("fd96::10");
+  web6.port = 80;
+  web6.proto = IPPROTO_TCP;
+  web6.name = "default/web:http";
+  web6.backends = {{v6("fd01:1::5"), 8080, false}};
+  d.frontends.push_back(web6);
   std::sort(d.frontends.begin(), d.frontends.end(),
             [](const auto& a, const auto& b) { return a.key() < b.key(); });
   return d;
@@ -233,6 +240,15 @@ TEST_CASE("trace at a pod's device: pass, new flow, established, reply, reject, 
     CHECK(table.code == 0);
     check_golden("trace_new_flow.txt",
                  std::regex_replace(table.out, std::regex("prog id [0-9]+"), "prog id N"));
+  }
+  SUBCASE("IPv6 new flow") {
+    const auto t = trace(a, "pod tcp [fd01:1::9]:40000 [fd96::10]:80 flags syn len 8");
+    CHECK(t.j["verdict"] == "forward_new");
+    CHECK(t.j["backend"]["address"] == "[fd01:1::5]:8080");
+    CHECK(t.j["output"] == "TCP [fd01:1::9]:40000 -> [fd01:1::5]:8080 [SYN]");
+    const auto report = bpftest::verify_checksums(t.out);
+    INFO(report.str());
+    CHECK(report.ok());
   }
   SUBCASE("UDP new flow") {
     const auto t = trace(a, fmt::format("pod udp {}:5000 10.96.0.11:53 len 20", pod));
