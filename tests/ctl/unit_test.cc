@@ -11,6 +11,7 @@
 #include <tuple>
 #include <vector>
 
+#include "agent/model/model.h"
 #include "packet.h"  // tests/bpf: the independent builder and verifier
 #include "tools/ctl/args.h"
 #include "tools/ctl/format.h"
@@ -20,18 +21,8 @@
 namespace sluice::ctl {
 namespace {
 
-ip_addr ip4(const char* s) {
-  ip_addr a;
-  REQUIRE(inet_pton(AF_INET, s, a.bytes.data()) == 1);
-  return a;
-}
-
-ip_addr ip6(const char* s) {
-  ip_addr a;
-  a.family = ip_family::v6;
-  REQUIRE(inet_pton(AF_INET6, s, a.bytes.data()) == 1);
-  return a;
-}
+ip_addr ip4(const char* s) { return parse_ip(s).value(); }
+ip_addr ip6(const char* s) { return parse_ip(s).value(); }
 
 bpftest::IpAddr to_bpftest(const ip_addr& a) {
   bpftest::IpAddr b;
