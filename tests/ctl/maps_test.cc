@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ctl_helpers.h"
+#include "netns.h"
 #include "tools/ctl/read.h"
 
 namespace sluice::ctltest {
@@ -341,7 +342,10 @@ TEST_CASE("bpftool map dump pinned prints named fields for every map the agent p
   CHECK(info.find("\"port_name\": \"https\"") != std::string::npos);
 }
 
-TEST_CASE("the agent pins every program; sluicectl trace of another root runs that agent's") {
+TEST_CASE("the agent pins every program, a restart replaces them, --cleanup removes them") {
+  // cleanup() also detaches from every link of the network namespace: run it in the test's own.
+  const bpftest::TestNet& n = bpftest::test_net();
+  REQUIRE_MESSAGE(n.ok, n.why);
   agent a;
   for (const char* p : {LB_POD_INGRESS_PROG, LB_NODE_XDP_PROG, LB_NODE_INGRESS_PROG,
                         LB_NODE_EGRESS_PROG}) {
