@@ -79,6 +79,28 @@ std::string prog_name(uint32_t id) {
   return name;
 }
 
+// Pins every program as <root>/prog_<name>, replacing an earlier agent's pin in one rename
+// (bpffs renames atomically), so `sluicectl trace` always finds a whole program: the one this
+// agent loaded and attaches.
+result<void> pin_programs(bpf_object* obj, const std::string& root) {
+  bpf_program* prog = nullptr;
+  bpf_object__for_each_program(prog, obj) {
+    const fs::path pin = fs::path(root) / (std::string(LB_PROG_PIN_PREFIX) + bpf_program__name(prog));
+    // bpffs refuses dots in names.
+    const fs::path tmp = fs::path(root) / (std::string("new_") + pin.filename().string());
+    unlink(tmp.c_str());
+    if (bpf_obj_pin(bpf_program__fd(prog), tmp.c_str()) != 0) {
+      return os_error(-errno, fmt::format("pin {}", tmp.string()));
+    }
+    if (rename(tmp.c_str(), pin.c_str()) != 0) {
+      const int err = errno;
+      unlink(tmp.c_str());
+      return os_error(-err, fmt::format("rename {} to {}", tmp.string(), pin.string()));
+    }
+  }
+  return {};
+}
+
 }  // namespace
 
 result<void> ensure_bpffs(const std::string& root) {
@@ -167,6 +189,9 @@ result<datapath> datapath::load(const std::string& bpffs_root, const datapath_op
   // name): nothing reads them any more.
   for (const char* old : {"lb_stats_v1", "lb_stats_v2", "lb4_ct_v1", "lb6_ct_v1", "lb_maglev_v1"}) {
     unlink((fs::path(bpffs_root) / old).c_str());
+  }
+  if (auto r = pin_programs(s->obj, bpffs_root); !r) {
+    return std::unexpected(r.error());
   }
   return datapath(std::move(s));
 }

@@ -92,6 +92,12 @@ backend_record from_backend(const Backend& b, ip_family fam) {
   return r;
 }
 
+// A NUL-padded string field of an ABI struct (never reads past the field).
+template <size_t N>
+std::string field_str(const char (&field)[N]) {
+  return std::string(field, strnlen(field, N));
+}
+
 template <typename Key, typename Value, typename Fn>
 result<void> for_each(int fd, Fn&& fn) {
   if (!for_each_entry_batched<Key, Value>(fd, std::forward<Fn>(fn))) {
@@ -361,7 +367,24 @@ result<void> map_writer::restore() {
   if (auto r = restore_maglev(bpf_map__fd(m.lb_maglev_v2), opts_.maglev, st); !r) {
     return r;
   }
+  if (auto r = for_each<uint32_t, lb_svc_info>(
+          bpf_map__fd(m.lb_svc_info_v1),
+          [&](uint32_t svc_id, const lb_svc_info& v) { st.info[svc_id].value = v; });
+      !r) {
+    return r;
+  }
+  unproxied_map unproxied;
+  if (auto r = for_each<lb_unproxied_key, lb_unproxied_value>(
+          bpf_map__fd(m.lb_unproxied_v1),
+          [&](const lb_unproxied_key& k, const lb_unproxied_value& v) {
+            unproxied[{field_str(k.ns), field_str(k.name)}] = {v.reason,
+                                                                field_str(v.external_name)};
+          });
+      !r) {
+    return r;
+  }
   mirror_ = std::move(st);
+  unproxied_ = std::move(unproxied);
   return {};
 }
 
@@ -423,12 +446,20 @@ target target_of(const map_op& op, bool v4, const decltype(sluice_bpf::maps)& m)
               .put = op.kind == op_kind::put_maglev,
               .key_size = sizeof(uint32_t),
               .maglev = true};
+    case op_kind::put_info:
+    case op_kind::delete_info:
+      return {.fd = bpf_map__fd(m.lb_svc_info_v1),
+              .put = op.kind == op_kind::put_info,
+              .key_size = sizeof(uint32_t),
+              .value_size = sizeof(lb_svc_info)};
   }
   return {};
 }
 
 // Writes op's key (and value for puts) at the given addresses, sized as target_of says.
-void encode(const map_op& op, bool v4, uint8_t* key, uint8_t* value) {
+// put_info takes its value from `info` (the plan's reconcile_result::info).
+void encode(const map_op& op, bool v4, std::span<const svc_info> info, uint8_t* key,
+            uint8_t* value) {
   switch (op.kind) {
     case op_kind::put_slot:
     case op_kind::put_master:
@@ -484,6 +515,17 @@ void encode(const map_op& op, bool v4, uint8_t* key, uint8_t* value) {
     case op_kind::put_maglev:
     case op_kind::delete_maglev:
       break;  // put_maglev(), or a plain delete
+    case op_kind::put_info:
+    case op_kind::delete_info: {
+      const uint32_t svc_id = op.value.svc_id;
+      std::memcpy(key, &svc_id, sizeof(svc_id));
+      if (value != nullptr) {
+        const lb_svc_info v = op.backend_id < info.size() ? info[op.backend_id].value
+                                                          : lb_svc_info{};
+        std::memcpy(value, &v, sizeof(v));
+      }
+      break;
+    }
   }
 }
 
@@ -627,7 +669,7 @@ sync_report map_writer::run(reconcile_result plan) {
     new_ids.clear();
     for (size_t i = 0; i < n; ++i) {
       const map_op& op = ops[begin + i];
-      encode(op, v4[begin + i] != 0, &keys[i * t.key_size],
+      encode(op, v4[begin + i] != 0, plan.info, &keys[i * t.key_size],
              t.put ? &values[i * t.value_size] : nullptr);
       if (op.kind == op_kind::put_master && op.new_svc_id) {
         new_ids.push_back(op.value.svc_id);
@@ -699,7 +741,46 @@ sync_report map_writer::run(reconcile_result plan) {
 }
 
 sync_report map_writer::sync(const desired_state& desired) {
-  return run(reconcile(mirror_, desired, opts_));
+  sync_report rep = run(reconcile(mirror_, desired, opts_));
+  const sync_report names = sync_unproxied(make_unproxied(desired.unproxied));
+  rep.ops += names.ops;
+  rep.syscalls += names.syscalls;
+  rep.failed_ops += names.failed_ops;
+  return rep;
+}
+
+sync_report map_writer::sync_unproxied(const unproxied_map& desired) {
+  sync_report rep;
+  const int fd = bpf_map__fd(skel_->maps.lb_unproxied_v1);
+  for (const unproxied_op& op : reconcile_unproxied(unproxied_, desired)) {
+    lb_unproxied_key k{};
+    std::memcpy(k.ns, op.key.first.data(), std::min(op.key.first.size(), sizeof(k.ns) - 1));
+    std::memcpy(k.name, op.key.second.data(), std::min(op.key.second.size(), sizeof(k.name) - 1));
+    int rc = 0;
+    if (op.value) {
+      lb_unproxied_value v{};
+      v.reason = op.value->reason;
+      std::memcpy(v.external_name, op.value->external_name.data(),
+                  std::min(op.value->external_name.size(), sizeof(v.external_name) - 1));
+      rc = bpf_map_update_elem(fd, &k, &v, BPF_ANY);
+    } else {
+      rc = bpf_map_delete_elem(fd, &k);
+    }
+    ++rep.ops;
+    ++rep.syscalls;
+    if (rc != 0 && !(errno == ENOENT && !op.value)) {
+      ++rep.failed_ops;
+      spdlog::error("{} {}/{} in {}: {}", op.value ? "write" : "delete", op.key.first,
+                    op.key.second, LB_UNPROXIED_MAP, strerror(errno));
+      continue;
+    }
+    if (op.value) {
+      unproxied_[op.key] = *op.value;
+    } else {
+      unproxied_.erase(op.key);
+    }
+  }
+  return rep;
 }
 
 sync_report map_writer::sync(const std::map<frontend_key, desired_frontend>& desired) {

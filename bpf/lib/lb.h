@@ -15,6 +15,7 @@
 struct lb_backend_info {
 	union lb_addr addr;
 	__be16 port;
+	__u8 pick;		/* enum lb_trace_pick: how lb_select_backend() chose it */
 	__u32 id;
 };
 
@@ -83,6 +84,8 @@ static __always_inline void lb_affinity_update(const struct lb_pkt *p, __u32 svc
 {
 	struct lb_affinity_value v = { .last_used_ns = now, .backend_id = backend_id };
 
+	if (p->dry_run)
+		return;
 	if (p->family == 4) {
 		struct lb4_affinity_key k = { .client = p->saddr.a[0], .svc_id = svc_id };
 
@@ -193,14 +196,19 @@ static __always_inline bool lb_select_backend(const struct lb_pkt *p,
 		struct lb_affinity_value *av = lb_affinity_lookup(p, svc->svc_id);
 
 		if (av && now - av->last_used_ns <= (__u64)svc->affinity_timeout * NSEC_PER_SEC &&
-		    lb_backend_get(p->family, av->backend_id, svc->svc_id, b))
+		    lb_backend_get(p->family, av->backend_id, svc->svc_id, b)) {
+			b->pick = LB_PICK_AFFINITY;
 			goto chosen;
+		}
 	}
-	if (maglev && lb_maglev_select(p, svc, b))
+	if (maglev && lb_maglev_select(p, svc, b)) {
+		b->pick = LB_PICK_MAGLEV;
 		goto chosen;
+	}
 	slot = lb_svc_lookup(p, (__u16)(bpf_get_prandom_u32() % svc->count) + 1, scope);
 	if (!slot || !lb_backend_get(p->family, slot->backend_id, svc->svc_id, b))
 		return false;
+	b->pick = LB_PICK_RANDOM;
 chosen:
 	if (affinity)
 		lb_affinity_update(p, svc->svc_id, b->id, now);
@@ -215,6 +223,8 @@ static __always_inline void lb_frag_remember(const struct lb_pkt *p)
 {
 	struct lb_frag_value v = { .sport = p->sport, .dport = p->dport };
 
+	if (p->dry_run)
+		return;
 	if (p->family == 4) {
 		struct lb4_frag_key k = { .saddr = p->saddr.a[0], .daddr = p->daddr.a[0],
 					  .id = (__be16)p->frag_id, .proto = p->proto };

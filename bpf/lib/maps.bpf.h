@@ -88,6 +88,20 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } lb_devices_v1 SEC(".maps");
 
+/* For sluicectl: frontend names and kinds, services not proxied. The datapath never reads them. */
+LB_AGENT_HASH(lb_svc_info_v1, __u32, struct lb_svc_info, LB_MAX_SERVICES);
+LB_AGENT_HASH(lb_unproxied_v1, struct lb_unproxied_key, struct lb_unproxied_value,
+	      LB_MAX_SERVICES);
+
+/* A dry run's decision (sluicectl trace); live packets never touch it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct lb_trace);
+	__uint(max_entries, 1);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_trace_v1 SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__type(key, __u32);
