@@ -297,13 +297,14 @@ TEST_CASE("bpftool map dump pinned prints named fields for every map the agent p
     }
     REQUIRE(bpf_map__update_elem(map, k.data(), k.size(), v.data(), v.size(), BPF_ANY) == 0);
   }
-  // A Maglev table for svc 1 (an inner array as the writer makes them).
-  LIBBPF_OPTS(bpf_map_create_opts, inner_opts, .map_flags = BPF_F_INNER_MAP | BPF_F_MMAPABLE);
+  // A Maglev table for svc 1 (one element of M ids, as the writer makes them; the template's
+  // size is the default).
+  LIBBPF_OPTS(bpf_map_create_opts, inner_opts, .map_flags = LB_MAGLEV_TABLE_FLAGS);
   const int inner = bpf_map_create(BPF_MAP_TYPE_ARRAY, "mgtest", sizeof(uint32_t),
-                                   sizeof(uint32_t), 7, &inner_opts);
+                                   LB_MAGLEV_TABLE_BYTES(LB_MAGLEV_DEFAULT_SIZE), 1, &inner_opts);
   REQUIRE(inner >= 0);
   const uint32_t svc1 = 1;
-  REQUIRE(bpf_map_update_elem(bpf_map__fd(m.lb_maglev_v1), &svc1, &inner, BPF_ANY) == 0);
+  REQUIRE(bpf_map_update_elem(bpf_map__fd(m.lb_maglev_v2), &svc1, &inner, BPF_ANY) == 0);
   close(inner);
   // A field each map's dump must name (BTF): every pin of the agent is listed here.
   const std::map<std::string, std::string> want = {
