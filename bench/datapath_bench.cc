@@ -185,13 +185,15 @@ struct Case {
   std::uint32_t ret;  // expected verdict
   lb_stat stat;       // expected counter
   Kind kind;          // frontends of a first/established case
-  enum Source : std::uint8_t { Pass, First, Established, Reply } source;
+  // FirstSpread: first packets to services drawn at random from all of the cell's ClusterIPs.
+  enum Source : std::uint8_t { Pass, First, FirstSpread, Established, Reply } source;
 };
 
 constexpr std::uint32_t kTcOk = 0;
 constexpr Case kCases[] = {
     {"pass_tc", Hook::Tc, kTcOk, LB_STAT_PASS, kClusterIp, Case::Pass},
     {"clusterip_first", Hook::Tc, kTcOk, LB_STAT_FWD_NEW, kClusterIp, Case::First},
+    {"clusterip_first_spread", Hook::Tc, kTcOk, LB_STAT_FWD_NEW, kClusterIp, Case::FirstSpread},
     {"clusterip_established", Hook::Tc, kTcOk, LB_STAT_FWD_ESTABLISHED, kClusterIp, Case::Established},
     {"clusterip_reply", Hook::Tc, kTcOk, LB_STAT_REPLY, kClusterIp, Case::Reply},
     {"pass_xdp", Hook::Xdp, kXdpPass, LB_STAT_PASS, kNodePortLocal, Case::Pass},
@@ -203,6 +205,18 @@ constexpr Case kCases[] = {
      Case::Established},
 };
 constexpr std::size_t kNumCases = sizeof kCases / sizeof kCases[0];
+
+// References (floor.bpf.c), measured like the cases on the "not a service" tc packet: the clock
+// read sluice stamps flows with, the coarse clock, and one hit in an LRU hash of conntrack's
+// layout and size.
+constexpr Case kRefCases[] = {
+    {"ref_clock", Hook::Tc, kTcOk, LB_STAT_PASS, kClusterIp, Case::Pass},
+    {"ref_clock_coarse", Hook::Tc, kTcOk, LB_STAT_PASS, kClusterIp, Case::Pass},
+    {"ref_ct_lookup", Hook::Tc, kTcOk, LB_STAT_PASS, kClusterIp, Case::Pass},
+};
+// The key ref_ct_lookup reads (the same constants as in floor.bpf.c).
+constexpr lb4_ct_key kRefCtKey{.saddr = 0x0200fa0a, .daddr = 0x0a00600a, .sport = 0xe803, .dport = 0x5000,
+                               .proto = 6, .pad = {}};
 
 // ---- running a program ---------------------------------------------------------------------
 
@@ -435,6 +449,7 @@ struct Cell {
   std::array<std::vector<Target>, kKinds> target;
   // State of the current round.
   std::uint32_t next_port = 0;
+  std::uint64_t rng = 0x9e3779b97f4a7c15ull;  // FirstSpread's service choice (splitmix64)
   std::array<std::vector<Flow>, kKinds> flows;
 
   std::string label() const { return std::to_string(services) + " services x " + std::to_string(backends) + " backends"; }
@@ -592,6 +607,15 @@ std::vector<Bytes> packets(Cell& c, const Case& cs, std::uint32_t n, bool warm) 
         out.push_back(build(first_pkt(cs.kind, targets[i % c.targets],
                                       static_cast<std::uint16_t>(kFirstPortBase + c.next_port++))));
         break;
+      case Case::FirstSpread: {
+        std::uint64_t z = (c.rng += 0x9e3779b97f4a7c15ull);
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+        const auto svc = static_cast<std::uint32_t>((z ^ (z >> 31)) % c.services);
+        out.push_back(build(first_pkt(kClusterIp, Target{plus(kClusterIpBase, svc), kVport},
+                                      static_cast<std::uint16_t>(kFirstPortBase + c.next_port++))));
+        break;
+      }
       case Case::Established:
         out.push_back(warm ? flows[i % kWarmFlows].warm_fwd : flows[i % flows.size()].fwd);
         break;
@@ -621,7 +645,7 @@ std::uint64_t stat_total(const StatArray& a) {
 // of the expected kind.
 RoundResult measure(Cell& c, const Case& cs, Method m, const Prog& floor, const Options& o, std::uint32_t round) {
   const Prog& prog = sluice_prog(c, cs.hook);
-  const bool first = cs.source == Case::First;
+  const bool first = cs.source == Case::First || cs.source == Case::FirstSpread;
   const std::uint32_t runs = m == Method::Repeat ? kRepeatRuns : first ? std::min(o.runs, kFirstRunsMax) : o.runs;
   const std::uint32_t repeat = m == Method::Repeat ? o.repeat : 1;
   const std::string what = c.label() + " " + cs.name;
@@ -645,6 +669,22 @@ RoundResult measure(Cell& c, const Case& cs, Method m, const Prog& floor, const 
          what + ": counter " + std::to_string(cs.stat) + " moved by " + std::to_string(got) + " (all counters by " +
              std::to_string(stat_total(after) - stat_total(before)) + "), expected " + std::to_string(want));
   return {round, &c, &cs, m, f, s};
+}
+
+// A reference program against the floor, as measure() does for a case (no counters to check).
+RoundResult measure_ref(const Cell& refs, const Case& cs, Method m, const Prog& prog, const Prog& floor,
+                        const Options& o, std::uint32_t round) {
+  const std::uint32_t runs = m == Method::Repeat ? kRepeatRuns : o.runs;
+  const std::uint32_t repeat = m == Method::Repeat ? o.repeat : 1;
+  const std::vector<Bytes> pkts(runs, build(with_data(tcp(kPodClient, 40000, kPodPeer, kBport, kAck), 18)));
+  (void)block(floor, pkts, 1, kTcOk, "floor");
+  (void)block(prog, pkts, 1, cs.ret, cs.name);
+  double f = 0, s = 0;
+  for (int ab = 0; ab < 2; ++ab) {
+    f += block(floor, pkts, repeat, kTcOk, "floor") / 2;
+    s += block(prog, pkts, repeat, cs.ret, cs.name) / 2;
+  }
+  return {round, &refs, &cs, m, f, s};
 }
 
 const char* hook_name(Hook h) { return h == Hook::Xdp ? "xdp" : "tc"; }
@@ -713,6 +753,13 @@ int run(const Options& o) {
   if (!floor_skel) throw std::runtime_error(std::string("load bench_floor: ") + std::strerror(errno));
   const Prog floor_tc{bpf_program__fd(floor_skel->progs.floor_tc), Hook::Tc};
   const Prog floor_xdp{bpf_program__fd(floor_skel->progs.floor_xdp), Hook::Xdp};
+  const Prog ref_progs[] = {{bpf_program__fd(floor_skel->progs.ref_clock), Hook::Tc},
+                            {bpf_program__fd(floor_skel->progs.ref_clock_coarse), Hook::Tc},
+                            {bpf_program__fd(floor_skel->progs.ref_ct_lookup), Hook::Tc}};
+  const lb4_ct_value ref_value{};
+  if (bpf_map_update_elem(bpf_map__fd(floor_skel->maps.ref_ct), &kRefCtKey, &ref_value, BPF_ANY) != 0)
+    throw std::runtime_error(std::string("write ref_ct: ") + std::strerror(errno));
+  Cell refs;  // the references' rows: 0 services, 0 backends
 
   std::vector<std::unique_ptr<Cell>> cells;
   for (std::uint32_t s : o.services) {
@@ -737,8 +784,27 @@ int run(const Options& o) {
   }
   if (cells.empty()) throw std::runtime_error("no cell fits the maps");
 
+  // Program sizes: what a packet's path has to bring into the caches.
+  if (!o.out_dir.empty()) {
+    std::ofstream f(o.out_dir + "/datapath_progs.csv");
+    f << "program,bytes_xlated,bytes_jited\n";
+    for (const bpf_program* p : {cells[0]->fx->skel()->progs.lb_pod_ingress, cells[0]->fx->skel()->progs.lb_node_xdp,
+                                 floor_skel->progs.floor_tc, floor_skel->progs.floor_xdp}) {
+      bpf_prog_info info{};
+      __u32 len = sizeof info;
+      if (bpf_obj_get_info_by_fd(bpf_program__fd(p), &info, &len) != 0)
+        throw std::runtime_error(std::string("prog info: ") + std::strerror(errno));
+      f << bpf_program__name(p) << ',' << info.xlated_prog_len << ',' << info.jited_prog_len << '\n';
+      std::printf("program %s: %u bytes of BPF, %u bytes of JIT code\n", bpf_program__name(p), info.xlated_prog_len,
+                  info.jited_prog_len);
+    }
+  }
   std::vector<RoundResult> results;
   for (std::uint32_t round = 0; round < o.rounds; ++round) {
+    for (std::size_t i = 0; i < std::size(kRefCases); ++i) {
+      for (Method m : {Method::Single, Method::Repeat})
+        results.push_back(measure_ref(refs, kRefCases[i], m, ref_progs[i], floor_tc, o, round));
+    }
     // Every round visits every cell, starting one further each time.
     for (std::size_t i = 0; i < cells.size(); ++i) {
       Cell& c = *cells[(i + round) % cells.size()];
@@ -746,7 +812,8 @@ int run(const Options& o) {
       for (const Case& cs : kCases) {
         const Prog& floor = cs.hook == Hook::Xdp ? floor_xdp : floor_tc;
         results.push_back(measure(c, cs, Method::Single, floor, o, round));
-        if (cs.source != Case::First) results.push_back(measure(c, cs, Method::Repeat, floor, o, round));
+        if (cs.source != Case::First && cs.source != Case::FirstSpread)
+          results.push_back(measure(c, cs, Method::Repeat, floor, o, round));
       }
     }
     std::printf("round %u/%u done\n", round + 1, o.rounds);
