@@ -3,15 +3,19 @@
 // kRespSize bytes, so nothing is parsed and both ends cost the same whatever path the packets take.
 //
 //   netbench server --port P [--ready-file F] [--max-seconds S]
-//   netbench crr --targets IP:PORT[,IP:PORT...] [--concurrency C] [--count N] [--seconds S]
+//   netbench crr --targets [NAME@NETNS_PATH@]IP:PORT[,IP:PORT...] [--targets ...]
+//                [--concurrency C] [--count N] [--seconds S]
 //   netbench rr  --targets ... [--concurrency C] [--count N] [--seconds S]
 //   netbench selftest        (root: a private network namespace, server and both clients on lo)
 //
 // crr: a new connection per request (connect, request, answer, close with RST: SO_LINGER 0, so
 // no TIME_WAIT piles up); the latency is connect() to the last byte of the answer. rr: C
 // connections kept open, one request in flight on each; the latency is request to answer.
-// Targets are used in turn. The client stops after N answers or S seconds, whichever is first,
-// and prints one JSON line: answers, errors, seconds, rate (answers/s), latency percentiles (us).
+// Targets are used in turn. Several --targets groups, each optionally in a network namespace
+// given by path (sockets are made there), take turns connection by connection, so variants are
+// compared interleaved A B A B within one run. The client stops after N answers in all or S
+// seconds, whichever is first, and prints one JSON line per group: answers, errors, seconds,
+// rate (answers/s), latency percentiles (us).
 // Every connection has a 2 s deadline; a run with more than 1% errors exits 1.
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -150,38 +154,45 @@ int serve(std::uint16_t port, const std::string& ready_file, unsigned max_second
 
 // ---- clients ------------------------------------------------------------------------------
 
+// Targets of one kind, optionally in another network namespace: sockets are created there
+// (setns() before socket()), so one client can alternate between several topologies.
+struct Group {
+  std::string name;
+  int netns_fd = -1;  // -1: the process's own namespace
+  std::vector<sockaddr_in> targets;
+  std::size_t next_target = 0;
+  std::uint64_t answers = 0, errors = 0;
+  std::vector<std::uint32_t> lat_ns;
+};
+
 struct Slot {
   int fd = -1;
   bool connecting = false;
+  std::size_t group = 0;
   std::size_t got = 0;
   std::uint64_t t0 = 0, deadline = 0;
 };
 
-struct ClientResult {
-  std::uint64_t answers = 0, errors = 0;
-  double seconds = 0;
-  std::vector<std::uint32_t> lat_ns;
-};
-
 class Client {
  public:
-  Client(std::vector<sockaddr_in> targets, bool keep_alive, unsigned concurrency)
-      : targets_(std::move(targets)), keep_(keep_alive), slots_(concurrency) {
+  Client(std::vector<Group>& groups, bool keep_alive, unsigned concurrency)
+      : groups_(groups), keep_(keep_alive), slots_(concurrency) {
     std::memset(req_, 'q', sizeof req_);
     ep_ = epoll_create1(EPOLL_CLOEXEC);
     if (ep_ < 0) die_errno("epoll_create1");
   }
   ~Client() { close(ep_); }
 
-  ClientResult run(std::uint64_t count, double seconds) {
+  // Until `count` answers in all or `seconds`; returns the seconds it ran.
+  double run(std::uint64_t count, double seconds) {
     signal(SIGPIPE, SIG_IGN);
-    res_.lat_ns.reserve(std::min<std::uint64_t>(count, 10'000'000));
+    for (Group& g : groups_) g.lat_ns.reserve(std::min<std::uint64_t>(count / groups_.size() + 1, 10'000'000));
     const std::uint64_t start = now_ns();
     const std::uint64_t end = start + static_cast<std::uint64_t>(seconds * 1e9);
     count_ = count;
     for (std::size_t i = 0; i < slots_.size(); ++i) open_slot(i);
     epoll_event evs[256];
-    while (res_.answers < count_ && now_ns() < end) {
+    while (answers_ < count_ && now_ns() < end) {
       const int n = epoll_wait(ep_, evs, 256, 50);
       if (n < 0 && errno != EINTR) die_errno("epoll_wait");
       for (int i = 0; i < n; ++i) on_event(evs[i].data.u64, evs[i].events);
@@ -190,12 +201,11 @@ class Client {
         if (slots_[i].fd >= 0 && t > slots_[i].deadline) fail(i);
       }
     }
-    res_.seconds = static_cast<double>(now_ns() - start) / 1e9;
     for (Slot& s : slots_) {
       if (s.fd >= 0) close(s.fd);
       s.fd = -1;
     }
-    return std::move(res_);
+    return static_cast<double>(now_ns() - start) / 1e9;
   }
 
  private:
@@ -203,6 +213,9 @@ class Client {
     if (issued_ >= count_) return;
     Slot& s = slots_[i];
     s = {};
+    s.group = next_group_++ % groups_.size();  // connections alternate between the groups
+    Group& g = groups_[s.group];
+    if (g.netns_fd >= 0 && setns(g.netns_fd, CLONE_NEWNET) != 0) die_errno("setns " + g.name);
     s.fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (s.fd < 0) die_errno("socket");
     const int one = 1;
@@ -211,7 +224,7 @@ class Client {
       const linger lg{1, 0};  // close() sends RST: no TIME_WAIT on either side
       setsockopt(s.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
     }
-    const sockaddr_in& a = targets_[next_target_++ % targets_.size()];
+    const sockaddr_in& a = g.targets[g.next_target++ % g.targets.size()];
     s.t0 = now_ns();
     s.deadline = s.t0 + kConnDeadlineNs;
     s.connecting = true;
@@ -262,8 +275,10 @@ class Client {
         s.got += static_cast<std::size_t>(r);
         if (s.got < kRespSize) continue;
         const std::uint64_t t = now_ns();
-        res_.lat_ns.push_back(static_cast<std::uint32_t>(std::min<std::uint64_t>(t - s.t0, UINT32_MAX)));
-        ++res_.answers;
+        Group& g = groups_[s.group];
+        g.lat_ns.push_back(static_cast<std::uint32_t>(std::min<std::uint64_t>(t - s.t0, UINT32_MAX)));
+        ++g.answers;
+        ++answers_;
         if (keep_ && issued_ < count_) {
           ++issued_;
           s.t0 = t;
@@ -284,20 +299,19 @@ class Client {
 
   void fail(std::size_t i) {
     Slot& s = slots_[i];
-    ++res_.errors;
+    ++groups_[s.group].errors;
     if (s.fd >= 0) close(s.fd);
     s.fd = -1;
     open_slot(i);
   }
 
-  std::vector<sockaddr_in> targets_;
+  std::vector<Group>& groups_;
   bool keep_;
   std::vector<Slot> slots_;
   int ep_ = -1;
   char req_[kReqSize];
-  std::uint64_t count_ = 0, issued_ = 0;
-  std::size_t next_target_ = 0;
-  ClientResult res_;
+  std::uint64_t count_ = 0, issued_ = 0, answers_ = 0;
+  std::size_t next_group_ = 0;
 };
 
 double pct_us(std::vector<std::uint32_t>& v, double p) {
@@ -307,24 +321,63 @@ double pct_us(std::vector<std::uint32_t>& v, double p) {
   return v[k] / 1000.0;
 }
 
-int report(const char* mode, unsigned concurrency, ClientResult r) {
-  double mean = 0;
-  for (std::uint32_t x : r.lat_ns) mean += x;
-  mean = r.lat_ns.empty() ? 0 : mean / static_cast<double>(r.lat_ns.size()) / 1000.0;
-  const double p50 = pct_us(r.lat_ns, 50), p90 = pct_us(r.lat_ns, 90), p99 = pct_us(r.lat_ns, 99);
-  const double max = r.lat_ns.empty() ? 0 : *std::max_element(r.lat_ns.begin(), r.lat_ns.end()) / 1000.0;
-  std::printf(
-      "{\"mode\":\"%s\",\"concurrency\":%u,\"answers\":%llu,\"errors\":%llu,\"seconds\":%.4f,\"rate\":%.1f,"
-      "\"p50_us\":%.1f,\"p90_us\":%.1f,\"p99_us\":%.1f,\"mean_us\":%.1f,\"max_us\":%.1f}\n",
-      mode, concurrency, static_cast<unsigned long long>(r.answers), static_cast<unsigned long long>(r.errors),
-      r.seconds, r.seconds > 0 ? static_cast<double>(r.answers) / r.seconds : 0.0, p50, p90, p99, mean, max);
-  std::fflush(stdout);
-  if (r.answers == 0 || r.errors * 100 > r.answers + r.errors) {
-    std::fprintf(stderr, "netbench %s: %llu errors for %llu answers\n", mode,
-                 static_cast<unsigned long long>(r.errors), static_cast<unsigned long long>(r.answers));
-    return 1;
+// One JSON line per group; exit status 1 if a group got no answer or more than 1% errors.
+int report(const char* mode, unsigned concurrency, std::vector<Group>& groups, double seconds) {
+  int rc = 0;
+  for (Group& g : groups) {
+    double mean = 0;
+    for (std::uint32_t x : g.lat_ns) mean += x;
+    mean = g.lat_ns.empty() ? 0 : mean / static_cast<double>(g.lat_ns.size()) / 1000.0;
+    const double p50 = pct_us(g.lat_ns, 50), p90 = pct_us(g.lat_ns, 90), p99 = pct_us(g.lat_ns, 99);
+    const double max = g.lat_ns.empty() ? 0 : *std::max_element(g.lat_ns.begin(), g.lat_ns.end()) / 1000.0;
+    std::printf(
+        "{\"mode\":\"%s\",\"group\":\"%s\",\"concurrency\":%u,\"answers\":%llu,\"errors\":%llu,"
+        "\"seconds\":%.4f,\"rate\":%.1f,\"p50_us\":%.1f,\"p90_us\":%.1f,\"p99_us\":%.1f,\"mean_us\":%.1f,"
+        "\"max_us\":%.1f}\n",
+        mode, g.name.c_str(), concurrency, static_cast<unsigned long long>(g.answers),
+        static_cast<unsigned long long>(g.errors), seconds,
+        seconds > 0 ? static_cast<double>(g.answers) / seconds : 0.0, p50, p90, p99, mean, max);
+    if (g.answers == 0 || g.errors * 100 > g.answers + g.errors) {
+      std::fprintf(stderr, "netbench %s %s: %llu errors for %llu answers\n", mode, g.name.c_str(),
+                   static_cast<unsigned long long>(g.errors), static_cast<unsigned long long>(g.answers));
+      rc = 1;
+    }
   }
-  return 0;
+  std::fflush(stdout);
+  return rc;
+}
+
+// "IP:PORT[,IP:PORT...]", optionally "NAME@NETNS_PATH@IP:PORT,...".
+Group parse_group(const std::string& spec) {
+  Group g;
+  std::string list = spec;
+  const std::size_t at1 = spec.find('@');
+  if (at1 != std::string::npos) {
+    const std::size_t at2 = spec.find('@', at1 + 1);
+    if (at2 == std::string::npos) die("bad --targets '" + spec + "' (NAME@NETNS_PATH@IP:PORT,...)");
+    g.name = spec.substr(0, at1);
+    const std::string path = spec.substr(at1 + 1, at2 - at1 - 1);
+    g.netns_fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (g.netns_fd < 0) die_errno("open " + path);
+    list = spec.substr(at2 + 1);
+  }
+  for (std::size_t at = 0; at <= list.size();) {
+    const std::size_t comma = list.find(',', at);
+    g.targets.push_back(parse_target(list.substr(at, comma == std::string::npos ? std::string::npos : comma - at)));
+    if (comma == std::string::npos) break;
+    at = comma + 1;
+  }
+  return g;
+}
+
+int run_client(const char* mode, std::vector<Group> groups, unsigned concurrency, std::uint64_t count,
+               double seconds) {
+  const double secs = Client(groups, std::strcmp(mode, "rr") == 0, concurrency).run(count, seconds);
+  const int rc = report(mode, concurrency, groups, secs);
+  for (Group& g : groups) {
+    if (g.netns_fd >= 0) close(g.netns_fd);
+  }
+  return rc;
 }
 
 // ---- self test: a private network namespace, lo up, a server child and both clients --------
@@ -354,10 +407,15 @@ int selftest() {
   while (access(ready, F_OK) != 0 && now_ns() < wait_end) usleep(10'000);
   unlink(ready);
   int rc = 0;
-  const std::vector<sockaddr_in> t{parse_target("127.0.0.1:18080")};
-  rc |= report("crr", 1, Client(t, false, 1).run(300, 10));
-  rc |= report("crr", 4, Client(t, false, 4).run(1000, 10));
-  rc |= report("rr", 4, Client(t, true, 4).run(2000, 10));
+  const Group lo = parse_group("127.0.0.1:18080");
+  rc |= run_client("crr", {lo}, 1, 300, 10);
+  rc |= run_client("crr", {lo}, 4, 1000, 10);
+  rc |= run_client("rr", {lo}, 4, 2000, 10);
+  // Two groups alternate: the second in a namespace opened by path (this one's).
+  Group self = parse_group("b@/proc/self/ns/net@127.0.0.1:18080");
+  Group a = lo;
+  a.name = "a";
+  rc |= run_client("crr", {a, self}, 1, 200, 10);
   kill(pid, SIGTERM);
   int st = 0;
   waitpid(pid, &st, 0);
@@ -368,7 +426,8 @@ int selftest() {
 
 constexpr const char* kUsage =
     "usage: netbench server --port P [--ready-file F] [--max-seconds S]\n"
-    "       netbench crr|rr --targets IP:PORT[,...] [--concurrency C] [--count N] [--seconds S]\n"
+    "       netbench crr|rr --targets [NAME@NETNS_PATH@]IP:PORT[,...] [--targets ...]\n"
+    "                       [--concurrency C] [--count N] [--seconds S]\n"
     "       netbench selftest\n";
 
 }  // namespace
@@ -377,7 +436,8 @@ int main(int argc, char** argv) {
   if (argc < 2) die(kUsage);
   const std::string mode = argv[1];
   if (mode == "selftest") return selftest();
-  std::string ready, targets;
+  std::string ready;
+  std::vector<Group> groups;
   unsigned port = 0, max_seconds = 0, concurrency = 1;
   std::uint64_t count = 1000;
   double seconds = 10;
@@ -388,7 +448,7 @@ int main(int argc, char** argv) {
     if (a == "--port") port = static_cast<unsigned>(std::atoi(v));
     else if (a == "--ready-file") ready = v;
     else if (a == "--max-seconds") max_seconds = static_cast<unsigned>(std::atoi(v));
-    else if (a == "--targets") targets = v;
+    else if (a == "--targets") groups.push_back(parse_group(v));
     else if (a == "--concurrency") concurrency = static_cast<unsigned>(std::atoi(v));
     else if (a == "--count") count = std::strtoull(v, nullptr, 10);
     else if (a == "--seconds") seconds = std::atof(v);
@@ -399,14 +459,7 @@ int main(int argc, char** argv) {
     return serve(static_cast<std::uint16_t>(port), ready, max_seconds);
   }
   if (mode != "crr" && mode != "rr") die(kUsage);
-  if (targets.empty() || concurrency == 0 || concurrency > 256 || count == 0 || seconds <= 0)
+  if (groups.empty() || concurrency == 0 || concurrency > 256 || count == 0 || seconds <= 0)
     die("bad client arguments\n" + std::string(kUsage));
-  std::vector<sockaddr_in> t;
-  for (std::size_t at = 0; at <= targets.size();) {
-    const std::size_t comma = targets.find(',', at);
-    t.push_back(parse_target(targets.substr(at, comma == std::string::npos ? std::string::npos : comma - at)));
-    if (comma == std::string::npos) break;
-    at = comma + 1;
-  }
-  return report(mode.c_str(), concurrency, Client(t, mode == "rr", concurrency).run(count, seconds));
+  return run_client(mode.c_str(), std::move(groups), concurrency, count, seconds);
 }
