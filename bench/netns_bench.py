@@ -24,11 +24,11 @@ Every service has 3 endpoints: 3 addresses of the one server pod (netbench serve
 (build/bin/netbench) rotates over 64 services spread evenly over the service list, so the
 iptables variant walks KUBE-SERVICES to the average depth. Per round: new-connection latency,
 one connection at a time, the four variants' connections alternating one by one in one client
-(A B C D A B C D ..., sockets made in each variant's client pod; client on CPU 0, servers on
-CPU 1, so all variants are scheduled alike); then, one variant after the
-other (the first one rotating), crr with --concurrency connections (new connections per second)
-and rr with --concurrency kept connections (requests per second). Ratios are per round, then
-the median over rounds.
+(A B C D A B C D ..., sockets made in each variant's client pod; client and servers on one
+CPU, so all variants are scheduled alike); then crr with --concurrency connections (new
+connections per second) and rr with --concurrency kept connections (requests per second), one
+variant at a time in slices of --seconds/4, the variants taking turns slice by slice. Ratios are
+per round, then the median over rounds.
 
 Everything lives in namespaces named sbn<pid>-*, a bpffs and a temp dir made here; all of it is
 removed on exit, also on failure, Ctrl-C or SIGTERM. Nothing touches the root namespace.
@@ -71,6 +71,7 @@ SERVER_IPS = ("10.244.1.12", "10.244.1.21", "10.244.1.22")  # pod2 and two more 
 SERVER_PORT = 8080
 VIP_BASE = 0x0A60000A                                       # 10.96.0.10: service i = base + i
 TARGETS_MAX = 64
+RATE_SLICES = 4                                             # per variant and round
 CLUSTER_CIDR = "10.244.0.0/14"
 NODE_NAME = "bench-node"
 
@@ -133,10 +134,13 @@ class Bench:
     def ns(self, variant, what):
         return "%s%s-%s" % (self.prefix, SHORT[variant], what)
 
-    def pin(self, cpu):
-        """Client on CPU 0, servers on CPU 1: every variant gets the same scheduling, whatever else
-        runs on the machine (without it, an A/A pair differed by up to 50% on a busy machine)."""
-        return ["taskset", "-c", str(cpu)] if (os.cpu_count() or 1) >= 2 else []
+    def pin(self):
+        """Client and servers on one CPU (the last): every variant is scheduled alike whatever else
+        runs on the machine, and no answer waits for a wake-up on another CPU (in a VM an
+        inter-processor interrupt through the hypervisor, tens of us). Unpinned, an A/A pair
+        differed by up to 40% on a busy machine; client and servers on different CPUs doubled the
+        latency; on one CPU the A/A pair stays within 1-2%."""
+        return ["taskset", "-c", str((os.cpu_count() or 1) - 1)]
 
     def nsexec(self, ns, *cmd):
         return ["ip", "netns", "exec", ns] + list(cmd)
@@ -161,7 +165,7 @@ class Bench:
         ready = os.path.join(self.tmp, "ready-" + variant)
         if os.path.exists(ready):
             os.unlink(ready)
-        p = self.start(self.pin(1) + self.nsexec(self.ns(variant, "pod2"), self.a.netbench, "server", "--port",
+        p = self.start(self.pin() + self.nsexec(self.ns(variant, "pod2"), self.a.netbench, "server", "--port",
                                    str(SERVER_PORT), "--ready-file", ready, "--max-seconds", "3600"),
                        "server-" + variant)
         deadline = time.monotonic() + 10
@@ -239,7 +243,7 @@ class Bench:
         groups = []
         for v in variants:
             groups += ["--targets", "%s@/run/netns/%s@%s" % (v, self.ns(v, "pod1"), self.targets(v, n))]
-        cmd = self.pin(0) + self.nsexec(self.ns(variants[0], "pod1"), self.a.netbench, mode, *groups, "--concurrency",
+        cmd = self.pin() + self.nsexec(self.ns(variants[0], "pod1"), self.a.netbench, mode, *groups, "--concurrency",
                           str(concurrency), "--count", str(count * len(variants)), "--seconds", str(seconds))
         r = run(cmd, timeout=seconds + 60, check=False)
         lines = [json.loads(x) for x in r.stdout.splitlines() if x.startswith("{")]
@@ -270,11 +274,22 @@ class Bench:
             res = self.client(lat_order, n, "crr", 1, a.conns, 60)
             for v in lat_order:
                 self.record(round_base + r, n, v, "crr", 1, res[v])
-            # Rates: one variant at a time (they would share the CPUs), the first one rotating.
-            for v in order:
-                for mode in ("crr", "rr"):
-                    res = self.client([v], n, mode, a.concurrency, 10 ** 6, a.seconds)
-                    self.record(round_base + r, n, v, mode, a.concurrency, res[v])
+            # Rates: one variant at a time (they would share the CPUs), in RATE_SLICES slices each,
+            # the variants taking turns slice by slice (A B C D A B C D ...).
+            for mode in ("crr", "rr"):
+                acc = {v: [] for v in order}
+                for _ in range(RATE_SLICES):
+                    for v in order:
+                        acc[v].append(self.client([v], n, mode, a.concurrency, 10 ** 6,
+                                                  a.seconds / RATE_SLICES)[v])
+                for v in order:
+                    sl = acc[v]
+                    res = {"answers": sum(x["answers"] for x in sl), "errors": sum(x["errors"] for x in sl),
+                           "seconds": round(sum(x["seconds"] for x in sl), 4)}
+                    res["rate"] = round(res["answers"] / res["seconds"], 1)
+                    for f in ("p50_us", "p90_us", "p99_us", "mean_us"):
+                        res[f] = statistics.median(x[f] for x in sl)
+                    self.record(round_base + r, n, v, mode, a.concurrency, res)
             log("%d services: round %d/%d done" % (n, r + 1, a.rounds))
         st = self.run_time_stats(n)
         if st:

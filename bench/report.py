@@ -541,13 +541,15 @@ def write_markdown(d, path, img_dir, with_plots=True):
     if NS:
         conc = net_conc(d)
         add("## Through network namespaces\n")
-        add("`bench/netns_bench.py` builds four copies of the e2e suite's routed topology (node namespace, "
-            "client pod, server pod on veths), one per variant, and runs `build/bin/netbench` in the client "
-            "pod: one new connection at a time (connect, 64-byte request, 128-byte answer, close) for the "
-            "latency, then %d connections in flight for the rates (a new connection per request; kept "
-            "connections). Every service has 3 endpoints (addresses of the server pod); the client rotates "
-            "over 64 services spread over the list, so iptables walks `KUBE-SERVICES` to the average depth. "
-            "Variants run one after the other in each round, the first one rotating.\n" % conc)
+        add("`bench/netns_bench.py` builds five copies of the e2e suite's routed topology (node namespace, "
+            "client pod, server pod on veths), one per variant, and runs `build/bin/netbench`. Latency: one "
+            "new connection at a time (connect, 64-byte request, 128-byte answer, close), the variants' "
+            "connections alternating one by one in one client (A B C D E A B C D E ...). Rates: %d "
+            "connections in flight (a new connection per request; kept connections), one variant at a time "
+            "in short slices, the variants taking turns. Every service has 3 endpoints (addresses of the "
+            "server pod); the client rotates over 64 services spread over the list, so iptables walks "
+            "`KUBE-SERVICES` to the average depth. Client and servers share one CPU (so a rate is the CPU "
+            "cost of a request, both ends included).\n" % conc)
         head = ["services", "variant", "latency p50 / p99 (us)", "vs direct (p50)", "vs iptables (p50)",
                 "new conn/s", "req/s (kept)"]
         rows = []
@@ -632,6 +634,15 @@ def datapath_notes(d):
            "program's working set (the code of a large program, its map buckets, the per-CPU scratch) "
            "out of the caches, so cold is close to a packet arriving after other work, warm to a CPU "
            "forwarding a stream." % (fs, fr, fx)]
+    if S:
+        f1, f2 = dp_row(d, "clusterip_first", S[-1], 1), dp_row(d, "nodeport_remote_first", S[-1], 1)
+        if f1 and f2:
+            out.append("\n**First packets** cost %.1f µs (ClusterIP) to %.1f µs (NodePort to another node): a "
+                       "new flow writes two conntrack entries into an LRU hash (an insert costs 290–610 ns "
+                       "on this kind of machine, reference/performance.md §3.4), draws a random number, "
+                       "reads the master entry, a slot and the backend; NodePort also asks the FIB twice "
+                       "and takes an SNAT port with a socket lookup. That is the price of not repeating "
+                       "any of it for the flow's later packets." % (f1["sluice_ns"] / 1e3, f2["sluice_ns"] / 1e3))
     refs = [(n, _ref(d, n), _ref(d, n, "repeat")) for n in ("ref_clock", "ref_clock_coarse", "ref_ct_lookup")]
     if refs[0][1][0] is not None:
         lab = {"ref_clock": "`bpf_ktime_get_ns()` (sluice stamps flows with it, once per packet)",
@@ -755,12 +766,22 @@ def discussion(d):
             o1 = net_row(d, NS[0], "iptables", "crr", 1)
             out.append("### At 10k services ≤ %gx the iptables rules' latency — %s\n" % (
                 T_VIP_IPT, "reached" if r <= T_VIP_IPT else "missed"))
+            dr = net_row(d, 10000, "direct", "crr", 1)
             out.append("At 10k services a new connection takes %.0f us p50 through sluice, %.0f us through "
                        "kube-proxy's iptables rules (%.0f us at %s services) and %.0f us through its "
                        "nftables rules: %.2fx iptables. The first packet of every connection walks "
                        "`KUBE-SERVICES` rule by rule, half of its 10k rules on average; sluice and the "
-                       "nftables verdict map look the service up once in a hash.\n" % (
-                           s["p50_us"], o["p50_us"], o1["p50_us"], n_label(NS[0]), f["p50_us"], r))
+                       "nftables verdict map look the service up once in a hash. What each adds to the "
+                       "%.0f us of the pod address: sluice +%.0f us, iptables +%.0f us (%.2fx), nftables "
+                       "+%.0f us." % (s["p50_us"], o["p50_us"], o1["p50_us"], n_label(NS[0]), f["p50_us"], r,
+                                      dr["p50_us"], s["p50_us"] - dr["p50_us"], o["p50_us"] - dr["p50_us"],
+                                      (s["p50_us"] - dr["p50_us"]) / max(1e-9, o["p50_us"] - dr["p50_us"]),
+                                      f["p50_us"] - dr["p50_us"]))
+            if r > T_VIP_IPT:
+                out.append(" The ratio of whole latencies misses because the rest of the exchange (three "
+                           "namespaces, two TCP stacks, the scheduler of a shared 2-vCPU machine) is the "
+                           "larger part of both; the service lookup itself is where iptables loses.")
+            out.append("\n")
     ipt = cp_ipt(d, "10k")
     if ipt:
         cp = d["cp"]["10k"]["sluice"]
