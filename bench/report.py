@@ -245,8 +245,8 @@ def plots(d, img_dir):
             ax.bar(xs, ys, w, color=blues[i], label="%s services" % n_label(n), yerr=[lo, hi],
                    error_kw={"elinewidth": 0.8, "capsize": 1.5})
         ax.axhline(T_EST_FLOOR, color="#d62728", ls="--", lw=1)
-        ax.text(len(cases) - 0.5, T_EST_FLOOR, " target for established: %gx" % T_EST_FLOOR, color="#d62728",
-                va="bottom", ha="right", fontsize=8)
+        ax.text(-0.45, T_EST_FLOOR, "target for established: %gx" % T_EST_FLOOR, color="#d62728",
+                va="bottom", ha="left", fontsize=8)
         ax.set_xticks(range(len(cases)))
         ax.set_xticklabels([CASE_LABEL[c] for c in cases], rotation=25, ha="right")
         ax.set_ylabel("cost per packet / empty program of the same hook")
@@ -255,22 +255,24 @@ def plots(d, img_dir):
         save(fig, "datapath_ratio.png")
 
         # 2. ns per packet vs number of services
-        fig, ax = plt.subplots(figsize=(7.5, 4.2))
+        fig, ax = plt.subplots(figsize=(8.5, 4.6))
+        xs = list(range(len(S)))
         for c in cases:
             ys = [dp_row(d, c, n, 1)["sluice_ns"] for n in S]
-            ax.plot(S, ys, marker="o", label=CASE_LABEL[c])
+            ax.plot(xs, ys, marker="o", label=CASE_LABEL[c])
+            ax.text(xs[-1] + 0.05, ys[-1], " %.0f" % ys[-1], va="center", fontsize=7)
         for hook, case in (("tc", "pass_tc"), ("XDP", "pass_xdp")):
             if dp_row(d, case, S[0], 1):
-                ax.plot(S, [dp_row(d, case, n, 1)["floor_ns"] for n in S], ls=":", color="k",
+                ax.plot(xs, [dp_row(d, case, n, 1)["floor_ns"] for n in S], ls=":", color="k",
                         marker="x" if hook == "XDP" else "+", label="floor (empty %s program)" % hook)
-        ax.set_xscale("symlog", linthresh=1)
-        ax.set_xticks(S)
+        ax.set_yscale("log")
+        ax.set_xticks(xs)
         ax.set_xticklabels([n_label(n) for n in S])
+        ax.set_xlim(-0.2, len(S) - 0.5)
         ax.set_xlabel("services in the maps")
-        ax.set_ylabel("ns per packet (kernel's test-run duration, median)")
-        ax.set_title("Datapath cost per packet against the number of services")
-        ax.legend(frameon=False, fontsize=7, ncol=2)
-        ax.set_ylim(bottom=0)
+        ax.set_ylabel("ns per packet, one test run each (log scale)")
+        ax.set_title("Datapath cost per packet against the number of services (1 backend each)")
+        ax.legend(frameon=False, fontsize=7, ncol=1, loc="center left", bbox_to_anchor=(1.0, 0.5))
         save(fig, "datapath_scale.png")
 
         # 3. backends per service (measured services; the others keep 1)
@@ -320,22 +322,32 @@ def plots(d, img_dir):
     if NS:
         variants = [v for v in VARIANT_LABEL if net_row(d, NS[0], v, "crr", 1)]
         w = 0.8 / len(variants)
-        # 4. new-connection latency
-        fig, ax = plt.subplots(figsize=(8, 4.2))
+        # 4. new-connection latency, and what each variant adds to the pod address
+        fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [3, 2]})
         for i, v in enumerate(variants):
             xs = [j + (i - (len(variants) - 1) / 2) * w for j in range(len(NS))]
             p50 = [net_row(d, n, v, "crr", 1)["p50_us"] for n in NS]
-            p90 = [net_row(d, n, v, "crr", 1).get("p90_us") or net_row(d, n, v, "crr", 1)["p50_us"] for n in NS]
-            ax.bar(xs, p50, w, color=VARIANT_COLOR[v], label=VARIANT_LABEL[v],
-                   yerr=[[0] * len(p50), [b - a for a, b in zip(p50, p90)]],
-                   error_kw={"elinewidth": 0.8, "capsize": 2, "ecolor": "#444444"})
+            ax.bar(xs, p50, w, color=VARIANT_COLOR[v], label=VARIANT_LABEL[v])
             for x, y in zip(xs, p50):
                 ax.text(x, y, "%.0f" % y, ha="center", va="bottom", fontsize=7)
         ax.set_xticks(range(len(NS)))
         ax.set_xticklabels(["%s services" % n_label(n) for n in NS])
-        ax.set_ylabel("connect + request + answer, us (bar p50, whisker p90)")
-        ax.set_title("New-connection latency in network namespaces (1 connection at a time)")
+        ax.set_ylabel("connect + request + answer, p50, us")
+        ax.set_title("New-connection latency (one connection at a time)")
         ax.legend(frameon=False, fontsize=8, loc="upper left")
+        added = [v for v in variants if v != "direct"]
+        w2 = 0.8 / len(added)
+        for i, v in enumerate(added):
+            xs = [j + (i - (len(added) - 1) / 2) * w2 for j in range(len(NS))]
+            ys = [net_row(d, n, v, "crr", 1)["p50_us"] - net_row(d, n, "direct", "crr", 1)["p50_us"] for n in NS]
+            ax2.bar(xs, ys, w2, color=VARIANT_COLOR[v], label=VARIANT_LABEL[v])
+            for x, y in zip(xs, ys):
+                ax2.text(x, max(y, 0), "%+.0f" % y, ha="center", va="bottom", fontsize=7)
+        ax2.axhline(0, color="k", lw=0.6)
+        ax2.set_xticks(range(len(NS)))
+        ax2.set_xticklabels(["%s svc" % n_label(n) for n in NS])
+        ax2.set_ylabel("p50 minus the pod address's p50, us")
+        ax2.set_title("Added to the pod address")
         save(fig, "netns_latency.png")
 
         # 5. rates
@@ -719,10 +731,13 @@ def discussion(d):
                     rows.append("%s %.2fx → %.2fx (%+.0f%%)" % (CASE_LABEL[c], x["ratio"], y["ratio"],
                                                                (y["ratio"] / x["ratio"] - 1) * 100))
             out.append("From %s to %s services: %s. An established packet never reads the services map "
-                       "(conntrack is keyed by the flow), and the hash maps' bucket arrays are sized by "
-                       "`max_entries`, not by how full they are, so the lookups that do read it (a first "
-                       "packet, a packet that is not for a service) stay flat too, as long as the traffic "
-                       "goes to the same few services (16 per kind here). The last row is the exception "
+                       "(conntrack is keyed by the flow). The lookups that do read it (a first packet, a "
+                       "packet that is not for a service) are hash lookups in a bucket array sized by "
+                       "`max_entries`: no search grows with the number of services, only the chains get "
+                       "longer as the map fills (at 100k services the services map is 76%% full, and a "
+                       "lookup that misses, as for a packet that is not for a service, walks most of its "
+                       "chain), which is the rise in the \"not a service\" row. All of that holds while the "
+                       "traffic goes to the same few services (16 per kind here). The last row is the exception "
                        "the table should not hide: first packets to services drawn at random from all of "
                        "them find the master entry, the slot and the backend in memory no recent packet "
                        "touched, three cache and TLB misses that grow with the maps' size, not with any "
@@ -743,21 +758,25 @@ def discussion(d):
         rt = d.get("net_rt") or []
         if rt:
             r0 = max(rt, key=lambda r: r["services"])
-            out.append(" The difference is the program itself: a connection (SYN, ACK, request, RST one way; "
-                       "SYN-ACK, answer the other, plus the client's ACK) runs `lb_pod_ingress` %.0f times, and "
-                       "in this path a run costs %d ns on average (the kernel's run-time statistics, %s "
-                       "services), %.1f us per connection, against the %.0f–%.0f us exchange across three "
-                       "namespaces. That is 3–4x what one test run per packet measured above: there the CPU "
+            cold = [x["sluice_ns"] for x in d["dp"] if x["method"] == "single" and x["services"]
+                    and x["case"] in ("clusterip_established", "clusterip_reply", "pass_tc")]
+            factor = r0["ns_per_run"] / statistics.median(cold) if cold else 0
+            out.append(" The difference is the program itself: a connection runs `lb_pod_ingress` %.0f times "
+                       "(every packet of the exchange, at the veth of the pod that sends it), and in this path "
+                       "a run costs %d ns on average (the kernel's run-time statistics, %s services), %.1f us "
+                       "per connection, against the %.0f–%.0f us exchange across three namespaces. That is "
+                       "%.0fx what one test run per packet measured above: there the CPU "
                        "ran the same program a few microseconds earlier; here the TCP stack, the scheduler "
                        "and other processes ran in between, so the program's path through %s of JIT code, "
                        "its map buckets and per-CPU data come back from memory, and in a VM every TLB miss "
-                       "is a two-level page walk. What would close the gap is a shorter per-packet path "
+                       "is a two-level page walk (that is the likely reading; the bench measures the total, "
+                       "not the misses). What would close the gap is a shorter per-packet path "
                        "(the cheaper clock, fewer per-packet counters and map touches, see the established "
                        "flows above) and, for pods, socket-level load balancing, which translates once per "
                        "connection at connect() instead of in every packet." % (
                            r0["runs_per_connection"], r0["ns_per_run"], n_label(r0["services"]),
                            r0["us_per_connection"], min(x["p50_us"] for x in dirs.values()),
-                           max(x["p50_us"] for x in dirs.values()),
+                           max(x["p50_us"] for x in dirs.values()), factor,
                            "%.0f KiB" % (r0["bytes_jited"] / 1024) if r0.get("bytes_jited") else "its"))
         out.append("\n")
         if 10000 in NS:
@@ -795,6 +814,13 @@ def discussion(d):
                    "list, decode and rule generation are not counted." % (
                        cp["cold_start_to_programmed_ms"], ipt["full_restore_ms"], cold,
                        ipt["ratio_full_restore_over_sluice_programming"], cp["cold_programming_took_ms"]))
+        ipt1 = cp_ipt(d, "1k")
+        if ipt1:
+            out.append(" At 1k services `iptables-restore` (%.0f ms) is about as fast as sluice's whole cold "
+                       "start (%.0f ms: loading the object and creating the maps dominate) and %.1fx slower "
+                       "than its map writes." % (ipt1["full_restore_ms"],
+                                                 d["cp"]["1k"]["sluice"]["cold_start_to_programmed_ms"],
+                                                 ipt1["ratio_full_restore_over_sluice_programming"]))
         if cold < T_PROGRAM:
             out.append(" Below the target, the agent's start is CPU-bound on the 2 shared vCPUs (creating "
                        "and preallocating the maps, decoding the lists; bench/README.md, \"Where the time "
