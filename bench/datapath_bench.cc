@@ -592,6 +592,9 @@ void prepare_round(Cell& c) {
 
 // The packets of one block of a case.
 std::vector<Bytes> packets(Cell& c, const Case& cs, std::uint32_t n, bool warm) {
+  // New flows differ by client port within a round (conntrack is emptied between rounds).
+  if ((cs.source == Case::First || cs.source == Case::FirstSpread) && kFirstPortBase + c.next_port + n > 65535)
+    throw std::runtime_error("more new flows in one round than client ports");
   std::vector<Bytes> out;
   out.reserve(n);
   const auto& flows = c.flows[cs.kind];
