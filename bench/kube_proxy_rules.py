@@ -28,9 +28,12 @@ per-endpoint comments are dropped (kube-proxy's largeClusterEndpointsThreshold).
 As a library: load_model(preload_dict) -> Model; full_restore(model) -> str;
 partial_restore(model, changed_service_keys, stale_sep_chains) -> str (what a KEP-3453 partial
 sync writes: full filter table, all top-level nat chains in full, only the changed services'
-own chains, and -X of chains that went away).
+own chains, and -X of chains that went away); nft_ruleset(model) -> str, the `nft -f` input of
+kube-proxy's nftables mode (table ip kube-proxy: verdict maps service-ips / service-nodeports,
+per-service chains picking an endpoint chain with `numgen random mod N vmap`).
 
   kube_proxy_rules.py cluster.json > rules.txt
+  kube_proxy_rules.py --nft cluster.json > rules.nft
 """
 
 import base64
@@ -327,6 +330,173 @@ def full_restore(model):
     return _render(model)
 
 
+# ------------------------------------------------------------------------------------------------
+# nftables mode (pkg/proxy/nftables/proxier.go, ~v1.31; kube-semantics.md §1.12): one table
+# "ip kube-proxy"; the first packet of a connection finds its service with one verdict-map lookup
+# (service-ips: daddr . proto . dport), then `numgen random mod N vmap` picks the endpoint chain.
+
+NFT_TABLE = "kube-proxy"
+_NFT_CHAIN_MAX = 256 - len("external-")  # kube-proxy's chainNameBaseLengthMax
+
+
+def _nft_hash_truncate(name):
+    h = base64.b32encode(hashlib.sha256(name.encode()).digest()).decode()[:8] + "-" + name
+    return h[:_NFT_CHAIN_MAX - 3] + "..." if len(h) > _NFT_CHAIN_MAX else h
+
+
+def _nft_port_base(p):
+    ns, svc = p.key
+    port_name = p.spn.split(":", 1)[1] if ":" in p.spn else ""
+    return "%s/%s/%s/%s" % (ns, svc, p.proto.lower(), port_name)
+
+
+def nft_service_chain(p):
+    return "service-" + _nft_hash_truncate(_nft_port_base(p))
+
+
+def nft_external_chain(p):
+    return "external-" + _nft_hash_truncate(_nft_port_base(p))
+
+
+def nft_endpoint_chain(p, ep):
+    ip, port = ep.rsplit(":", 1)
+    return "endpoint-" + _nft_hash_truncate("%s__%s/%s" % (_nft_port_base(p), ip, port))
+
+
+def nft_affinity_set(p, ep):
+    ip, port = ep.rsplit(":", 1)
+    return "affinity-" + _nft_hash_truncate("%s__%s/%s" % (_nft_port_base(p), ip, port))
+
+
+def _nft_pick(p, eps, chains, out):
+    """Affinity lookups first, then a uniformly random endpoint (numgen ... vmap)."""
+    if p.affinity_s:
+        for ep in eps:
+            out.append("ip saddr @%s goto %s" % (nft_affinity_set(p, ep), nft_endpoint_chain(p, ep)))
+    vm = ", ".join("%d : goto %s" % (i, c) for i, c in enumerate(chains))
+    out.append("numgen random mod %d vmap { %s }" % (len(chains), vm))
+
+
+def nft_ruleset(model, service_cidr="10.96.0.0/12", nodeport_ips=("172.18.0.2",)):
+    """The `nft -f` input of a full sync: the table, its base chains, sets and maps, and one
+    service / external / endpoint chain per service port and endpoint."""
+    cidr = model.cluster_cidr
+    t = NFT_TABLE
+    out = ["add table ip %s { comment \"rules for kube-proxy\" ; }" % t,
+           "flush table ip %s" % t]
+    rules_out = []  # after every chain and set is declared: nft resolves jumps as it reads
+
+    def chain(name, *rules, base=None):
+        out.append("add chain ip %s %s%s" % (t, name, " { %s ; }" % base if base else ""))
+        rules_out.extend("add rule ip %s %s %s" % (t, name, r) for r in rules)
+
+    for name, typ, comment in (
+            ("cluster-ips", "ipv4_addr", "Active ClusterIPs"),
+            ("nodeport-ips", "ipv4_addr", "IPs that accept NodePort traffic")):
+        out.append("add set ip %s %s { type %s ; comment \"%s\" ; }" % (t, name, typ, comment))
+    for name, typ, comment in (
+            ("no-endpoint-services", "ipv4_addr . inet_proto . inet_service",
+             "vmap to drop or reject packets to services with no endpoints"),
+            ("no-endpoint-nodeports", "inet_proto . inet_service",
+             "vmap to drop or reject packets to service nodeports with no endpoints"),
+            ("firewall-ips", "ipv4_addr . inet_proto . inet_service",
+             "destinations that are subject to LoadBalancerSourceRanges"),
+            ("service-ips", "ipv4_addr . inet_proto . inet_service",
+             "ClusterIP, ExternalIP and LoadBalancer IP traffic"),
+            ("service-nodeports", "inet_proto . inet_service", "NodePort traffic")):
+        out.append("add map ip %s %s { type %s : verdict ; comment \"%s\" ; }" % (t, name, typ, comment))
+    chain("filter-prerouting", "ct state new jump firewall-check",
+          base="type filter hook prerouting priority -110")
+    chain("filter-input", "ct state new jump nodeport-endpoints-check",
+          "ct state new jump service-endpoints-check", base="type filter hook input priority -110")
+    chain("filter-forward", "ct state new jump service-endpoints-check",
+          "ct state new jump cluster-ips-check", base="type filter hook forward priority -110")
+    chain("filter-output", "ct state new jump service-endpoints-check",
+          "ct state new jump firewall-check", base="type filter hook output priority -110")
+    chain("filter-output-post-dnat", "ct state new jump cluster-ips-check",
+          base="type filter hook output priority -90")
+    chain("nat-prerouting", "jump services", base="type nat hook prerouting priority -100")
+    chain("nat-output", "jump services", base="type nat hook output priority -100")
+    chain("nat-postrouting", "jump masquerading", base="type nat hook postrouting priority 100")
+    chain("cluster-ips-check",
+          "ip daddr @cluster-ips reject comment \"Reject traffic to invalid ports of ClusterIPs\"",
+          "ip daddr { %s } drop comment \"Drop traffic to unallocated ClusterIPs\"" % service_cidr)
+    chain("firewall-check", "ip daddr . meta l4proto . th dport vmap @firewall-ips")
+    chain("mark-for-masquerade", "meta mark set meta mark | 0x4000")
+    chain("masquerading", "meta mark & 0x4000 == 0 return", "meta mark set meta mark ^ 0x4000",
+          "masquerade fully-random")
+    chain("nodeport-endpoints-check",
+          "ip daddr @nodeport-ips meta l4proto . th dport vmap @no-endpoint-nodeports")
+    chain("service-endpoints-check", "ip daddr . meta l4proto . th dport vmap @no-endpoint-services")
+    chain("services", "ip daddr . meta l4proto . th dport vmap @service-ips",
+          "ip daddr @nodeport-ips meta l4proto . th dport vmap @service-nodeports")
+    chain("reject-chain", "reject")
+
+    cluster_ips, service_ips, nodeports, no_ep, no_ep_np = set(), [], [], [], []
+    for p in model.ports:
+        proto = p.proto.lower()
+        cluster_ips.add(p.vip)
+        has_ext = bool(p.node_port or p.lb_ips)
+        if not p.endpoints:
+            no_ep.append("%s . %s . %d : goto reject-chain" % (p.vip, proto, p.port))
+            for ip in p.lb_ips:
+                no_ep.append("%s . %s . %d : goto reject-chain" % (ip, proto, p.port))
+            if p.node_port:
+                no_ep_np.append("%s . %d : goto reject-chain" % (proto, p.node_port))
+            continue
+        svc = nft_service_chain(p)
+        eps = p.endpoints
+        chains = [nft_endpoint_chain(p, ep) for ep in eps]
+        if p.affinity_s:  # the service chain reads them: declared first
+            for ep in eps:
+                out.append("add set ip %s %s { type ipv4_addr ; flags dynamic,timeout ; timeout %ds ; }"
+                           % (t, nft_affinity_set(p, ep), p.affinity_s))
+        rules = ["ip daddr %s %s dport %d ip saddr != %s jump mark-for-masquerade" % (p.vip, proto, p.port, cidr)]
+        _nft_pick(p, eps, chains, rules)
+        chain(svc, *rules)
+        service_ips.append("%s . %s . %d : goto %s" % (p.vip, proto, p.port, svc))
+        for ep, c in zip(eps, chains):
+            ip, port = ep.rsplit(":", 1)
+            rules = ["ip saddr %s jump mark-for-masquerade" % ip]
+            if p.affinity_s:
+                rules.append("update @%s { ip saddr }" % nft_affinity_set(p, ep))
+            rules.append("meta l4proto %s dnat to %s:%s" % (proto, ip, port))
+            chain(c, *rules)
+        if not has_ext:
+            continue
+        ext = nft_external_chain(p)
+        if p.etp_local:
+            rules = ["ip saddr %s goto %s comment \"short-circuit pod traffic\"" % (cidr, svc),
+                     "fib saddr type local jump mark-for-masquerade comment \"masquerade local traffic\"",
+                     "fib saddr type local goto %s comment \"short-circuit local traffic\"" % svc]
+            local = [nft_endpoint_chain(p, ep) for ep in p.local_endpoints]
+            if local:
+                _nft_pick(p, p.local_endpoints, local, rules)
+            else:
+                rules.append("drop")
+            chain(ext, *rules)
+        else:
+            chain(ext, "jump mark-for-masquerade", "goto %s" % svc)
+        for ip in p.lb_ips:
+            service_ips.append("%s . %s . %d : goto %s" % (ip, proto, p.port, ext))
+        if p.node_port:
+            nodeports.append("%s . %d : goto %s" % (proto, p.node_port, ext))
+
+    out.extend(rules_out)
+
+    def elements(name, items):
+        for i in range(0, len(items), 1000):
+            out.append("add element ip %s %s { %s }" % (t, name, ", ".join(items[i:i + 1000])))
+
+    elements("cluster-ips", sorted(cluster_ips))
+    elements("nodeport-ips", list(nodeport_ips))
+    elements("service-ips", service_ips)
+    elements("service-nodeports", nodeports)
+    elements("no-endpoint-services", no_ep)
+    elements("no-endpoint-nodeports", no_ep_np)
+    return "\n".join(out) + "\n"
+
+
 def partial_restore(model, changed_keys, stale_chains=()):
     return _render(model, set(changed_keys), stale_chains)
 
@@ -338,6 +508,7 @@ def main(argv=None):
     ap.add_argument("--node-name", default="node-0")
     ap.add_argument("--cluster-cidr", default="10.244.0.0/14")
     ap.add_argument("--base", action="store_true", help="print only the one-time base jumps")
+    ap.add_argument("--nft", action="store_true", help="nftables mode: print the `nft -f` input")
     a = ap.parse_args(argv)
     ipaddress.ip_network(a.cluster_cidr)
     if a.base:
@@ -345,7 +516,7 @@ def main(argv=None):
         return 0
     with open(a.cluster) as fh:
         model = load_model(json.load(fh), a.node_name, a.cluster_cidr)
-    text = full_restore(model)
+    text = nft_ruleset(model) if a.nft else full_restore(model)
     sys.stdout.write(text)
     print("kube_proxy_rules: %d service ports, %d endpoints, %d lines" %
           (len(model.ports), model.endpoint_count(), text.count("\n")), file=sys.stderr)
