@@ -560,6 +560,7 @@ static __always_inline int lb_run(void *ctx, enum lb_hook hook, struct lb_out *o
 {
 	__u32 zero = 0;
 	struct lb_flow *f = bpf_map_lookup_elem(&lb_work, &zero);
+	void *data, *data_end;
 	int stat;
 
 	if (!f)
@@ -569,7 +570,14 @@ static __always_inline int lb_run(void *ctx, enum lb_hook hook, struct lb_out *o
 	f->p.dry_run = lb_dry_run(ctx, hook, &f->trace_nonce);
 	if (f->p.dry_run)	/* lb_trace_write() reads the new-flow part on every path */
 		__builtin_memset((void *)f + LB_FLOW_NEW_OFF, 0, sizeof(*f) - LB_FLOW_NEW_OFF);
-	stat = lb_parse(ctx, hook, &f->p);
+	if (hook == LB_HOOK_XDP) {
+		data = (void *)(long)((struct xdp_md *)ctx)->data;
+		data_end = (void *)(long)((struct xdp_md *)ctx)->data_end;
+	} else {
+		data = (void *)(long)((struct __sk_buff *)ctx)->data;
+		data_end = (void *)(long)((struct __sk_buff *)ctx)->data_end;
+	}
+	stat = lb_parse(ctx, hook, &f->p, data, data_end);
 	if (stat == LB_CONTINUE)
 		stat = lb_handle(ctx, hook, f);
 	if (stat == LB_STAT_REJECT && hook != LB_HOOK_XDP && lb_reject(ctx, &f->p) < 0)
