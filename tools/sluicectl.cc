@@ -88,7 +88,8 @@ std::string flag_names(uint16_t flags) {
   static constexpr std::pair<uint16_t, const char*> names[] = {
       {LB_SVC_F_AFFINITY, "affinity"},     {LB_SVC_F_DROP_EMPTY, "drop_empty"},
       {LB_SVC_F_EXTERNAL, "external"},     {LB_SVC_F_EXT_LOCAL, "ext_local"},
-      {LB_SVC_F_SOURCE_RANGES, "source_ranges"}, {LB_SVC_F_MAGLEV, "maglev"}};
+      {LB_SVC_F_SOURCE_RANGES, "source_ranges"}, {LB_SVC_F_MAGLEV, "maglev"},
+      {LB_SVC_F_LOOPBACK, "loopback"},     {LB_SVC_F_OUTSIDE_ONLY, "outside_only"}};
   std::string out;
   for (const auto& [bit, name] : names) {
     if (flags & bit) {
@@ -191,7 +192,7 @@ void stats_show(const ctx& c) {
     lb_stat_value v{};
     sluice::percpu_sum(stats.fd(), i, v);
     out.push_back({{"reason", names[i]},
-                   {"drop", i >= LB_STAT_DROP_FIRST},
+                   {"drop", LB_STAT_IS_DROP(i)},
                    {"packets", v.packets},
                    {"bytes", v.bytes}});
   }

@@ -122,6 +122,8 @@ result<datapath> datapath::load(const std::string& bpffs_root, const datapath_op
   s->rodata->cfg_maglev_size = o.maglev_table_size;
   s->rodata->cfg_maglev_seed0 = o.maglev_seed0;
   s->rodata->cfg_maglev_seed1 = o.maglev_seed1;
+  s->rodata->cfg_host_netns_cookie = o.host_netns_cookie;
+  s->rodata->cfg_sock_host_only = o.sock_host_only ? 1 : 0;
   // lb_maglev_v1's inner template keeps its default size: with BPF_F_INNER_MAP the kernel
   // accepts inner maps of any size (the agent's have cfg_maglev_size entries).
   if (int rc = ::sluice_bpf::load(s.get()); rc != 0) {
