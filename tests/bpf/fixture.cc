@@ -72,6 +72,8 @@ Fixture::Fixture(const FixtureOptions& opts) {
   if (opts.snat_port_min) skel_->rodata->cfg_snat_port_min = *opts.snat_port_min;
   if (opts.snat_port_max) skel_->rodata->cfg_snat_port_max = *opts.snat_port_max;
   if (opts.maglev_size) skel_->rodata->cfg_maglev_size = *opts.maglev_size;
+  if (opts.host_netns_cookie) skel_->rodata->cfg_host_netns_cookie = *opts.host_netns_cookie;
+  if (opts.sock_host_only) skel_->rodata->cfg_sock_host_only = *opts.sock_host_only ? 1 : 0;
   const int err = Skel::load(skel_);
   if (err != 0) {
     Skel::destroy(skel_);
