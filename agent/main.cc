@@ -164,6 +164,8 @@ class agent {
   sluice::allocator allocator_;
   bool attached_ = false;
   std::optional<clock_type::time_point> gc_due_;
+  std::optional<clock_type::time_point> reap_due_;  ///< socket-LB: next stale-socket pass
+  clock_type::time_point last_reap_{};
   bool gc_in_pass_ = false;   ///< a sweep pass is under way (it runs in budgeted steps)
   bool gc_again_ = false;     ///< a sync asked for a pass while one was under way
   clock_type::time_point gc_pass_start_{};
@@ -243,10 +245,17 @@ void agent::load_manifests() {
 bool agent::source_synced() const { return kube_ == nullptr || kube_->synced(); }
 
 // After a sync that changed the maps: backends may have left, so their UDP flows are swept
-// soon. At most one such pass starts per second however fast changes come (a pass walks every
-// conntrack map), and a request during a pass gets a pass of its own after it: the one under
-// way may already be past the removed backend's flows.
+// soon (and socket-LB's stale sockets looked for, see reap_sockets). At most one such pass
+// starts per second however fast changes come (a pass walks every conntrack map), and a
+// request during a pass gets a pass of its own after it: the one under way may already be past
+// the removed backend's flows.
 void agent::request_gc() {
+  if (opts_.sock_lb_cgroup) {
+    const auto at = std::max(clock_type::now(), last_reap_ + 1s);
+    if (!reap_due_ || at < *reap_due_) {
+      reap_due_ = at;
+    }
+  }
   if (gc_in_pass_) {
     gc_again_ = true;
     return;
@@ -258,9 +267,12 @@ void agent::request_gc() {
 }
 
 // Socket-LB's counterpart of the UDP conntrack cleanup: connected UDP sockets whose backend
-// left are destroyed, so a DNS client reopens instead of blackholing. Once per GC pass, i.e.
-// soon after every sync that changed the maps, and every --ct-gc-interval.
+// left are destroyed, so a DNS client reopens instead of blackholing. Soon after every sync
+// that changed the maps (at most one pass a second: a pass reads the reverse maps whole) and
+// every --ct-gc-interval.
 void agent::reap_sockets() {
+  last_reap_ = clock_type::now();
+  reap_due_ = last_reap_ + std::chrono::seconds(opts_.ct_gc_interval_s);
   if (!opts_.sock_lb_cgroup) {
     return;
   }
@@ -270,6 +282,8 @@ void agent::reap_sockets() {
     return;
   }
   metrics_.socket_lb_destroyed_total.inc(static_cast<double>(done->destroyed));
+  spdlog::debug("socket-LB: {} reverse entries, {} of UDP backends that left", done->entries,
+                done->stale);
   if (done->stale > 0) {
     spdlog::info("socket-LB: {} UDP reverse entries of backends that left their service; "
                  "destroyed {} connected sockets in {} network namespaces",
@@ -281,7 +295,6 @@ void agent::gc_step() {
   if (!gc_in_pass_) {
     gc_in_pass_ = true;
     gc_pass_start_ = clock_type::now();
-    reap_sockets();
   }
   // Bounded work per step, so a big conntrack table never holds up a sync for long; the next
   // step follows at once until the pass is complete, then the next pass after the interval.
@@ -380,6 +393,7 @@ int agent::run() {
     sluice::add_kube_collectors(metrics_, *kube_);
   }
   gc_due_ = clock_type::now() + std::chrono::seconds(opts_.ct_gc_interval_s);
+  reap_due_ = gc_due_;
 
   bool waiting_logged = false;
   for (;;) {
@@ -392,6 +406,7 @@ int agent::run() {
     merge_timeout(timeout, load_due);
     merge_timeout(timeout, rewatch_due);
     merge_timeout(timeout, gc_due_);
+    merge_timeout(timeout, reap_due_);
     merge_timeout(timeout, loop_->next_due());
     if (poll(fds.data(), fds.size(), timeout) < 0 && errno != EINTR) {
       spdlog::critical("poll: {}", strerror(errno));
@@ -478,6 +493,9 @@ int agent::run() {
     }
     if (due_now(gc_due_)) {
       gc_step();
+    }
+    if (due_now(reap_due_)) {
+      reap_sockets();
     }
   }
 }
