@@ -22,6 +22,7 @@
 #include <thread>
 
 #include "agent/datapath/map_access.h"
+#include "agent/datapath/fd.h"
 #include "maps/sluice_abi.h"
 #include "sluice_bpf.skel.h"
 
@@ -30,21 +31,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-class fd_guard {
- public:
-  explicit fd_guard(int fd = -1) : fd_(fd) {}
-  fd_guard(fd_guard&& o) noexcept : fd_(o.fd_) { o.fd_ = -1; }
-  fd_guard& operator=(fd_guard&&) = delete;
-  ~fd_guard() {
-    if (fd_ >= 0) {
-      close(fd_);
-    }
-  }
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
 
 ip_addr addr_of(const void* bytes, ip_family family) {
   ip_addr a;
@@ -144,17 +130,17 @@ result<std::vector<diag_socket>> dump_all(int fd) {
   return all;
 }
 
-result<fd_guard> open_sock_diag() {
+result<owned_fd> open_sock_diag() {
   const int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
   if (fd < 0) {
     return os_error(-1, "NETLINK_SOCK_DIAG socket");
   }
-  return fd_guard(fd);
+  return owned_fd(fd);
 }
 
 // The network namespaces of the processes in cgroup_path and below, one open fd each.
-std::vector<fd_guard> cgroup_namespaces(const std::string& cgroup_path) {
-  std::vector<fd_guard> out;
+std::vector<owned_fd> cgroup_namespaces(const std::string& cgroup_path) {
+  std::vector<owned_fd> out;
   std::set<std::pair<dev_t, ino_t>> seen;
   std::error_code ec;
   auto visit = [&](const fs::path& dir) {
@@ -162,7 +148,7 @@ std::vector<fd_guard> cgroup_namespaces(const std::string& cgroup_path) {
     pid_t pid = 0;
     while (procs >> pid) {
       const std::string ns = fmt::format("/proc/{}/ns/net", pid);
-      fd_guard fd(open(ns.c_str(), O_RDONLY | O_CLOEXEC));
+      owned_fd fd(open(ns.c_str(), O_RDONLY | O_CLOEXEC));
       struct stat st {};
       if (fd.get() < 0 || fstat(fd.get(), &st) != 0) {
         continue;  // gone meanwhile
@@ -251,11 +237,11 @@ result<sock_destroy_counts> destroy_stale_udp_sockets(::sluice_bpf* skel, const 
     by_netns[e.netns_cookie].push_back(e);
   }
 
-  std::vector<fd_guard> namespaces = cgroup_namespaces(cgroup_path);
+  std::vector<owned_fd> namespaces = cgroup_namespaces(cgroup_path);
   std::optional<error> failed;
   // setns() changes the calling thread's namespace: a thread of its own, gone after the pass.
   std::thread worker([&] {
-    for (const fd_guard& ns : namespaces) {
+    for (const owned_fd& ns : namespaces) {
       if (setns(ns.get(), CLONE_NEWNET) != 0) {
         continue;  // the namespace died meanwhile
       }

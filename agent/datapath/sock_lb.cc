@@ -17,6 +17,7 @@
 #include <memory>
 #include <sstream>
 
+#include "agent/datapath/fd.h"
 #include "maps/sluice_abi.h"
 #include "sluice_bpf.skel.h"
 
@@ -33,21 +34,6 @@ struct link_deleter {
 };
 using link_ptr = std::unique_ptr<bpf_link, link_deleter>;
 
-class fd_guard {
- public:
-  explicit fd_guard(int fd) : fd_(fd) {}
-  ~fd_guard() {
-    if (fd_ >= 0) {
-      close(fd_);
-    }
-  }
-  fd_guard(const fd_guard&) = delete;
-  fd_guard& operator=(const fd_guard&) = delete;
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
 
 bool on_cgroup2(const std::string& path) {
   struct statfs st {};
@@ -91,7 +77,7 @@ result<uint64_t> current_netns_cookie() {
   if (fd < 0) {
     return os_error(-1, "socket for SO_NETNS_COOKIE");
   }
-  fd_guard guard(fd);
+  owned_fd guard(fd);
   uint64_t cookie = 0;
   socklen_t len = sizeof(cookie);
   if (getsockopt(fd, SOL_SOCKET, SO_NETNS_COOKIE, &cookie, &len) != 0) {
@@ -145,7 +131,7 @@ result<std::vector<std::string>> attach_sock_lb(::sluice_bpf* skel, const std::s
   if (cg < 0) {
     return os_error(-1, fmt::format("open cgroup {}", cgroup_path));
   }
-  fd_guard cg_guard(cg);
+  owned_fd cg_guard(cg);
   struct stat cg_stat {};
   if (fstat(cg, &cg_stat) != 0) {
     return os_error(-1, fmt::format("stat cgroup {}", cgroup_path));

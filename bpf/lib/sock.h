@@ -209,59 +209,54 @@ static __always_inline int lb_sock_fwd(struct bpf_sock_addr *ctx, bool v6,
 static __always_inline void lb_sock_rev(struct bpf_sock_addr *ctx, bool v6,
 					struct lb_sock_out *out)
 {
+	struct lb6_sock_revnat_key k6 = {};
+	struct lb4_sock_revnat_key k4 = {};
 	struct lb_svc_value *svc;
 	struct lb_pkt p = {};
-	union lb_addr vip = {};
-	__be16 vport;
-	__u32 svc_id;
 	bool mapped;
-	__u64 cookie;
+	__u32 svc_id;
 
 	out->stat = LB_STAT_MAX;
 	if (!lb_sock_addr(ctx, v6, &p, &mapped))
 		return;
-	cookie = bpf_get_socket_cookie(ctx);
+	/* From here p names the service the entry stands for: its master must still be svc_id. */
 	if (p.family == 4) {
-		struct lb4_sock_revnat_key k = { .cookie = cookie, .addr = p.daddr.a[0],
-						 .port = p.dport };
-		struct lb4_sock_revnat_value *v = bpf_map_lookup_elem(&lb4_sock_revnat_v1, &k);
+		struct lb4_sock_revnat_value *v;
 
+		k4.cookie = bpf_get_socket_cookie(ctx);
+		k4.addr = p.daddr.a[0];
+		k4.port = p.dport;
+		v = bpf_map_lookup_elem(&lb4_sock_revnat_v1, &k4);
 		if (!v)
 			return;
-		vip.a[0] = v->vip;
-		vport = v->port;
+		p.daddr.a[0] = v->vip;
+		p.dport = v->port;
 		p.proto = v->proto;
 		svc_id = v->svc_id;
-		p.daddr = vip;
-		p.dport = vport;
-		svc = lb_svc_lookup(&p, 0, LB_SCOPE_ALL);
-		if (!svc || svc->svc_id != svc_id) {
-			bpf_map_delete_elem(&lb4_sock_revnat_v1, &k);
-			out->stat = LB_STAT_SOCK_REVNAT_STALE;
-			return;
-		}
 	} else {
-		struct lb6_sock_revnat_key k = { .cookie = cookie, .port = p.dport };
 		struct lb6_sock_revnat_value *v;
 
-		__builtin_memcpy(k.addr, p.daddr.a, 16);
-		v = bpf_map_lookup_elem(&lb6_sock_revnat_v1, &k);
+		k6.cookie = bpf_get_socket_cookie(ctx);
+		__builtin_memcpy(k6.addr, p.daddr.a, 16);
+		k6.port = p.dport;
+		v = bpf_map_lookup_elem(&lb6_sock_revnat_v1, &k6);
 		if (!v)
 			return;
-		__builtin_memcpy(vip.a, v->vip, 16);
-		vport = v->port;
+		__builtin_memcpy(p.daddr.a, v->vip, 16);
+		p.dport = v->port;
 		p.proto = v->proto;
 		svc_id = v->svc_id;
-		p.daddr = vip;
-		p.dport = vport;
-		svc = lb_svc_lookup(&p, 0, LB_SCOPE_ALL);
-		if (!svc || svc->svc_id != svc_id) {
-			bpf_map_delete_elem(&lb6_sock_revnat_v1, &k);
-			out->stat = LB_STAT_SOCK_REVNAT_STALE;
-			return;
-		}
 	}
-	lb_sock_set_addr(ctx, v6, mapped, p.family, &vip, vport);
+	svc = lb_svc_lookup(&p, 0, LB_SCOPE_ALL);
+	if (!svc || svc->svc_id != svc_id) {
+		if (p.family == 4)
+			bpf_map_delete_elem(&lb4_sock_revnat_v1, &k4);
+		else
+			bpf_map_delete_elem(&lb6_sock_revnat_v1, &k6);
+		out->stat = LB_STAT_SOCK_REVNAT_STALE;
+		return;
+	}
+	lb_sock_set_addr(ctx, v6, mapped, p.family, &p.daddr, p.dport);
 	out->svc_id = svc_id;
 	out->stat = LB_STAT_SOCK_REVNAT;
 }

@@ -36,15 +36,7 @@ import socket
 import sys
 import time
 
-
-def emit(summary, result, problems):
-    print(summary, flush=True)
-    print(json.dumps(result, sort_keys=True), flush=True)
-    if problems:
-        print("FAIL " + "; ".join(problems), flush=True)
-        return 1
-    print("OK", flush=True)
-    return 0
+from podclient import csv, emit  # same output contract as the other e2e clients
 
 
 def family(host):
@@ -60,10 +52,6 @@ def err_name(e):
     if isinstance(e, socket.timeout):
         return "timeout"
     return errno.errorcode.get(getattr(e, "errno", None) or 0, type(e).__name__)
-
-
-def csv(s):
-    return [x for x in (s or "").split(",") if x]
 
 
 def http_get(sock, timeout):
