@@ -24,6 +24,7 @@
 #include "agent/datapath/datapath.h"
 #include "agent/datapath/links.h"
 #include "agent/datapath/map_writer.h"
+#include "agent/datapath/native_devices.h"
 #include "agent/datapath/sock_destroy.h"
 #include "agent/datapath/sock_lb.h"
 #include "agent/http/http_endpoints.h"
@@ -137,6 +138,7 @@ class agent {
       : opts_(o),
         dp_(std::move(dp)),
         writer_(dp_.skel(), o.lb),
+        native_(dp_, o.devices, o.xdp),
         sweeper_(dp_.skel()),
         store_(store),
         metrics_(metrics),
@@ -155,6 +157,7 @@ class agent {
   const options& opts_;
   sluice::datapath dp_;
   sluice::map_writer writer_;
+  sluice::native_devices native_;
   sluice::ct_sweeper sweeper_;
   sluice::cluster_store& store_;
   sluice::metrics::agent_metrics& metrics_;
@@ -174,15 +177,8 @@ class agent {
 
 void agent::attach_matching(const std::vector<sluice::link_info>& links) {
   for (const auto& l : links) {
-    if (sluice::matches_any(l.name, opts_.devices)) {
-      const auto addrs = sluice::device_addresses(l.ifindex);
-      if (auto r = dp_.attach_native_device(l.ifindex, opts_.xdp, addrs); !r) {
-        spdlog::warn("native device {}: {}", l.name, r.error().message());
-        continue;
-      }
-      spdlog::info("attached {}{} and {} to {} (ifindex {})", LB_NODE_INGRESS_PROG,
-                   opts_.xdp == sluice::xdp_mode::off ? "" : ", " LB_NODE_XDP_PROG,
-                   LB_NODE_EGRESS_PROG, l.name, l.ifindex);
+    if (native_.matches(l.name)) {
+      native_.on_link(l);
       continue;
     }
     if (!sluice::matches_any(l.name, opts_.pod_devices)) {
@@ -426,10 +422,16 @@ int agent::run() {
       }
     }
     if (fds[1].revents & POLLIN) {
-      if (auto changed = links->drain(); !changed) {
-        spdlog::error("{}", changed.error().message());
+      if (auto ev = links->drain(); !ev) {
+        spdlog::error("{}", ev.error().message());
       } else if (attached_) {
-        attach_matching(*changed);
+        // Gone first: an ifindex may be reused by a link created in the same batch.
+        native_.on_removed(ev->lost ? native_.missing(ev->links) : ev->removed);
+        attach_matching(ev->links);  // after a loss: every link, addresses re-read
+        native_.on_addresses(ev->addresses);
+        if (ev->lost) {
+          native_.prune();
+        }
       }
     }
     const bool forced = due_now(loop_->next_due());
@@ -458,6 +460,7 @@ int agent::run() {
           // Program the maps before attaching, so the first translated packet sees the full
           // state.
           attach_matching(sluice::list_links());
+          native_.prune();  // entries of devices an earlier run had and that are gone now
           attach_sock_lb();
           attached_ = true;
         }
@@ -615,6 +618,14 @@ int main(int argc, char** argv) {
       "With --manifests it runs standalone from a directory of manifests; otherwise it lists and "
       "watches the Kubernetes API (--k8s-api-server, --kubeconfig, $KUBECONFIG, or the "
       "in-cluster service account, in that order)."};
+  // The DaemonSet's ConfigMap and the systemd unit's /etc/sluice/*.conf: a misspelt key is an
+  // error, not a silently ignored setting.
+  app.set_config("--config", "",
+                 "read flags from FILE: one `flag-name = value` per line (TOML; lists as "
+                 "\"a,b\"); repeatable, a later file wins, the command line wins over files")
+      ->expected(1, CLI::detail::expected_max_vector_size)
+      ->type_name("FILE");
+  app.allow_config_extras(CLI::config_extras_mode::error);
   app.add_option("--manifests", o.manifests,
                  "standalone: directory of manifests (Service, EndpointSlice, Endpoints, Pod, "
                  "Node; YAML or JSON), followed with inotify")
@@ -670,8 +681,9 @@ int main(int argc, char** argv) {
                "per-packet path (and detaches programs an earlier run left)")
       ->capture_default_str();
   app.add_option("--cgroup", o.cgroup,
-                 "cgroup v2 directory socket-LB attaches to (default: the cgroup v2 root, found "
-                 "in /proc/mounts; only when the agent runs in PID 1's network namespace)");
+                 "cgroup v2 directory socket-LB attaches to (default: the cgroup v2 root: "
+                 "/run/sluice/cgroupv2 if mounted there, else from /proc/mounts; only when the "
+                 "agent runs in PID 1's network namespace)");
   app.add_flag("--socket-lb-host-only", o.socket_lb_host_only,
                "socket-LB only in the agent's own network namespace (the node's processes); "
                "pods use the per-packet path, so service meshes see service addresses");

@@ -112,25 +112,10 @@ struct lb_out {
 	struct lb_route route;
 };
 
-/*
- * Where a translated packet will go, decided before anything is rewritten: XDP leaves what it
- * cannot finish (neighbour unresolved) to tc untouched.
- */
-static __always_inline int lb_route_check(void *ctx, enum lb_hook hook, const struct lb_pkt *p,
-					  const union lb_addr *dst, struct lb_route *r)
-{
-	lb_route_lookup(ctx, hook, p, dst, r);
-	if (r->where == LB_WHERE_NONE)
-		return LB_STAT_DROP_FIB;
-	if (r->where == LB_WHERE_NEIGH && hook == LB_HOOK_XDP)
-		return LB_STAT_PASS_TO_STACK;
-	return LB_CONTINUE;
-}
-
 /* After the rewrite: a packet for another node gets its L2 header. 0 or -1. */
 static __always_inline int lb_send_prepare(void *ctx, enum lb_hook hook, struct lb_out *out)
 {
-	if (out->route.where == LB_WHERE_LOCAL)
+	if (out->route.where == LB_WHERE_LOCAL || out->route.where == LB_WHERE_STACK)
 		return 0;
 	out->send = true;
 	if (out->route.where != LB_WHERE_REMOTE)
@@ -144,6 +129,13 @@ static __always_inline int lb_send_prepare(void *ctx, enum lb_hook hook, struct 
 static __always_inline bool lb_is_syn(const struct lb_pkt *p)
 {
 	return p->proto == IPPROTO_TCP && (p->tcp_flags & (LB_TCP_SYN | LB_TCP_ACK)) == LB_TCP_SYN;
+}
+
+/* A DSR flow's forward packet that carries the option: a TCP SYN (and its retransmits), or
+ * any UDP datagram (the backend's node may have missed the earlier ones). */
+static __always_inline bool lb_dsr_due(const struct lb_pkt *p, const struct lb_ct_state *st)
+{
+	return (st->flags & LB_CT_F_DSR) && (p->proto == IPPROTO_UDP || lb_is_syn(p));
 }
 
 /* DSR to another node: TCP only when the option fits next to the headers present. */
@@ -251,6 +243,20 @@ static __noinline int lb_pick_backend(void *ctx, enum lb_hook hook, struct lb_fl
 	return LB_CONTINUE;
 }
 
+/*
+ * The way out of a known flow's forward packet to another node's backend: the DSR option it
+ * will carry (TCP SYN, every UDP datagram) counts against the MTU; without SNAT the client
+ * stays the source, so the stack may fragment it.
+ */
+static __always_inline int lb_fwd_route(void *ctx, enum lb_hook hook, const struct lb_pkt *p,
+					const struct lb_ct_state *st, const struct lb_ct_nat *nat,
+					struct lb_out *out)
+{
+	return lb_route_check(ctx, hook, p, &nat->addr, &out->route,
+			      LB_RC_MTU | (st->flags & LB_CT_F_SNAT ? 0 : LB_RC_CAN_FRAG),
+			      lb_dsr_due(p, st) ? lb_dsr_room(p) : 0);
+}
+
 /* Rewrites a forward packet as f->st/f->nat say and prepares it for its way out. */
 static __noinline int lb_fwd_rewrite(void *ctx, enum lb_hook hook, struct lb_flow *f)
 {
@@ -260,9 +266,7 @@ static __noinline int lb_fwd_rewrite(void *ctx, enum lb_hook hook, struct lb_flo
 	if (lb_xlate_fwd(ctx, hook, p, &f->nat.addr, st->nat_port, st->flags & LB_CT_F_SNAT,
 			 &f->nat.snat, st->snat_port) < 0)
 		return -1;
-	/* TCP: the SYN (and its retransmits) carry the option; UDP: every datagram. */
-	if ((st->flags & LB_CT_F_DSR) && (p->proto == IPPROTO_UDP || lb_is_syn(p)) &&
-	    lb_dsr_insert(ctx, hook, p, &p->daddr, p->dport) < 0)
+	if (lb_dsr_due(p, st) && lb_dsr_insert(ctx, hook, p, &p->daddr, p->dport) < 0)
 		return -1;
 	return lb_send_prepare(ctx, hook, &f->out);
 }
@@ -291,11 +295,16 @@ static __noinline int lb_new_flow(void *ctx, enum lb_hook hook, struct lb_flow *
 	}
 
 	if (external) {
-		ret = lb_route_check(ctx, hook, p, &b->addr, &out->route);
+		/* Decided before the route is known: the MTU check counts the option's bytes. */
+		bool dsr_ok = lb_use_dsr(p);
+
+		ret = lb_route_check(ctx, hook, p, &b->addr, &out->route,
+				     LB_RC_MTU | (dsr_ok ? LB_RC_CAN_FRAG : 0),
+				     dsr_ok ? lb_dsr_room(p) : 0);
 		if (ret != LB_CONTINUE)
 			return ret;
 		if (out->route.where != LB_WHERE_LOCAL) {
-			dsr = lb_use_dsr(p);
+			dsr = dsr_ok;
 			snat = !dsr;
 			if (snat && !lb_snat_addr(out->route.ifindex, p->family, &nat->snat))
 				return LB_STAT_DROP_FIB;
@@ -344,7 +353,7 @@ static __noinline int lb_new_flow(void *ctx, enum lb_hook hook, struct lb_flow *
 			return LB_STAT_DROP_CT_INSERT;
 		*st = *won;
 		if (external) {
-			ret = lb_route_check(ctx, hook, p, &nat->addr, &out->route);
+			ret = lb_fwd_route(ctx, hook, p, st, nat, out);
 			if (ret != LB_CONTINUE)
 				return ret;
 		}
@@ -357,7 +366,7 @@ static __noinline int lb_new_flow(void *ctx, enum lb_hook hook, struct lb_flow *
 		lb_frag_remember(p);
 	if (lb_fwd_rewrite(ctx, hook, f) < 0)
 		return LB_STAT_DROP_REWRITE;
-	return out->send ? LB_STAT_FWD_REMOTE_NEW : LB_STAT_FWD_NEW;
+	return out->route.where != LB_WHERE_LOCAL ? LB_STAT_FWD_REMOTE_NEW : LB_STAT_FWD_NEW;
 }
 
 /* A packet of a known flow, either way: translate it as its conntrack entry says. */
@@ -378,8 +387,12 @@ static __noinline int lb_ct_xlate(void *ctx, enum lb_hook hook, struct lb_flow *
 	if (lb_udp6_zero_csum(p))
 		return LB_STAT_DROP_UDP6_ZERO_CSUM;
 	/* Replies to a SNATed client and flows to another node's backend leave from here. */
-	if (lb_hook_external(hook) && (reply ? snat : (st->flags & LB_CT_F_REMOTE))) {
-		ret = lb_route_check(ctx, hook, p, reply ? &nat->snat : &nat->addr, &out->route);
+	if (lb_hook_external(hook) && reply && snat) {
+		ret = lb_route_check(ctx, hook, p, &nat->snat, &out->route, LB_RC_MTU, 0);
+		if (ret != LB_CONTINUE)
+			return ret;
+	} else if (lb_hook_external(hook) && !reply && (st->flags & LB_CT_F_REMOTE)) {
+		ret = lb_fwd_route(ctx, hook, p, st, nat, out);
 		if (ret != LB_CONTINUE)
 			return ret;
 	}
@@ -405,29 +418,29 @@ static __noinline int lb_ct_xlate(void *ctx, enum lb_hook hook, struct lb_flow *
 				   st->snat_port);
 	if (err < 0)
 		return LB_STAT_DROP_REWRITE;
-	/* A retransmitted SYN needs the option again; the backend's node may have missed it. */
-	if (!reply && (st->flags & LB_CT_F_DSR) && (p->proto == IPPROTO_UDP || lb_is_syn(p)) &&
-	    lb_dsr_insert(ctx, hook, p, &p->daddr, p->dport) < 0)
+	if (!reply && lb_dsr_due(p, st) && lb_dsr_insert(ctx, hook, p, &p->daddr, p->dport) < 0)
 		return LB_STAT_DROP_REWRITE;
 	if (lb_send_prepare(ctx, hook, out) < 0)
 		return LB_STAT_DROP_REWRITE;
 	if (reply)
 		return LB_STAT_REPLY;
-	return out->send ? LB_STAT_FWD_REMOTE : LB_STAT_FWD_ESTABLISHED;
+	return out->route.where != LB_WHERE_LOCAL ? LB_STAT_FWD_REMOTE : LB_STAT_FWD_ESTABLISHED;
 }
 
+/*
+ * An ICMP error about a translated flow, translated too; from outside the node it leaves
+ * towards its new destination from here. Pod devices hand it to the stack, which routes it.
+ */
 static __noinline int lb_icmp_handle(void *ctx, enum lb_hook hook, struct lb_flow *f)
 {
-	bool to_client = false;
-	int stat = lb_icmp_xlate(ctx, hook, &f->p, &to_client);
+	bool rerouted = false;
+	int stat = lb_icmp_xlate(ctx, hook, &f->p, &rerouted), ret;
 
-	if (stat != LB_STAT_ICMP_XLATE || !to_client || !lb_hook_external(hook))
+	if (stat != LB_STAT_ICMP_XLATE || !rerouted || !lb_hook_external(hook))
 		return stat;
-	lb_route_lookup(ctx, hook, &f->p, &f->p.daddr, &f->out.route);
-	if (f->out.route.where == LB_WHERE_NONE)
-		return LB_STAT_DROP_FIB;
-	if (f->out.route.where == LB_WHERE_NEIGH && hook == LB_HOOK_XDP)
-		f->out.route.where = LB_WHERE_LOCAL;	/* the stack routes it */
+	ret = lb_route_check(ctx, hook, &f->p, &f->p.daddr, &f->out.route, LB_RC_STACK_ROUTES, 0);
+	if (ret != LB_CONTINUE)
+		return ret;
 	if (lb_send_prepare(ctx, hook, &f->out) < 0)
 		return LB_STAT_DROP_REWRITE;
 	return stat;
@@ -475,6 +488,9 @@ static __always_inline int lb_run(void *ctx, enum lb_hook hook, struct lb_out *o
 	if (stat == LB_CONTINUE)
 		stat = lb_handle(ctx, hook, f);
 	if (stat == LB_STAT_REJECT && hook != LB_HOOK_XDP && lb_reject(ctx, &f->p) < 0)
+		stat = LB_STAT_DROP_ICMP_FAILED;
+	else if (stat == LB_STAT_DROP_FRAG_NEEDED && hook != LB_HOOK_XDP &&
+		 lb_icmp_error(ctx, &f->p, f->out.route.mtu) < 0)
 		stat = LB_STAT_DROP_ICMP_FAILED;
 	*out = f->out;
 	return stat;
@@ -560,8 +576,9 @@ int lb_node_ingress(struct __sk_buff *skb)
 
 	if (!counted)
 		stat = lb_run(skb, LB_HOOK_NODE_IN, &out);
-	if (stat == LB_STAT_REJECT)
-		ret = bpf_redirect(skb->ifindex, 0);	/* back out towards the client */
+	/* The refusal or "fragmentation needed" goes back out towards the packet's source. */
+	if (stat == LB_STAT_REJECT || stat == LB_STAT_DROP_FRAG_NEEDED)
+		ret = bpf_redirect(skb->ifindex, 0);
 	else if (stat >= LB_STAT_DROP_FIRST)
 		ret = TC_ACT_SHOT;
 	else if (!out.send)

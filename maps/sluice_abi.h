@@ -274,6 +274,28 @@ struct lb6_ct_value {
 	__be32 snat_addr[4];	/* be */
 };
 
+/*
+ * How long a conntrack entry lives after its last packet, in ns: one rule for the datapath
+ * (bpf/lib/conntrack.h, with its cfg_ct_* timeouts) and the agent's sweep
+ * (agent/datapath/ct_gc.cc), which must never disagree about a flow. TCP that is closing (RST,
+ * or FIN both ways) gets tcp_close; a DSR entry that saw the FIN of its own direction gets
+ * tcp_fin, because it never sees the other one (the load-balancing node does not see the
+ * backend's packets, the backend's node does not see the client's); other TCP gets tcp; UDP
+ * and the rest udp. Always inlined: the datapath has no stack to spare for a call.
+ */
+static inline __attribute__((always_inline)) __u64
+lb_ct_timeout_ns(__u8 flags, __u8 proto, __u64 tcp_ns, __u64 tcp_close_ns, __u64 tcp_fin_ns,
+		 __u64 udp_ns)
+{
+	if (proto != 6)	/* IPPROTO_TCP */
+		return udp_ns;
+	if ((flags & LB_CT_F_RST) || ((flags & LB_CT_F_FIN_FWD) && (flags & LB_CT_F_FIN_REPLY)))
+		return tcp_close_ns;
+	if ((flags & LB_CT_F_DSR) && (flags & (LB_CT_F_FIN_FWD | LB_CT_F_FIN_REPLY)))
+		return tcp_fin_ns;
+	return tcp_ns;
+}
+
 /* ---- ClientIP session affinity ---------------------------------------------------------- */
 
 struct lb4_affinity_key {
@@ -466,8 +488,17 @@ enum lb_stat {
 	LB_STAT_DROP_SNAT_PORTS,	/* no free SNAT port for the flow after the retries */
 	LB_STAT_DROP_FIB,		/* no route to the backend or the client */
 	/*
-	 * Socket-LB (cgroup hooks): socket operations, not packets (bytes stay 0). None is a
-	 * packet drop; LB_STAT_IS_DROP() below says which values are.
+	 * Too big for the device it would leave by (IPv4 with DF, or IPv6; a DSR option counts):
+	 * dropped, and ICMP "fragmentation needed" / ICMPv6 "packet too big" sent to its source
+	 * with the MTU that fits, as a router does (RFC 1191, RFC 8201).
+	 */
+	LB_STAT_DROP_FRAG_NEEDED,
+	/* IPv4 without DF, too big once SNATed: the stack would drop it as a martian, sluice
+	 * cannot fragment. */
+	LB_STAT_DROP_TOO_BIG,
+	/*
+	 * Socket-LB (cgroup hooks): socket calls, not packets (bytes stay 0), and no drop;
+	 * LB_STAT_IS_DROP() leaves this block out. Packet drops added later go after it.
 	 */
 	LB_STAT_SOCK_FIRST,
 	LB_STAT_SOCK_XLATE = LB_STAT_SOCK_FIRST, /* connect()/sendmsg() to a service: backend set */
@@ -478,11 +509,13 @@ enum lb_stat {
 	LB_STAT_SOCK_OUTSIDE_ONLY,	/* LB_SVC_F_OUTSIDE_ONLY: left to reach the real address */
 	LB_STAT_SOCK_SOURCE_RANGES,	/* LB_SVC_F_SOURCE_RANGES: left to the packet path */
 	LB_STAT_SOCK_REVNAT_STALE,	/* reverse entry of a removed service: dropped, not applied */
+	LB_STAT_SOCK_LAST = LB_STAT_SOCK_REVNAT_STALE,
 	LB_STAT_MAX,			/* <= LB_STATS_SLOTS */
 };
 
-/* Packet drops (TC_ACT_SHOT / XDP_DROP): the values from LB_STAT_DROP_FIRST to the socket ones. */
-#define LB_STAT_IS_DROP(s)	((s) >= LB_STAT_DROP_FIRST && (s) < LB_STAT_SOCK_FIRST)
+/* Packet drops (TC_ACT_SHOT / XDP_DROP): from LB_STAT_DROP_FIRST on, the socket block aside. */
+#define LB_STAT_IS_DROP(s)	((s) >= LB_STAT_DROP_FIRST && \
+				 ((s) < LB_STAT_SOCK_FIRST || (s) > LB_STAT_SOCK_LAST))
 
 #define LB_STAT_NAMES_INIT { \
 	[LB_STAT_PASS] = "pass", \
@@ -507,6 +540,8 @@ enum lb_stat {
 	[LB_STAT_DROP_SOURCE_RANGE] = "drop_source_range", \
 	[LB_STAT_DROP_SNAT_PORTS] = "drop_snat_ports", \
 	[LB_STAT_DROP_FIB] = "drop_fib", \
+	[LB_STAT_DROP_FRAG_NEEDED] = "drop_frag_needed", \
+	[LB_STAT_DROP_TOO_BIG] = "drop_too_big", \
 	[LB_STAT_SOCK_XLATE] = "sock_translated", \
 	[LB_STAT_SOCK_REVNAT] = "sock_reverse", \
 	[LB_STAT_SOCK_REFUSED] = "sock_refused", \
@@ -536,6 +571,8 @@ struct lb_svc_stat_value {
 
 #define LB_CT_TCP_TIMEOUT_S	21600	/* established TCP, as Cilium's service CT */
 #define LB_CT_TCP_CLOSE_S	10	/* after RST or FIN both ways */
+#define LB_CT_TCP_FIN_S		120	/* a DSR entry after its direction's FIN (netfilter's
+					 * FIN_WAIT / TIME_WAIT): it never sees the other one */
 #define LB_CT_UDP_TIMEOUT_S	120	/* netfilter's "UDP stream" timeout */
 #define LB_CT_REFRESH_S		1	/* last_seen_ns is rewritten at most this often */
 

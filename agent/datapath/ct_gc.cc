@@ -28,18 +28,12 @@ uint64_t monotonic_now() {
 }
 
 struct timeouts {
-  uint64_t tcp = 0, tcp_close = 0, udp = 0;
+  uint64_t tcp = 0, tcp_close = 0, tcp_fin = 0, udp = 0;
 };
 
-// bpf/lib/conntrack.h lb_ct_expired(), the same unsigned arithmetic.
+// bpf/lib/conntrack.h lb_ct_expired(): the ABI's rule, the same unsigned arithmetic.
 bool expired(const lb_ct_state& st, uint8_t proto, uint64_t now, const timeouts& t) {
-  uint64_t timeout = t.udp;
-  if (proto == IPPROTO_TCP) {
-    const bool closing = (st.flags & LB_CT_F_RST) ||
-                         ((st.flags & LB_CT_F_FIN_FWD) && (st.flags & LB_CT_F_FIN_REPLY));
-    timeout = closing ? t.tcp_close : t.tcp;
-  }
-  return now - st.last_seen_ns > timeout;
+  return now - st.last_seen_ns > lb_ct_timeout_ns(st.flags, proto, t.tcp, t.tcp_close, t.tcp_fin, t.udp);
 }
 
 // What the sweep needs to know about the services, from the writer's mirror.
@@ -297,7 +291,7 @@ result<ct_sweep_counts> ct_sweeper::sweep(const map_state& mirror, const ct_swee
   ct_sweep_counts c;
   const uint64_t now = opts.now_ns != 0 ? opts.now_ns : monotonic_now();
   const timeouts t{skel_->rodata->cfg_ct_tcp_timeout_ns, skel_->rodata->cfg_ct_tcp_close_ns,
-                   skel_->rodata->cfg_ct_udp_timeout_ns};
+                   skel_->rodata->cfg_ct_tcp_fin_ns, skel_->rodata->cfg_ct_udp_timeout_ns};
   const service_view svc(mirror);
   const auto& m = skel_->maps;
   if (opts.budget == 0) {

@@ -27,9 +27,9 @@ struct ct_sweep_options {
   size_t budget = 0;    // entries to look at in this call, over all maps; 0 = one full pass
 };
 
-/// Walks lb{4,6}_ct_v1 and lb{4,6}_affinity_v1 and deletes:
-///   - conntrack entries of expired flows: the rules of bpf/lib/conntrack.h (lb_ct_expired with
-///     the loaded program's cfg_ct_* timeouts), applied to the flow, i.e. both entries: a flow
+/// Walks lb{4,6}_ct_v2 and lb{4,6}_affinity_v1 and deletes:
+///   - conntrack entries of expired flows: lb_ct_timeout_ns() of maps/sluice_abi.h with the
+///     loaded program's cfg_ct_* timeouts, as the datapath, applied to the flow, i.e. both entries: a flow
 ///     lives while either entry is fresh (lb_ct_alive), and both go together;
 ///   - both entries of a UDP flow whose backend is no longer a backend of its service (removed
 ///     or not serving: the planner leaves non-serving endpoints out), so a one-way sender is

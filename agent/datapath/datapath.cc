@@ -13,6 +13,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include <cerrno>
 #include <cstring>
 #include <filesystem>
 
@@ -168,9 +169,8 @@ device_addrs device_addresses(int ifindex) {
   return out;
 }
 
-result<void> datapath::attach_native_device(int ifindex, xdp_mode mode,
-                                            const device_addrs& addrs) const {
-  // The device map first: the programs read it as soon as they are attached.
+result<void> datapath::set_native_device(int ifindex, xdp_mode mode,
+                                         const device_addrs& addrs) const {
   lb_device dev{};
   dev.addr4 = addrs.addr4;
   std::memcpy(dev.addr6, addrs.addr6.data(), sizeof(dev.addr6));
@@ -178,6 +178,39 @@ result<void> datapath::attach_native_device(int ifindex, xdp_mode mode,
   const uint32_t key = static_cast<uint32_t>(ifindex);
   if (bpf_map_update_elem(bpf_map__fd(skel_->maps.lb_devices_v1), &key, &dev, BPF_ANY) != 0) {
     return os_error(-1, fmt::format("write lb_devices_v1[{}]", ifindex));
+  }
+  return {};
+}
+
+result<void> datapath::forget_native_device(int ifindex) const {
+  const uint32_t key = static_cast<uint32_t>(ifindex);
+  if (bpf_map_delete_elem(bpf_map__fd(skel_->maps.lb_devices_v1), &key) != 0 && errno != ENOENT) {
+    return os_error(-1, fmt::format("delete lb_devices_v1[{}]", ifindex));
+  }
+  return {};
+}
+
+result<std::vector<int>> datapath::native_device_entries() const {
+  std::vector<int> out;
+  const int fd = bpf_map__fd(skel_->maps.lb_devices_v1);
+  uint32_t key = 0, next = 0;
+  const uint32_t* prev = nullptr;
+  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+    out.push_back(static_cast<int>(next));
+    key = next;
+    prev = &key;
+  }
+  if (errno != ENOENT) {
+    return os_error(-1, "walk lb_devices_v1");
+  }
+  return out;
+}
+
+result<void> datapath::attach_native_device(int ifindex, xdp_mode mode,
+                                            const device_addrs& addrs) const {
+  // The device map first: the programs read it as soon as they are attached.
+  if (auto r = set_native_device(ifindex, mode, addrs); !r) {
+    return r;
   }
   if (auto r = tc_attach(ifindex, BPF_TC_INGRESS, bpf_program__fd(skel_->progs.lb_node_ingress));
       !r) {

@@ -69,6 +69,13 @@ class datapath {
   /// clsact, and its addresses into lb_devices_v1. Native mode on a driver without XDP fails.
   result<void> attach_native_device(int ifindex, xdp_mode mode, const device_addrs& addrs) const;
 
+  /// lb_devices_v1[ifindex]: the device's SNAT source addresses (and whether XDP runs there).
+  result<void> set_native_device(int ifindex, xdp_mode mode, const device_addrs& addrs) const;
+  /// Removes lb_devices_v1[ifindex] (gone already: not an error).
+  result<void> forget_native_device(int ifindex) const;
+  /// The ifindexes lb_devices_v1 holds (also entries an earlier run left).
+  result<std::vector<int>> native_device_entries() const;
+
  private:
   explicit datapath(std::unique_ptr<::sluice_bpf, sluice_dp::skel_deleter> s) : skel_(std::move(s)) {}
   std::unique_ptr<::sluice_bpf, sluice_dp::skel_deleter> skel_;

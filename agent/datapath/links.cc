@@ -38,9 +38,9 @@ result<link_watch> link_watch::open() {
   }
   sockaddr_nl sa{};
   sa.nl_family = AF_NETLINK;
-  sa.nl_groups = RTMGRP_LINK;
+  sa.nl_groups = RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR;
   if (bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) != 0) {
-    auto e = os_error(-1, "bind rtnetlink to RTMGRP_LINK");
+    auto e = os_error(-1, "bind rtnetlink to link and address events");
     close(fd);
     return e;
   }
@@ -53,8 +53,8 @@ link_watch::~link_watch() {
   }
 }
 
-result<std::vector<link_info>> link_watch::drain() {
-  std::vector<link_info> out;
+result<link_events> link_watch::drain() {
+  link_events out;
   alignas(nlmsghdr) std::array<char, 16384> buf;
   for (;;) {
     ssize_t n = recv(fd_, buf.data(), buf.size(), 0);
@@ -64,13 +64,26 @@ result<std::vector<link_info>> link_watch::drain() {
       }
       if (errno == ENOBUFS) {
         // Events were lost: report every link so the caller re-checks them all.
-        return list_links();
+        out.lost = true;
+        continue;
       }
       return os_error(-1, "read rtnetlink");
     }
     int len = static_cast<int>(n);
     for (auto* h = reinterpret_cast<nlmsghdr*>(buf.data()); NLMSG_OK(h, len);
          h = NLMSG_NEXT(h, len)) {
+      if (h->nlmsg_type == RTM_NEWADDR || h->nlmsg_type == RTM_DELADDR) {
+        out.addresses.push_back(static_cast<int>(static_cast<ifaddrmsg*>(NLMSG_DATA(h))->ifa_index));
+        continue;
+      }
+      if (h->nlmsg_type == RTM_DELLINK) {
+        // A change reported earlier in this batch (the link going down first) is moot now;
+        // a link created after this, reusing the index, comes later and stays.
+        const int gone = static_cast<ifinfomsg*>(NLMSG_DATA(h))->ifi_index;
+        std::erase_if(out.links, [gone](const link_info& l) { return l.ifindex == gone; });
+        out.removed.push_back(gone);
+        continue;
+      }
       if (h->nlmsg_type != RTM_NEWLINK) {
         continue;
       }
@@ -78,10 +91,13 @@ result<std::vector<link_info>> link_watch::drain() {
       int alen = static_cast<int>(IFLA_PAYLOAD(h));
       for (auto* a = IFLA_RTA(ifi); RTA_OK(a, alen); a = RTA_NEXT(a, alen)) {
         if (a->rta_type == IFLA_IFNAME) {
-          out.push_back({ifi->ifi_index, static_cast<const char*>(RTA_DATA(a))});
+          out.links.push_back({ifi->ifi_index, static_cast<const char*>(RTA_DATA(a))});
         }
       }
     }
+  }
+  if (out.lost) {
+    out.links = list_links();
   }
   return out;
 }

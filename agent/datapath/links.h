@@ -1,4 +1,5 @@
-// Pod-facing devices: which links match --pod-devices, now and as they appear (rtnetlink).
+// Devices: which links match --pod-devices / --devices, now and as they come, change and go
+// (rtnetlink: links and addresses).
 #pragma once
 
 #include <string>
@@ -19,7 +20,16 @@ bool matches_any(const std::string& name, const std::vector<std::string>& globs)
 /// Every link of this network namespace.
 std::vector<link_info> list_links();
 
-/// A non-blocking rtnetlink socket subscribed to link events.
+/// What rtnetlink reported since the last drain.
+struct link_events {
+  std::vector<link_info> links;  ///< created or changed (RTM_NEWLINK)
+  std::vector<int> removed;      ///< deleted (RTM_DELLINK)
+  std::vector<int> addresses;    ///< an address added or removed (RTM_NEWADDR / RTM_DELADDR)
+  /// Events were lost (ENOBUFS): `links` holds every link now; the caller re-checks all.
+  bool lost = false;
+};
+
+/// A non-blocking rtnetlink socket subscribed to link and IPv4/IPv6 address events.
 class link_watch {
  public:
   static result<link_watch> open();
@@ -28,8 +38,8 @@ class link_watch {
   ~link_watch();
 
   int fd() const { return fd_; }
-  /// Reads pending messages; returns links that were created or changed (RTM_NEWLINK).
-  result<std::vector<link_info>> drain();
+  /// Reads pending messages.
+  result<link_events> drain();
 
  private:
   explicit link_watch(int fd) : fd_(fd) {}

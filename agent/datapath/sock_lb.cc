@@ -26,6 +26,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
+// Where the DaemonSet mounts the host's cgroup v2 hierarchy, and the agent one when none is.
 constexpr const char* k_fallback_cgroup2 = "/run/sluice/cgroupv2";
 
 struct link_deleter {
@@ -107,6 +108,12 @@ result<std::optional<std::string>> resolve_sock_lb_cgroup(const std::string& req
           "set: the cgroup v2 root also holds processes of namespaces it would not take for "
           "the node's own";
     return std::optional<std::string>();
+  }
+  // Sluice's own view of the node's hierarchy: the DaemonSet mounts the host's cgroup2 here
+  // (in the pod, /sys/fs/cgroup is the pod's cgroup namespace), and so does the agent when
+  // the host has none mounted.
+  if (on_cgroup2(k_fallback_cgroup2)) {
+    return std::optional<std::string>(k_fallback_cgroup2);
   }
   std::ifstream mounts("/proc/self/mounts");
   std::stringstream text;

@@ -28,10 +28,11 @@ result<uint64_t> current_netns_cookie();
 bool in_init_netns();
 
 /// The cgroup socket-LB attaches to: `requested` (--cgroup) when set, which must be a
-/// directory on cgroup2; otherwise the cgroup v2 root, mounted at /run/sluice/cgroupv2 when
-/// none is mounted, but only for an agent in the node's network namespace: elsewhere the root
-/// also holds processes of namespaces the agent does not take for the node's own, so nullopt
-/// (socket-LB stays off) and `why` says so.
+/// directory on cgroup2; otherwise the cgroup v2 root: /run/sluice/cgroupv2 when that is a
+/// cgroup2 mount (the DaemonSet mounts the host's hierarchy there), else the first cgroup2
+/// mount in /proc/mounts, else a new mount at /run/sluice/cgroupv2. Only for an agent in the
+/// node's network namespace: elsewhere the root also holds processes of namespaces the agent
+/// does not take for the node's own, so nullopt (socket-LB stays off) and `why` says so.
 result<std::optional<std::string>> resolve_sock_lb_cgroup(const std::string& requested,
                                                           std::string& why);
 

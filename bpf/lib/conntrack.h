@@ -16,6 +16,7 @@
 /* Timeouts are rodata so tests and the agent can set them before load. */
 const volatile __u64 cfg_ct_tcp_timeout_ns = LB_CT_TCP_TIMEOUT_S * NSEC_PER_SEC;
 const volatile __u64 cfg_ct_tcp_close_ns = LB_CT_TCP_CLOSE_S * NSEC_PER_SEC;
+const volatile __u64 cfg_ct_tcp_fin_ns = LB_CT_TCP_FIN_S * NSEC_PER_SEC;
 const volatile __u64 cfg_ct_udp_timeout_ns = LB_CT_UDP_TIMEOUT_S * NSEC_PER_SEC;
 
 struct lb_tuple {
@@ -183,15 +184,9 @@ static __always_inline void lb_ct_peer(struct lb_tuple *peer, const struct lb_tu
 
 static __always_inline bool lb_ct_expired(const struct lb_ct_state *st, __u8 proto, __u64 now)
 {
-	__u64 timeout = cfg_ct_udp_timeout_ns;
-
-	if (proto == IPPROTO_TCP) {
-		bool closing = (st->flags & LB_CT_F_RST) ||
-			       ((st->flags & LB_CT_F_FIN_FWD) && (st->flags & LB_CT_F_FIN_REPLY));
-
-		timeout = closing ? cfg_ct_tcp_close_ns : cfg_ct_tcp_timeout_ns;
-	}
-	return now - st->last_seen_ns > timeout;
+	return now - st->last_seen_ns > lb_ct_timeout_ns(st->flags, proto, cfg_ct_tcp_timeout_ns,
+							 cfg_ct_tcp_close_ns, cfg_ct_tcp_fin_ns,
+							 cfg_ct_udp_timeout_ns);
 }
 
 /*

@@ -45,6 +45,12 @@ enum lb_where {
 	LB_WHERE_REMOTE,	/* out of a native device, L2 filled in */
 	LB_WHERE_NEIGH,		/* out of a native device, neighbour unresolved (tc resolves) */
 	LB_WHERE_NONE,		/* no route */
+	/*
+	 * Another node, but the stack sends it: an IPv4 datagram without DF that outgrew the
+	 * device (the stack fragments it), or an ICMP error XDP translated whose neighbour is
+	 * unresolved (the stack resolves it).
+	 */
+	LB_WHERE_STACK,
 };
 
 struct lb_route {
@@ -53,7 +59,24 @@ struct lb_route {
 	__u8 dmac[ETH_ALEN];
 	__u8 where;
 	__u8 local_addr;	/* LB_WHERE_LOCAL because dst is one of this node's addresses */
+	__u16 mtu;		/* host: with LB_STAT_DROP_FRAG_NEEDED, the MTU to announce */
 };
+
+/* What lb_route_check() may do with a packet to another node. */
+enum {
+	/* Translated already (an ICMP error): XDP cannot leave it to tc untouched. */
+	LB_RC_STACK_ROUTES = 1 << 0,
+	/* Check the egress device's MTU, counting the bytes the rewrite adds. */
+	LB_RC_MTU = 1 << 1,
+	/* The source stays the client's: the stack may fragment an IPv4 datagram without DF. */
+	LB_RC_CAN_FRAG = 1 << 2,
+};
+
+/* Bytes a DSR option adds to a packet of this family. */
+static __always_inline __u32 lb_dsr_room(const struct lb_pkt *p)
+{
+	return p->family == 4 ? sizeof(struct lb_dsr_opt4) : sizeof(struct lb_dsr_opt6);
+}
 
 /*
  * Where a packet from src to dst goes, and by which device and L2 addresses. A subprogram (as
@@ -78,6 +101,13 @@ static __noinline void lb_route_lookup(void *ctx, enum lb_hook hook, const struc
 		__builtin_memcpy(fib.ipv6_dst, dst->a, 16);
 	}
 	rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
+	/*
+	 * tc only: the lookup succeeded but the skb exceeds the device's MTU (is_skb_forwardable,
+	 * checked when tot_len is 0). The answer is complete; lb_route_check() decides about size,
+	 * counting what the rewrite adds.
+	 */
+	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED && hook != LB_HOOK_XDP)
+		rc = BPF_FIB_LKUP_RET_SUCCESS;
 	ifindex = fib.ifindex;
 	r->ifindex = ifindex;
 	r->local_addr = rc == BPF_FIB_LKUP_RET_NOT_FWDED;
@@ -100,6 +130,61 @@ static __noinline void lb_route_lookup(void *ctx, enum lb_hook hook, const struc
 	__builtin_memcpy(r->smac, fib.smac, ETH_ALEN);
 	__builtin_memcpy(r->dmac, fib.dmac, ETH_ALEN);
 	r->where = LB_WHERE_REMOTE;
+}
+
+/*
+ * Whether the packet, grown by `growth` bytes, fits the MTU of the device it leaves by. The
+ * device's MTU, not the route's: a NIC drops (XDP) or the stack refuses (tc redirect) what
+ * exceeds it, silently. On a miss r->mtu is what the sender must drop to: the device's MTU
+ * less the growth, never below the family's minimum (RFC 791: 68, RFC 8200: 1280). A GRO
+ * packet at tc passes: it is sent as segments (bpf_check_mtu without BPF_MTU_CHK_SEGS).
+ */
+static __always_inline bool lb_mtu_fits(void *ctx, const struct lb_pkt *p, struct lb_route *r,
+					__u32 growth)
+{
+	__u32 mtu = 0, min = p->family == 4 ? 68 : 1280;
+
+	if (bpf_check_mtu(ctx, r->ifindex, &mtu, (__s32)growth, 0) != BPF_MTU_CHK_RET_FRAG_NEEDED)
+		return true;	/* fits, or the device is gone: the send fails and is counted */
+	mtu = mtu > growth + min ? mtu - growth : min;
+	r->mtu = mtu > 0xffff ? 0xffff : mtu;
+	return false;
+}
+
+/*
+ * Where a translated packet will go, decided before anything is rewritten: XDP leaves what it
+ * cannot finish (neighbour unresolved, too big) to tc untouched, and tc answers a packet that
+ * does not fit its way out with "fragmentation needed" / "packet too big" (RFC 1191, 8201),
+ * which XDP cannot build. flags: LB_RC_*; growth: bytes the rewrite adds (a DSR option).
+ */
+static __always_inline int lb_route_check(void *ctx, enum lb_hook hook, const struct lb_pkt *p,
+					  const union lb_addr *dst, struct lb_route *r,
+					  __u32 flags, __u32 growth)
+{
+	lb_route_lookup(ctx, hook, p, dst, r);
+	if (r->where == LB_WHERE_NONE)
+		return LB_STAT_DROP_FIB;
+	if (r->where == LB_WHERE_NEIGH && hook == LB_HOOK_XDP) {
+		if (!(flags & LB_RC_STACK_ROUTES))
+			return LB_STAT_PASS_TO_STACK;
+		r->where = LB_WHERE_STACK;
+	}
+	if (r->where == LB_WHERE_LOCAL || r->where == LB_WHERE_STACK || !(flags & LB_RC_MTU) ||
+	    lb_mtu_fits(ctx, p, r, growth))
+		return LB_CONTINUE;
+	if (p->df)
+		return hook == LB_HOOK_XDP ? LB_STAT_PASS_TO_STACK : LB_STAT_DROP_FRAG_NEEDED;
+	/*
+	 * IPv4 without DF may be fragmented on the way, but not here: tc hands it to the stack
+	 * once translated (a DSR option has the copy bit, so every fragment carries it). With
+	 * SNAT the stack would drop it: a packet from outside with a local source is a martian.
+	 */
+	if (!(flags & LB_RC_CAN_FRAG))
+		return LB_STAT_DROP_TOO_BIG;
+	if (hook == LB_HOOK_XDP)
+		return LB_STAT_PASS_TO_STACK;
+	r->where = LB_WHERE_STACK;
+	return LB_CONTINUE;
 }
 
 /* The egress device's address of the family: the SNAT source. False when it has none. */
@@ -186,7 +271,7 @@ static __noinline __be16 lb_snat_take(void *ctx, struct lb_tuple *reply,
 static __noinline int lb_dsr_insert(void *ctx, enum lb_hook hook, const struct lb_pkt *p,
 					 const union lb_addr *vip, __be16 vport)
 {
-	__u32 room = p->family == 4 ? sizeof(struct lb_dsr_opt4) : sizeof(struct lb_dsr_opt6);
+	__u32 room = lb_dsr_room(p);
 	struct ethhdr eth;
 
 	if (hook == LB_HOOK_XDP) {
@@ -342,13 +427,21 @@ static __always_inline int lb_icmp_fix_addr(void *ctx, enum lb_hook hook, __u8 f
 }
 
 /*
- * An ICMP error whose quoted packet went out translated: the quote is turned back into what
- * the endpoint sent (destination: the service; source: the client, when SNAT hid it) and,
- * with SNAT, the error's own destination becomes the client. The quote is looked up as the
- * REPLY entry of its flow (its tuple reversed). Sets *to_client when the destination changed.
+ * An ICMP error quoting a packet this node translated, either way round. Its tuple reversed
+ * is the key of the flow's other entry:
+ * - a REPLY entry: the quote is a client's packet as sent on to the backend, so the error came
+ *   from the backend's side (a too-small link, the backend's port unreachable). The quote
+ *   becomes what the client sent (destination: the service; source: the client, when SNAT
+ *   hid it) and, with SNAT, the error itself goes to the client.
+ * - a FORWARD entry: the quote is a backend's answer as sent on to the client, so the error
+ *   came from the client's side (a router there with a smaller MTU, the client's closed
+ *   port). The quote becomes what the backend sent and the error goes to the backend, whose
+ *   path MTU discovery then works as well. Not at tc egress (the node's own errors): that
+ *   packet is on its way out of a device already and cannot be turned around.
+ * Sets *rerouted when the error's destination changed.
  */
 static __noinline int lb_icmp_xlate(void *ctx, enum lb_hook hook, struct lb_pkt *p,
-					 bool *to_client)
+					 bool *rerouted)
 {
 	struct {
 		__u8 type;
@@ -356,13 +449,15 @@ static __noinline int lb_icmp_xlate(void *ctx, enum lb_hook hook, struct lb_pkt 
 		__be16 csum;
 	} icmp;
 	__u32 in_l3 = p->icmp_off + 8, in_l4, in_csum_off = 0, l4_csum_off;
+	__u32 saddr_off = in_l3 + (p->family == 4 ? 12 : 8);
+	__u32 daddr_off = in_l3 + (p->family == 4 ? 16 : 24);
 	struct lb_tuple rt = { .family = p->family };
+	union lb_addr in_s = {}, in_d = {}, new_s, new_d, outer;
+	__be16 ports[2], new_sport, new_dport;
 	struct lb_ct_state *st;
 	struct lb_ct_nat nat;
-	union lb_addr in_s = {}, in_d = {};
-	__be16 ports[2];
 	__s64 icmp_diff = 0;
-	bool udp;
+	bool udp, fwd, snat;
 
 	if (lb_load(ctx, hook, p->icmp_off, &icmp, sizeof(icmp)) < 0)
 		return LB_STAT_PASS_MALFORMED;
@@ -402,35 +497,64 @@ static __noinline int lb_icmp_xlate(void *ctx, enum lb_hook hook, struct lb_pkt 
 	rt.sport = ports[1];
 	rt.dport = ports[0];
 	st = lb_ct_lookup(&rt, &nat);
-	if (!st || st->dir != LB_CT_REPLY)
+	if (!st)
 		return LB_STAT_PASS;
+	fwd = st->dir == LB_CT_FORWARD;
+	if (fwd && hook == LB_HOOK_NODE_OUT)
+		return LB_STAT_PASS;
+	snat = st->flags & LB_CT_F_SNAT;
+
+	/* What the quoted packet was before this node translated it. */
+	new_s = in_s;
+	new_d = in_d;
+	new_sport = ports[0];
+	new_dport = ports[1];
+	if (fwd) {
+		new_s = nat.addr;
+		new_sport = st->nat_port;
+		if (snat) {
+			new_d = nat.snat;
+			new_dport = st->snat_port;
+		}
+		outer = nat.addr;
+	} else {
+		new_d = nat.addr;
+		new_dport = st->nat_port;
+		if (snat) {
+			new_s = nat.snat;
+			new_sport = st->snat_port;
+		}
+		outer = nat.snat;
+	}
 
 	l4_csum_off = in_l4 + (udp ? 6 : 16);
-	if (lb_icmp_fix_addr(ctx, hook, p->family,
-			     in_l3 + (p->family == 4 ? 16 : 24), &in_d, &nat.addr, in_csum_off,
-			     l4_csum_off, udp, &icmp_diff) < 0 ||
-	    lb_icmp_fix16(ctx, hook, in_l4 + 2, st->nat_port, &icmp_diff) < 0 ||
-	    lb_icmp_fix_csum(ctx, hook, l4_csum_off, lb_csum_diff16(ports[1], st->nat_port), udp,
-			     &icmp_diff) < 0)
+	if (!lb_addr_eq(&new_s, &in_s) &&
+	    lb_icmp_fix_addr(ctx, hook, p->family, saddr_off, &in_s, &new_s, in_csum_off,
+			     l4_csum_off, udp, &icmp_diff) < 0)
 		return LB_STAT_DROP_REWRITE;
-	*to_client = false;
-	if (st->flags & LB_CT_F_SNAT) {
-		if (lb_icmp_fix_addr(ctx, hook, p->family,
-				     in_l3 + (p->family == 4 ? 12 : 8), &in_s, &nat.snat,
-				     in_csum_off, l4_csum_off, udp, &icmp_diff) < 0 ||
-		    lb_icmp_fix16(ctx, hook, in_l4, st->snat_port, &icmp_diff) < 0 ||
-		    lb_icmp_fix_csum(ctx, hook, l4_csum_off,
-				     lb_csum_diff16(ports[0], st->snat_port), udp, &icmp_diff) < 0)
-			return LB_STAT_DROP_REWRITE;
-	}
+	if (!lb_addr_eq(&new_d, &in_d) &&
+	    lb_icmp_fix_addr(ctx, hook, p->family, daddr_off, &in_d, &new_d, in_csum_off,
+			     l4_csum_off, udp, &icmp_diff) < 0)
+		return LB_STAT_DROP_REWRITE;
+	if (new_sport != ports[0] &&
+	    (lb_icmp_fix16(ctx, hook, in_l4, new_sport, &icmp_diff) < 0 ||
+	     lb_icmp_fix_csum(ctx, hook, l4_csum_off, lb_csum_diff16(ports[0], new_sport), udp,
+			      &icmp_diff) < 0))
+		return LB_STAT_DROP_REWRITE;
+	if (new_dport != ports[1] &&
+	    (lb_icmp_fix16(ctx, hook, in_l4 + 2, new_dport, &icmp_diff) < 0 ||
+	     lb_icmp_fix_csum(ctx, hook, l4_csum_off, lb_csum_diff16(ports[1], new_dport), udp,
+			      &icmp_diff) < 0))
+		return LB_STAT_DROP_REWRITE;
 	if (lb_csum_update(ctx, hook, p->icmp_off + 2, icmp_diff, false, false, false) < 0)
 		return LB_STAT_DROP_REWRITE;
-	if (st->flags & LB_CT_F_SNAT) {
-		/* The error itself goes to the client now (ICMPv6: pseudo header sum too). */
-		if (lb_nat_addr(ctx, hook, p, false, &p->daddr, &nat.snat) < 0)
+	*rerouted = false;
+	if (fwd || snat) {
+		/* The error goes to the translated endpoint now (ICMPv6: pseudo header sum too). */
+		if (lb_nat_addr(ctx, hook, p, false, &p->daddr, &outer) < 0)
 			return LB_STAT_DROP_REWRITE;
-		p->daddr = nat.snat;
-		*to_client = true;
+		p->daddr = outer;
+		*rerouted = true;
 	}
 	return LB_STAT_ICMP_XLATE;
 }

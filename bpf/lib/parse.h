@@ -3,8 +3,8 @@
  * Packet parsing into struct lb_pkt. Reads go through lb_load() (the skb/xdp load helpers):
  * offsets after IPv4 options and IPv6 extension headers are variable, and the helpers
  * bounds-check against the real packet (linear or not), which keeps the verifier simple and
- * never reads past the packet. On native devices ICMP errors are parsed too (their quoted
- * packet may belong to a translated flow) and a DSR option is picked up.
+ * never reads past the packet. ICMP errors are parsed too (their quoted packet may belong to a
+ * translated flow); on native devices a DSR option is picked up.
  * Every multi-byte field in struct lb_pkt is in network order unless it says otherwise.
  */
 #ifndef SLUICE_BPF_LIB_PARSE_H
@@ -40,6 +40,8 @@ struct lb_pkt {
 	__be16 l4_csum;		/* as received; for the RFC 8200 zero-UDP-checksum rule */
 	__u8 ip_hl5;		/* IPv4 without options: room for a DSR option can be made */
 	__u8 has_dsr;		/* a DSR option names the service (dsr_addr:dsr_port) */
+	__u8 df;		/* IPv4 Don't Fragment (IPv6: routers never fragment, always 1) */
+	__u8 pad0;
 	__be16 dsr_port;
 	union lb_addr dsr_addr;
 	__u32 icmp_off;		/* host: ICMP error (proto ICMP/ICMPV6): its header's offset */
@@ -104,7 +106,8 @@ static __always_inline int lb4_parse(void *ctx, enum lb_hook hook, struct lb_pkt
 			p->dsr_addr.a[0] = opt.addr;
 		}
 	}
-	if (p->proto == IPPROTO_ICMP && hook != LB_HOOK_POD && !(bpf_ntohs(ip.frag_off) & 0x1fff)) {
+	p->df = !!(bpf_ntohs(ip.frag_off) & 0x4000);	/* IP_DF */
+	if (p->proto == IPPROTO_ICMP && !(bpf_ntohs(ip.frag_off) & 0x1fff)) {
 		p->icmp_off = p->l4_off;
 		return LB_CONTINUE;
 	}
@@ -141,6 +144,7 @@ static __always_inline int lb6_parse(void *ctx, enum lb_hook hook, struct lb_pkt
 	if (lb_load(ctx, hook, ETH_HLEN, &ip6, sizeof(ip6)) < 0 || ip6.version != 6)
 		return LB_STAT_PASS_MALFORMED;
 	p->family = 6;
+	p->df = 1;
 	__builtin_memcpy(p->saddr.a, &ip6.saddr, 16);
 	__builtin_memcpy(p->daddr.a, &ip6.daddr, 16);
 	nh = ip6.nexthdr;
@@ -149,7 +153,7 @@ static __always_inline int lb6_parse(void *ctx, enum lb_hook hook, struct lb_pkt
 	for (i = 0; i < LB_MAX_EXT_HDRS; i++) {
 		if (nh == IPPROTO_TCP || nh == IPPROTO_UDP)
 			break;
-		if (nh == IPPROTO_ICMPV6 && hook != LB_HOOK_POD && p->frag != LB_FRAG_LATER) {
+		if (nh == IPPROTO_ICMPV6 && p->frag != LB_FRAG_LATER) {
 			p->proto = nh;
 			p->l4_off = off;
 			p->l3_len = off - ETH_HLEN;

@@ -2,7 +2,8 @@
 /*
  * REJECT for a service without usable backends: the packet is rewritten into an answer from
  * the service address and bounced out of the device it came in on, so the client fails at once
- * instead of timing out.
+ * instead of timing out. A packet too big for its way out to another node is answered the same
+ * way, with "fragmentation needed" / "packet too big" (lb_icmp_error with an MTU).
  *
  * UDP gets ICMP (ICMPv6) port unreachable, as kube-proxy sends. TCP gets a RST, the answer of a
  * closed port (RFC 793 3.4): the answer arrives in the same softirq as the client's SYN, while
@@ -23,6 +24,7 @@
  */
 #define ICMP_DEST_UNREACH	3
 #define ICMP_PORT_UNREACH	3
+#define ICMP_FRAG_NEEDED	4
 
 struct lb_icmphdr {
 	__u8 type;
@@ -97,8 +99,12 @@ static __always_inline __s64 lb6_reply_ip(struct ipv6hdr *ip6, const struct lb_p
 	return bpf_csum_diff(NULL, 0, (__be32 *)&ph, sizeof(ph), 0);
 }
 
-/* Returns 0 when the packet was rewritten into the error and should be redirected. */
-static __always_inline int lb_icmp_unreach(struct __sk_buff *skb, const struct lb_pkt *p)
+/*
+ * Rewrites the packet into an ICMP (ICMPv6) error to its source, from its destination: port
+ * unreachable when mtu is 0, else fragmentation needed (RFC 1191: the next-hop MTU in the low
+ * 16 bits) / packet too big (RFC 8201). Returns 0 when it should be redirected back out.
+ */
+static __noinline int lb_icmp_error(struct __sk_buff *skb, const struct lb_pkt *p, __u32 mtu)
 {
 	__u32 zero = 0;
 	/* 64-bit on purpose: a 32-bit clamp is lost on the 64-bit register the helper gets. */
@@ -133,15 +139,17 @@ static __always_inline int lb_icmp_unreach(struct __sk_buff *skb, const struct l
 		/* tos: IPTOS_PREC_INTERNETCONTROL, as Linux's own ICMP errors */
 		lb4_reply_ip(&h.v4.ip, p, IPPROTO_ICMP, hlen + qlen, 0xc0, 0);
 		h.v4.icmp.type = ICMP_DEST_UNREACH;
-		h.v4.icmp.code = ICMP_PORT_UNREACH;
+		h.v4.icmp.code = mtu ? ICMP_FRAG_NEEDED : ICMP_PORT_UNREACH;
+		h.v4.icmp.unused = bpf_htonl(mtu & 0xffff);
 		sum = bpf_csum_diff(NULL, 0, (__be32 *)&h.v4.icmp, sizeof(h.v4.icmp), 0);
 		sum = bpf_csum_diff(NULL, 0, (__be32 *)q->bytes, qlen, sum);
 		h.v4.icmp.checksum = lb_csum_fold(sum);
 	} else {
 		hlen = sizeof(struct lb6_icmp_err);
 		sum = lb6_reply_ip(&h.v6.ip6, p, IPPROTO_ICMPV6, sizeof(struct icmp6hdr) + qlen);
-		h.v6.icmp6.icmp6_type = ICMPV6_DEST_UNREACH;
-		h.v6.icmp6.icmp6_code = ICMPV6_PORT_UNREACH;
+		h.v6.icmp6.icmp6_type = mtu ? ICMPV6_PKT_TOOBIG : ICMPV6_DEST_UNREACH;
+		h.v6.icmp6.icmp6_code = mtu ? 0 : ICMPV6_PORT_UNREACH;
+		h.v6.icmp6.icmp6_mtu = bpf_htonl(mtu);
 		sum = bpf_csum_diff(NULL, 0, (__be32 *)&h.v6.icmp6, sizeof(h.v6.icmp6), sum);
 		sum = bpf_csum_diff(NULL, 0, (__be32 *)q->bytes, qlen, sum);
 		h.v6.icmp6.icmp6_cksum = lb_csum_fold(sum);
@@ -246,7 +254,7 @@ static __noinline int lb_reject(struct __sk_buff *skb, const struct lb_pkt *p)
 {
 	if (p->proto == IPPROTO_TCP)
 		return lb_tcp_reset(skb, p);
-	return lb_icmp_unreach(skb, p);
+	return lb_icmp_error(skb, p, 0);
 }
 
 #endif

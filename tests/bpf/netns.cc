@@ -57,6 +57,7 @@ TestNet make() {
       "ip link set n1peer up",
       "ip link set pod0peer up",
       "ip link set n0 up",
+      "ip link set n1 mtu 1400",  // a smaller way out: "fragmentation needed" cases
       "ip link set n1 up",
       "ip link set pod0 up",
       "ip addr add 192.168.50.11/24 dev n0",

@@ -8,7 +8,8 @@
 //       node2   192.168.50.12 / fd50::12  02:50:00:00:00:12  (permanent neighbour)
 //       10.201.2.0/24 via node2, fd01:2::/64 via node2        (node2's pods)
 //       10.201.4.0/24 via 192.168.50.14, fd01:4::/64 via fd50::14 (no neighbour: unresolved)
-//   n1 (veth, peer n1peer)  02:51:00:00:00:11  192.168.51.11/24  fd51::11/64   native device
+//   n1 (veth, peer n1peer)  02:51:00:00:00:11  192.168.51.11/24  fd51::11/64   native device,
+//                           MTU 1400 (the way out that a large datagram does not fit)
 //       node3   192.168.51.13 / fd51::13  02:51:00:00:00:13  (permanent neighbour)
 //       10.201.3.0/24 via node3, fd01:3::/64 via node3        (node3's pods)
 //   pod0 (veth, peer pod0peer)  10.201.1.0/24, fd01:1::/64   this node's pods

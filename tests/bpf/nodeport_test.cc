@@ -3,7 +3,8 @@
 // bpf_fib_lookup() has devices, routes and neighbours to answer from. NodePort to backends on
 // this node (DNAT) and on other nodes (SNAT, DSR, hybrid), DSR learning on the backend's node,
 // unresolved neighbours, external traffic policy Local, source ranges, Maglev, ClusterIPs and
-// other traffic left alone, ICMP errors about translated flows.
+// other traffic left alone, ICMP errors about translated flows either way, packets too big for
+// their way out.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -788,6 +789,221 @@ Case egress_forward_untouched(const char* name, const NFam& f) {
                          [=](Fixture& fx) { expect_entries(fx, f.node.v6, 0); })});
 }
 
+// ---- DSR flows end without the backend's FIN ---------------------------------------------
+
+// The load-balancing node never sees the backend's FIN: a DSR FORWARD entry that saw the
+// client's FIN is over 120 s after its last packet (not after the 6 h TCP timeout); one
+// without a FIN stays. An expired entry is a new flow for the next packet.
+Case dsr_fin_ages(const char* name, const NFam& f) {
+  const std::uint32_t svc = nsvc(f, TCP);
+  const Pkt open_syn = nclient(f, TCP, kCPort + 1);
+  const Pkt open_next = nclient_next(f, TCP, kCPort + 1);
+  const Pkt syn = nclient(f, TCP);
+  Pkt fin = nclient_next(f, TCP);
+  fin.tcp_flags = kFin | kAck;
+  fin.payload.clear();
+  const Pkt next = nclient_next(f, TCP);
+  auto age = [=](Fixture& fx) {
+    const std::uint64_t old = (LB_CT_TCP_FIN_S + 1) * 1'000'000'000ull;
+    const std::uint64_t now = monotonic_ns();
+    REQUIRE_MESSAGE(now > old, "CLOCK_MONOTONIC too small to fake an old entry");
+    fx.set_ct_last_seen(key_of(syn), now - old);
+    fx.set_ct_last_seen(key_of(open_syn), now - old);
+  };
+  return nmk(name, {nodeport(f, TCP, {REMOTE})},
+             {nstep("SYN of a flow that stays open", Prog::NodeXdp, Dev::N0, open_syn, kXdpTx,
+                    dsr_out(open_syn, f, f.remote, kMacNode2, true), LB_STAT_FWD_REMOTE_NEW, svc, kNew),
+              nstep("SYN", Prog::NodeXdp, Dev::N0, syn, kXdpTx, dsr_out(syn, f, f.remote, kMacNode2, true),
+                    LB_STAT_FWD_REMOTE_NEW, svc, kNew),
+              with_after(nstep("the client's FIN", Prog::NodeXdp, Dev::N0, fin, kXdpTx, dsr_out(fin, f, f.remote, kMacNode2, false),
+                               LB_STAT_FWD_REMOTE, svc, kFwd),
+                         [=](Fixture& fx) {
+                           const auto e = fx.ct(key_of(fin));
+                           REQUIRE(e.has_value());
+                           CHECK_MESSAGE((e->flags & LB_CT_F_FIN_FWD), flag_str(e->flags));
+                         }),
+              with_before(nstep("121 s later the open flow is still known", Prog::NodeXdp, Dev::N0, open_next, kXdpTx,
+                                dsr_out(open_next, f, f.remote, kMacNode2, false), LB_STAT_FWD_REMOTE, svc, kFwd),
+                          age),
+              nstep("the closed one is over: its next packet is a new flow", Prog::NodeXdp, Dev::N0, next, kXdpTx,
+                    dsr_out(next, f, f.remote, kMacNode2, false), LB_STAT_FWD_REMOTE_NEW, svc, kNew)},
+             snat_opts(LB_MODE_DSR));
+}
+
+// ---- too big for the way out -------------------------------------------------------------
+
+// A UDP datagram from the client whose IP datagram is l3_len bytes (n1, node3's way, has MTU 1400).
+Pkt nbig(const NFam& f, std::size_t l3_len, std::uint16_t cport = kCPort) {
+  Pkt p = nclient(f, UDP, cport);
+  p.payload.assign(l3_len - (f.node.v6 ? 40 : 20) - 8, 0x5a);
+  return p;
+}
+
+constexpr std::size_t kN1Mtu = 1400;
+
+// "fragmentation needed" / "packet too big" from the NodePort address, as tc ingress answers.
+Step too_big_answer(const Pkt& in, std::uint16_t mtu) {
+  Step s = nstep("tc ingress: too big, answered with the MTU that fits", Prog::NodeIngress, Dev::N0, in,
+                 kTcActRedirect, in, LB_STAT_DROP_FRAG_NEEDED);
+  s.out = icmp_too_big(in, mtu);
+  return s;
+}
+
+// DSR to node3's pod (out of n1, MTU 1400): a datagram that fits only without the option is
+// left to tc by XDP and answered there, announcing the MTU less the option; one that fits with
+// it goes out as usual. Nothing is tracked for the refused one.
+Case dsr_too_big(const char* name, const NFam& f) {
+  const std::uint32_t svc = nsvc(f, UDP);
+  const std::size_t room = f.node.v6 ? sizeof(lb_dsr_opt6) : sizeof(lb_dsr_opt4);
+  const Pkt big = nbig(f, kN1Mtu);
+  const Pkt fits = nbig(f, kN1Mtu - room, kCPort + 1);
+  const Pkt fits_out = with_dsr(fits.to(f.far, bport(UDP)).macs(kMacN1, kMacNode3), f.node, nport(UDP));
+  return nmk(name, {nodeport(f, UDP, {FAR})},
+             {nsame("XDP: too big with the option, left to tc", Prog::NodeXdp, Dev::N0, big, kXdpPass,
+                    LB_STAT_PASS_TO_STACK),
+              with_after(too_big_answer(big, static_cast<std::uint16_t>(kN1Mtu - room)),
+                         [=](Fixture& fx) { expect_entries(fx, f.node.v6, 0); }),
+              nstep("XDP: a datagram that fits with the option", Prog::NodeXdp, Dev::N0, fits, kXdpRedirect, fits_out,
+                    LB_STAT_FWD_REMOTE_NEW, svc, kNew)},
+             snat_opts(LB_MODE_DSR));
+}
+
+// SNAT adds nothing: the device's MTU is announced as it is.
+Case snat_too_big(const char* name, const NFam& f) {
+  const Pkt big = nbig(f, kN1Mtu + 50);
+  return nmk(name, {nodeport(f, UDP, {FAR})},
+             {nsame("XDP: too big for n1, left to tc", Prog::NodeXdp, Dev::N0, big, kXdpPass, LB_STAT_PASS_TO_STACK),
+              with_after(too_big_answer(big, kN1Mtu), [=](Fixture& fx) { expect_entries(fx, f.node.v6, 0); })});
+}
+
+// IPv4 without DF may be fragmented: with DSR the client stays the source, so tc translates
+// it (option included) and hands it to the stack, which fragments it; with SNAT the stack
+// would drop it (a local source from outside), so it is dropped and counted.
+Case no_df_too_big(const char* name, const NFam& f, bool dsr_mode) {
+  const std::uint32_t svc = nsvc(f, UDP);
+  // DSR: fits n1 without the option only; SNAT: does not fit at all
+  Pkt big = nbig(f, dsr_mode ? kN1Mtu : kN1Mtu + 50);
+  big.df = false;
+  if (!dsr_mode)
+    return nmk(name, {nodeport(f, UDP, {FAR})},
+               {nsame("XDP: IPv4 without DF, too big after SNAT", Prog::NodeXdp, Dev::N0, big, kXdpDrop,
+                      LB_STAT_DROP_TOO_BIG),
+                with_after(nsame("tc ingress: the same", Prog::NodeIngress, Dev::N0, big, kTcActShot,
+                                 LB_STAT_DROP_TOO_BIG),
+                           [=](Fixture& fx) { expect_entries(fx, f.node.v6, 0); })});
+  const Pkt out = with_dsr(big.to(f.far, bport(UDP)), f.node, nport(UDP));
+  return nmk(name, {nodeport(f, UDP, {FAR})},
+             {nsame("XDP: left to tc", Prog::NodeXdp, Dev::N0, big, kXdpPass, LB_STAT_PASS_TO_STACK),
+              with_after(nstep("tc ingress: DNAT + option, handed to the stack to fragment", Prog::NodeIngress,
+                               Dev::N0, big, kTcActOk, out, LB_STAT_FWD_REMOTE_NEW, svc, kNew),
+                         [=](Fixture& fx) {
+                           expect_ct(fx, key_of(big),
+                                     {.dir = LB_CT_FORWARD, .flags = LB_CT_F_DSR | LB_CT_F_REMOTE, .nat = f.far,
+                                      .nat_port = bport(UDP), .backend_id = nbid(f, UDP, FAR), .svc_id = nsvc(f, UDP)});
+                           expect_entries(fx, f.node.v6, 1);
+                         })},
+             snat_opts(LB_MODE_DSR));
+}
+
+// ---- ICMP errors about answers (the client's side) ----------------------------------------
+
+// A router on the client's side cannot forward an answer: v4 fragmentation needed, v6 packet too big.
+Pkt router_too_big(const NFam& f, const Pkt& answer_sent) {
+  const bool v6 = f.node.v6;
+  return icmp_error(f.router, f.node, v6 ? 2 : 3, v6 ? 0 : 4, 1300, quote_of(answer_sent), kMacRouter, kMacN0);
+}
+
+// The error as the backend must see it: to the backend, quoting what the backend sent.
+Pkt to_backend_err(const Pkt& err, const IpAddr& be, const Pkt& answer, Mac smac, Mac dmac) {
+  Pkt o = err;
+  o.dst = be;
+  o.payload = quote_of(answer);
+  return o.macs(smac, dmac);
+}
+
+// SNAT: node2's answer went out as node:NodePort -> client; the router's error about it goes
+// back to node2's pod, quoting the answer as the pod sent it (to node:61000).
+Case icmp_answer_snat(const char* name, const NFam& f, std::uint8_t proto, Prog prog) {
+  const std::uint32_t svc = nsvc(f, proto);
+  const Pkt in = nclient(f, proto);
+  const Pkt ans = nanswer(proto, f.remote, bport(proto), f.node, kSnatPort, kMacNode2, kMacN0);
+  const Pkt ans_out = ans.from(f.node, nport(proto)).to(f.client, kCPort).macs(kMacN0, kMacNClient);
+  const Pkt err = router_too_big(f, ans_out);
+  return nmk(name, {nodeport(f, proto, {REMOTE})},
+             {nstep("first packet", prog, Dev::N0, in, v_send(prog, true),
+                    snat_out(in, f.remote, f.node, kMacN0, kMacNode2), LB_STAT_FWD_REMOTE_NEW, svc, kNew),
+              nstep("node2's answer", prog, Dev::N0, ans, v_send(prog, true), ans_out, LB_STAT_REPLY, svc, kReply),
+              with_after(nstep("the router's error about the answer: to node2's pod", prog, Dev::N0, err,
+                               v_send(prog, true), to_backend_err(err, f.remote, ans, kMacN0, kMacNode2),
+                               LB_STAT_ICMP_XLATE),
+                         [=](Fixture& fx) { expect_entries(fx, f.node.v6, 2); })});
+}
+
+// A local backend: its answer left as node:NodePort -> client; the error goes to the pod.
+Case icmp_answer_local(const char* name, const NFam& f, std::uint8_t proto) {
+  const Pkt in = nclient(f, proto);
+  const Pkt ans = nanswer(proto, f.local[0], bport(proto), f.client, kCPort, kMacBackend, kMacHost);
+  const Pkt err = router_too_big(f, ans.from(f.node, nport(proto)));
+  return nmk(name, {nodeport(f, proto, {L0})},
+             {nstep("first packet: DNAT to the local pod", Prog::NodeXdp, Dev::N0, in, kXdpPass,
+                    dnat(in, f.local[0]), LB_STAT_FWD_NEW, nsvc(f, proto), kNew),
+              nstep("the router's error about the pod's answer: to the pod, by the stack", Prog::NodeXdp, Dev::N0,
+                    err, kXdpPass, to_backend_err(err, f.local[0], ans, kMacRouter, kMacN0), LB_STAT_ICMP_XLATE)});
+}
+
+// DSR: node2 answered the client directly from node:NodePort; an error about that answer
+// reaches this node (the service address is its own) and goes on to node2's pod.
+Case icmp_answer_dsr(const char* name, const NFam& f, std::uint8_t proto) {
+  const Pkt in = nclient(f, proto);
+  const Pkt ans = nanswer(proto, f.remote, bport(proto), f.client, kCPort, kMacNode2, kMacNClient);
+  const Pkt err = router_too_big(f, ans.from(f.node, nport(proto)));
+  return nmk(name, {nodeport(f, proto, {REMOTE})},
+             {nstep("first packet: DSR", Prog::NodeXdp, Dev::N0, in, kXdpTx, dsr_out(in, f, f.remote, kMacNode2, true),
+                    LB_STAT_FWD_REMOTE_NEW, nsvc(f, proto), kNew),
+              nstep("the router's error about node2's answer: to node2's pod", Prog::NodeXdp, Dev::N0, err, kXdpTx,
+                    to_backend_err(err, f.remote, ans, kMacN0, kMacNode2), LB_STAT_ICMP_XLATE)},
+             snat_opts(LB_MODE_DSR));
+}
+
+// Pod devices: a backend pod refuses a client's datagram (port unreachable): the quote becomes
+// what the client sent (to the NodePort), so the client's socket learns of it.
+Case icmp_pod_refuses(const char* name, const NFam& f) {
+  const Pkt in = nclient(f, UDP);
+  const Pkt fwd = dnat(in, f.local[0]);
+  const bool v6 = f.node.v6;
+  const Pkt err = icmp_error(f.local[0], f.client, v6 ? 1 : 3, v6 ? 4 : 3, 0, quote_of(fwd), kMacBackend, kMacHost);
+  Pkt out = err;
+  out.payload = quote_of(in);
+  return nmk(name, {nodeport(f, UDP, {L0})},
+             {nstep("first datagram: DNAT to the local pod", Prog::NodeXdp, Dev::N0, in, kXdpPass, fwd,
+                    LB_STAT_FWD_NEW, nsvc(f, UDP), kNew),
+              nstep("the pod's port unreachable, at its device", Prog::PodIngress, Dev::Pod0, err, kTcActOk, out,
+                    LB_STAT_ICMP_XLATE)});
+}
+
+// Pod devices, the other way: a client pod refuses an answer from the service (its socket is
+// gone): the error goes to the backend, quoting the answer as the backend sent it. At tc
+// egress of a native device the node's own error about an answer is left alone.
+Case icmp_pod_refuses_answer(const char* name, const NFam& f) {
+  const IpAddr cl = f.local[1];
+  const Pkt in = l4(UDP, cl, kCPort, f.node, nport(UDP)).macs(kMacClient, kMacHost);
+  const Pkt ans = nanswer(UDP, f.remote, bport(UDP), cl, kCPort, kMacNode2, kMacN0);
+  const Pkt ans_in = ans.from(f.node, nport(UDP));
+  const bool v6 = f.node.v6;
+  const Pkt err = icmp_error(cl, f.node, v6 ? 1 : 3, v6 ? 4 : 3, 0, quote_of(ans_in), kMacClient, kMacHost);
+  Pkt out = err;
+  out.dst = f.remote;
+  out.payload = quote_of(ans);
+  const Pkt own = icmp_error(f.node, f.node2, v6 ? 1 : 3, v6 ? 4 : 3, 0, quote_of(ans_in), kMacN0, kMacNode2);
+  return nmk(name, {nodeport(f, UDP, {REMOTE})},
+             {nstep("a pod's datagram to the NodePort: DNAT", Prog::PodIngress, Dev::Pod0, in, kTcActOk,
+                    in.to(f.remote, bport(UDP)), LB_STAT_FWD_NEW, nsvc(f, UDP), kNew),
+              nstep("the pod's port unreachable about the answer: to node2's pod", Prog::PodIngress, Dev::Pod0, err,
+                    kTcActOk, out, LB_STAT_ICMP_XLATE),
+              nsame("the node's own error about the answer at tc egress: left alone", Prog::NodeEgress, Dev::N0,
+                    own, kTcActOk, LB_STAT_PASS)});
+}
+
 // ---- the table ----------------------------------------------------------------------------
 
 constexpr Prog XDP = Prog::NodeXdp;
@@ -882,6 +1098,27 @@ const std::array kCases = std::to_array<Case>({
     icmp_egress("np_lb4_udp_icmp_host_unreachable_egress", kN4, UDP),
     icmp_egress("np_lb6_tcp_icmp6_addr_unreachable_egress", kN6, TCP),
     icmp_egress("np_lb6_udp_icmp6_addr_unreachable_egress", kN6, UDP),
+    icmp_answer_snat("np_lb4_tcp_icmp_about_answer_snat_xdp", kN4, TCP, XDP),
+    icmp_answer_snat("np_lb6_udp_icmp6_about_answer_snat_xdp", kN6, UDP, XDP),
+    icmp_answer_snat("np_lb4_udp_icmp_about_answer_snat_tc", kN4, UDP, TCI),
+    icmp_answer_snat("np_lb6_tcp_icmp6_about_answer_snat_tc", kN6, TCP, TCI),
+    icmp_answer_local("np_lb4_tcp_icmp_about_answer_local_backend", kN4, TCP),
+    icmp_answer_local("np_lb6_udp_icmp6_about_answer_local_backend", kN6, UDP),
+    icmp_answer_dsr("np_lb4_tcp_icmp_about_answer_dsr", kN4, TCP),
+    icmp_answer_dsr("np_lb6_tcp_icmp6_about_answer_dsr", kN6, TCP),
+    icmp_pod_refuses("np_lb4_udp_icmp_port_unreachable_from_pod", kN4),
+    icmp_pod_refuses("np_lb6_udp_icmp6_port_unreachable_from_pod", kN6),
+    icmp_pod_refuses_answer("np_lb4_udp_icmp_client_pod_refuses_answer", kN4),
+    icmp_pod_refuses_answer("np_lb6_udp_icmp6_client_pod_refuses_answer", kN6),
+    dsr_fin_ages("np_lb4_tcp_dsr_entry_ends_after_client_fin", kN4),
+    dsr_fin_ages("np_lb6_tcp_dsr_entry_ends_after_client_fin", kN6),
+    // too big for the way out
+    dsr_too_big("np_lb4_udp_dsr_too_big_frag_needed", kN4),
+    dsr_too_big("np_lb6_udp_dsr_too_big_packet_too_big", kN6),
+    snat_too_big("np_lb4_udp_snat_too_big_frag_needed", kN4),
+    snat_too_big("np_lb6_udp_snat_too_big_packet_too_big", kN6),
+    no_df_too_big("np_lb4_udp_no_df_too_big_dsr_stack_fragments", kN4, true),
+    no_df_too_big("np_lb4_udp_no_df_too_big_snat_dropped", kN4, false),
 });
 
 [[maybe_unused]] const int kRegistered = register_table<kCases>(__FILE__);

@@ -379,7 +379,7 @@ Bytes tcp_reset(const Pkt& orig) {
   return build(r);
 }
 
-Bytes icmp_port_unreachable(const Pkt& orig) {
+Bytes icmp_error_answer(const Pkt& orig, std::uint8_t type, std::uint8_t code, std::uint32_t info) {
   const Bytes in = build(orig);
   const std::size_t quote_len = std::min(l3_header_len(orig) + 8, in.size() - 14);
   const std::span<const std::uint8_t> quote = std::span(in).subspan(14, quote_len);
@@ -387,10 +387,10 @@ Bytes icmp_port_unreachable(const Pkt& orig) {
   put_bytes(f, orig.src_mac.b);  // swapped
   put_bytes(f, orig.dst_mac.b);
   Bytes icmp;
-  put8(icmp, orig.v6() ? 1 : 3);  // destination unreachable
-  put8(icmp, orig.v6() ? 4 : 3);  // port unreachable
+  put8(icmp, type);
+  put8(icmp, code);
   put16(icmp, 0);
-  put32(icmp, 0);
+  put32(icmp, info);
   put_bytes(icmp, quote);
   if (orig.v6()) {
     Pkt ph;
@@ -429,6 +429,16 @@ Bytes icmp_port_unreachable(const Pkt& orig) {
   }
   put_bytes(f, icmp);
   return f;
+}
+
+Bytes icmp_port_unreachable(const Pkt& orig) {
+  // destination unreachable, port unreachable
+  return orig.v6() ? icmp_error_answer(orig, 1, 4, 0) : icmp_error_answer(orig, 3, 3, 0);
+}
+
+Bytes icmp_too_big(const Pkt& orig, std::uint16_t mtu) {
+  // RFC 8201 packet too big (32-bit MTU); RFC 1191 fragmentation needed (MTU in the low 16 bits)
+  return orig.v6() ? icmp_error_answer(orig, 2, 0, mtu) : icmp_error_answer(orig, 3, 4, mtu);
 }
 
 Bytes arp_request(Mac src, IpAddr sender, IpAddr target) {

@@ -216,8 +216,14 @@ Bytes l4_segment(const Pkt& p);
 std::size_t l3_header_len(const Pkt& p);
 // The whole Ethernet frame.
 Bytes build(const Pkt& p);
-// The exact ICMP/ICMPv6 port unreachable that sluice must answer `orig` (UDP) with.
+// The exact ICMP/ICMPv6 error that sluice answers `orig` with: from orig's destination to its
+// source, out of the device it came in by (MACs swapped), quoting its IP header + 8 bytes.
+// `info` is the 32-bit word after the checksum.
+Bytes icmp_error_answer(const Pkt& orig, std::uint8_t type, std::uint8_t code, std::uint32_t info);
+// Port unreachable, as sluice answers `orig` (UDP) to a service without endpoints.
 Bytes icmp_port_unreachable(const Pkt& orig);
+// Fragmentation needed (v4) / packet too big (v6) announcing `mtu`.
+Bytes icmp_too_big(const Pkt& orig, std::uint16_t mtu);
 // The exact TCP RST that sluice must answer `orig` (TCP) with: RFC 793 reset for a closed port,
 // from the service address, IPv4 with DF and TTL 64 (IPv6 hop limit 64), window 0, no options.
 Bytes tcp_reset(const Pkt& orig);

@@ -328,6 +328,44 @@ TEST_CASE("ct_sweep: one fresh direction keeps the whole flow; orphan entries ex
   CHECK(n.ct_entries() == 0);
 }
 
+TEST_CASE("ct_sweep: a DSR entry goes 120 s after the FIN of its own direction") {
+  // The load-balancing node keeps only a FORWARD entry of a DSR flow and never sees the
+  // backend's FIN; the backend's node keeps only the learnt REPLY entry and never sees the
+  // client's. Without this rule both would live for the 6 h TCP timeout.
+  node n;
+  n.sync(both({{k_be_a, 8080, false}}));
+  const uint64_t t0 = now_ns();
+  auto put = [&](uint16_t sport, uint8_t dir, uint8_t flags) {
+    lb4_ct_key k{};
+    std::memcpy(&k.saddr, k_client.bytes.data(), 4);
+    std::memcpy(&k.daddr, k_tcp_vip.bytes.data(), 4);
+    k.sport = htons(sport);
+    k.dport = htons(80);
+    k.proto = IPPROTO_TCP;
+    lb4_ct_value v{};
+    v.state.dir = dir;
+    v.state.flags = flags;
+    v.state.nat_port = htons(8080);
+    v.state.created_ns = t0;
+    v.state.last_seen_ns = t0;
+    std::memcpy(&v.nat_addr, k_be_a.bytes.data(), 4);
+    n.put_ct4(k, v);
+  };
+  put(41001, LB_CT_FORWARD, LB_CT_F_DSR | LB_CT_F_REMOTE | LB_CT_F_FIN_FWD);  // client said FIN
+  put(41002, LB_CT_REPLY, LB_CT_F_DSR | LB_CT_F_FIN_REPLY);                  // backend said FIN
+  put(41003, LB_CT_FORWARD, LB_CT_F_DSR | LB_CT_F_REMOTE);                   // still open
+  put(41004, LB_CT_FORWARD, LB_CT_F_REMOTE | LB_CT_F_FIN_FWD);               // SNAT, half closed
+  REQUIRE(n.ct_entries() == 4);
+  auto c = n.sweep(t0 + (LB_CT_TCP_FIN_S - 5) * k_sec);
+  CHECK(c.expired == 0);
+  c = n.sweep(t0 + (LB_CT_TCP_FIN_S + 5) * k_sec);
+  CHECK(c.expired == 2);
+  CHECK_FALSE(n.ct4(k_client, 41001, k_tcp_vip, 80, IPPROTO_TCP));
+  CHECK_FALSE(n.ct4(k_client, 41002, k_tcp_vip, 80, IPPROTO_TCP));
+  CHECK(n.ct4(k_client, 41003, k_tcp_vip, 80, IPPROTO_TCP));
+  CHECK(n.ct4(k_client, 41004, k_tcp_vip, 80, IPPROTO_TCP));
+}
+
 TEST_CASE("ct_sweep: affinity entries expire with the service's timeout") {
   node n;
   n.sync(both({{k_be_a, 8080, false}}));

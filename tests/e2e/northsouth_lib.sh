@@ -249,6 +249,68 @@ ns_add_pod() {
         return 1
 }
 
+# ns_far_topology: a router on the LAN (192.168.50.254, fd50::fe) and a client behind it
+# (192.168.70.2, fd70::2) on a link whose MTU is NS_FAR_MTU on the router's side and 1500 on
+# the far client's: its SYN announces MSS 1460, so only the router's ICMP "fragmentation
+# needed" / "packet too big" tells a sender of 1500-byte packets (path MTU discovery of
+# answers, towards the client). Both nodes route 192.168.70.0/24 and fd70::/64 via the router.
+NS_ROUTER=""
+NS_FAR=""
+NS_FAR_V4=192.168.70.2 NS_FAR_V6=fd70::2
+NS_FAR_MTU=1300
+ns_far_ip() { if [[ $1 == 4 ]]; then echo "$NS_FAR_V4"; else echo "$NS_FAR_V6"; fi; }
+ns_far_topology() {
+    local n
+    [[ -n $NS_FAR ]] && return 0
+    NS_ROUTER=${E2E_PREFIX}router
+    NS_FAR=${E2E_PREFIX}far
+    e2e_log "far client: netns $NS_ROUTER (LAN 192.168.50.254) -> $NS_FAR (mtu $NS_FAR_MTU on the router's side)"
+    e2e_add_netns "$NS_ROUTER" || return 1
+    e2e_sysctl "$NS_ROUTER" net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1 \
+        net.ipv4.conf.all.send_redirects=0 net.ipv4.conf.default.send_redirects=0 || return 1
+    ip -n "$NS_ROUTER" link add eth0 type veth peer name p-router netns "$NS_LAN" || return 1
+    ns_lan_port p-router || return 1
+    ip -n "$NS_ROUTER" addr add 192.168.50.254/24 dev eth0 || return 1
+    ip -n "$NS_ROUTER" addr add fd50::fe/64 dev eth0 nodad || return 1
+    ip -n "$NS_ROUTER" link set eth0 up || return 1
+    e2e_add_netns "$NS_FAR" || return 1
+    e2e_sysctl "$NS_FAR" net.ipv4.conf.all.accept_redirects=0 \
+        net.ipv4.conf.default.accept_redirects=0 \
+        net.ipv6.conf.all.accept_redirects=0 net.ipv6.conf.default.accept_redirects=0 || return 1
+    ip -n "$NS_ROUTER" link add eth1 mtu "$NS_FAR_MTU" type veth peer name eth0 netns "$NS_FAR" ||
+        return 1
+    ip -n "$NS_ROUTER" addr add 192.168.70.1/24 dev eth1 || return 1
+    ip -n "$NS_ROUTER" addr add fd70::1/64 dev eth1 nodad || return 1
+    ip -n "$NS_ROUTER" link set eth1 up || return 1
+    ip -n "$NS_FAR" addr add "$NS_FAR_V4/24" dev eth0 || return 1
+    ip -n "$NS_FAR" addr add "$NS_FAR_V6/64" dev eth0 nodad || return 1
+    ip -n "$NS_FAR" link set eth0 up || return 1
+    ip -n "$NS_FAR" route add default via 192.168.70.1 || return 1
+    ip -n "$NS_FAR" -6 route add default via fd70::1 || return 1
+    # full checksums, as on a wire (the nodes' XDP sees the frames as sent)
+    ns_ethtool "$NS_FAR" -K eth0 tx off >/dev/null || return 1
+    ns_ethtool "$NS_ROUTER" -K eth0 tx off >/dev/null || return 1
+    for n in 1 2; do
+        ip -n "${NS_NODE[n]}" route add 192.168.70.0/24 via 192.168.50.254 || return 1
+        ip -n "${NS_NODE[n]}" -6 route add fd70::/64 via fd50::fe || return 1
+    done
+}
+
+# ns_far_client SUBCOMMAND ARGS...: podclient.py in the far client's netns
+ns_far_client() {
+    timeout -k 5 "${E2E_CLIENT_TIMEOUT:-120}" \
+        ip netns exec "$NS_FAR" "$E2E_PY" "$E2E_DIR/podclient.py" "$@"
+}
+
+# ns_node_server N: podserver.py in node N's own netns (a hostNetwork server named nodeN)
+ns_node_server() {
+    local n=$1
+    [[ -f $E2E_RUN/server-node$n.ready ]] && return 0
+    e2e_bg "server-node$n" ip netns exec "${NS_NODE[n]}" "$E2E_PY" "$E2E_DIR/podserver.py" \
+        --name "node$n" --ready-file "$E2E_RUN/server-node$n.ready"
+    e2e_wait_file "$E2E_RUN/server-node$n.ready" 10
+}
+
 # ns_client_via N: the client's routes to the LB / external IP ranges go through node N
 ns_client_via() {
     ip -n "$NS_CLIENT" route replace 192.168.60.0/24 via "${NS_NODE_V4[$1]}" || return 1

@@ -517,6 +517,119 @@ def cmd_upload(args):
                 problems)
 
 
+# ---------------------------------------------------------------- download
+def cmd_download(args):
+    """GET /bytes/N: every byte must arrive within --timeout (a path MTU blackhole stalls)."""
+    host, port, _ = split_url(args.url)
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    problems, got, pod, head = [], 0, "", b""
+    t0 = time.monotonic()
+    deadline = t0 + args.timeout
+    s = socket.socket(fam, socket.SOCK_STREAM)
+    s.settimeout(args.timeout)
+    try:
+        s.connect((host, port))
+        s.sendall((f"GET /bytes/{args.bytes} HTTP/1.1\r\nHost: e2e\r\n"
+                   "Connection: close\r\n\r\n").encode())
+        data = b""
+        while b"\r\n\r\n" not in data:
+            s.settimeout(max(deadline - time.monotonic(), 0.001))
+            d = s.recv(4096)
+            if not d:
+                raise ConnectionError("closed before the headers")
+            data += d
+        head, _, rest = data.partition(b"\r\n\r\n")
+        got = len(rest)
+        while got < args.bytes:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise socket.timeout(f"deadline after {got} of {args.bytes} bytes")
+            s.settimeout(left)
+            d = s.recv(65536)
+            if not d:
+                break
+            got += len(d)
+        for line in head.split(b"\r\n"):
+            if line.lower().startswith(b"x-pod:"):
+                pod = line.split(b":", 1)[1].strip().decode()
+        if not head.startswith(b"HTTP/1.1 200"):
+            problems.append(f"bad response {head[:60]!r}")
+        elif got != args.bytes:
+            problems.append(f"got {got} of {args.bytes} bytes")
+    except Exception as e:
+        problems.append(f"{type(e).__name__}: {e} ({got} of {args.bytes} bytes)")
+    finally:
+        s.close()
+    dt = time.monotonic() - t0
+    if not problems and args.expect and pod not in csv(args.expect):
+        problems.append(f"served by {pod} (want one of {args.expect})")
+    summary = f"download {args.url} {args.bytes} bytes: got {got} from {pod or '?'} in {dt:.2f}s"
+    return emit(summary, {"bytes": got, "seconds": round(dt, 3), "pod": pod}, problems)
+
+
+# ---------------------------------------------------------------- udp-pmtu
+# Linux values (socket module names vary by Python build): IP_MTU_DISCOVER, IP_PMTUDISC_DO,
+# IP_MTU; IPV6_MTU_DISCOVER, IPV6_PMTUDISC_DO, IPV6_MTU.
+IP_MTU_DISCOVER, IP_PMTUDISC_DO, IP_MTU = 10, 2, 14
+IPV6_MTU_DISCOVER, IPV6_PMTUDISC_DO, IPV6_MTU = 23, 2, 24
+
+
+def cmd_udp_pmtu(args):
+    """A connected UDP socket with DF (IP_PMTUDISC_DO) sends a datagram of --l3-size bytes
+    (IP header included) and resends, smaller, when the path announces a smaller MTU
+    (EMSGSIZE, then IP_MTU), until an echo comes back."""
+    fam = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+    v6 = fam == socket.AF_INET6
+    overhead = 48 if v6 else 28
+    s = socket.socket(fam, socket.SOCK_DGRAM)
+    if v6:
+        s.setsockopt(socket.IPPROTO_IPV6, IPV6_MTU_DISCOVER, IPV6_PMTUDISC_DO)
+    else:
+        s.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DO)
+    steps, problems, delivered, learnt, answer = [], [], None, None, ""
+    size = args.l3_size
+    end = time.monotonic() + args.deadline
+
+    def path_mtu():
+        return s.getsockopt(socket.IPPROTO_IPV6 if v6 else socket.IPPROTO_IP,
+                            IPV6_MTU if v6 else IP_MTU)
+
+    try:
+        s.connect((args.host, args.port))
+        while delivered is None and time.monotonic() < end:
+            try:
+                s.send(b"m" * (size - overhead))
+                s.settimeout(min(args.timeout, max(end - time.monotonic(), 0.001)))
+                answer = s.recv(2048).decode(errors="replace")
+                delivered = size
+                steps.append(f"{size}: answered by {answer}")
+            except socket.timeout:
+                steps.append(f"{size}: no answer")
+            except OSError as e:
+                if e.errno != errno.EMSGSIZE:
+                    raise
+                learnt = path_mtu()
+                steps.append(f"{size}: EMSGSIZE, path MTU {learnt}")
+                if learnt >= size:
+                    problems.append(f"EMSGSIZE but the path MTU {learnt} is not smaller")
+                    break
+                size = learnt
+    except Exception as e:
+        problems.append(f"{type(e).__name__}: {e}")
+    finally:
+        s.close()
+    if delivered is None and not problems:
+        problems.append(f"no answer within {args.deadline}s")
+    if args.expect_mtu is not None and learnt != args.expect_mtu:
+        problems.append(f"path MTU learnt {learnt}, want {args.expect_mtu}")
+    if args.expect_mtu is None and delivered is not None and delivered != args.l3_size:
+        problems.append(f"delivered at {delivered} bytes only, want {args.l3_size} at once")
+    if delivered is not None and args.expect and answer not in csv(args.expect):
+        problems.append(f"answered by {answer!r} (want one of {args.expect})")
+    summary = f"udp-pmtu {args.host}:{args.port} from {args.l3_size} bytes: " + "; ".join(steps)
+    return emit(summary, {"delivered": delivered, "mtu": learnt, "steps": steps}, problems)
+
+
 # ---------------------------------------------------------------- ports
 def cmd_ports(args):
     host, port, _ = split_url(args.url)
@@ -695,6 +808,24 @@ def main():
     p.add_argument("--timeout", type=float, default=20.0, help="whole transfer")
     p.add_argument("--expect", help="comma list: the backend must be one of these")
     p.set_defaults(fn=cmd_upload)
+
+    p = sub.add_parser("download")
+    p.add_argument("url", help="http://HOST:PORT (GET /bytes/N)")
+    p.add_argument("--bytes", type=int, default=2 << 20)
+    p.add_argument("--timeout", type=float, default=20.0, help="whole transfer")
+    p.add_argument("--expect", help="comma list: the server (X-Pod) must be one of these")
+    p.set_defaults(fn=cmd_download)
+
+    p = sub.add_parser("udp-pmtu")
+    p.add_argument("host")
+    p.add_argument("port", type=int)
+    p.add_argument("--l3-size", type=int, default=1500, help="first datagram, IP header included")
+    p.add_argument("--expect-mtu", type=int,
+                   help="the path must announce this MTU (else: delivered at --l3-size at once)")
+    p.add_argument("--timeout", type=float, default=1.0, help="per datagram")
+    p.add_argument("--deadline", type=float, default=10.0, help="overall")
+    p.add_argument("--expect", help="comma list: the answering backend must be one of these")
+    p.set_defaults(fn=cmd_udp_pmtu)
 
     p = sub.add_parser("ports")
     p.add_argument("url")

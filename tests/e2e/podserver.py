@@ -8,7 +8,8 @@ with IPV6_V6ONLY=0 per protocol):
     keep-alive supported (Content-Length is always set). Headers X-Pod and
     X-Peer (the client address as this pod sees it) help debugging.
     GET /peer answers "NAME PEER_IP PEER_PORT" (the source address and port
-    this pod saw: source preservation / SNAT checks). POST (any path) reads the
+    this pod saw: source preservation / SNAT checks). GET /bytes/N answers N
+    bytes (up to 64 MiB; path MTU checks of downloads). POST (any path) reads the
     body (Content-Length, up to 64 MiB) and answers "NAME received N".
   * UDP echo on 5353: every datagram is answered with the pod name; a
     datagram starting with b"peer" is answered "NAME PEER_IP PEER_PORT".
@@ -67,10 +68,33 @@ def make_handler(pod_name):
             self.wfile.write(body)
 
         def do_GET(self):
-            if self.path.split("?", 1)[0] == "/peer":
+            path = self.path.split("?", 1)[0]
+            if path == "/peer":
                 self.reply(peer_text(pod_name, self.client_address).encode())
+            elif path.startswith("/bytes/"):
+                self.send_bytes(path[len("/bytes/"):])
             else:
                 self.reply(name_body)
+
+        def send_bytes(self, count):
+            try:
+                n = int(count)
+            except ValueError:
+                n = -1
+            if n < 0 or n > MAX_UPLOAD:
+                self.send_error(400, "bad byte count")
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(n))
+            self.send_header("X-Pod", pod_name)
+            self.end_headers()
+            chunk = bytes(range(256)) * 256  # 64 KiB
+            sent = 0
+            while sent < n:
+                k = min(len(chunk), n - sent)
+                self.wfile.write(chunk[:k])
+                sent += k
 
         def do_POST(self):
             try:

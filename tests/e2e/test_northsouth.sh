@@ -15,7 +15,10 @@
 #   6    loadBalancerSourceRanges: allowed, then (manifest edit) dropped
 #   7    hostPort on node2
 #   8    a 2 MB upload through node1's NodePort to a node2 backend behind a 1400-byte veth
-#        (node2 sends ICMP "fragmentation needed" / "packet too big"), after a 1500 baseline
+#        (node2 sends ICMP "fragmentation needed" / "packet too big"), after a 1500 baseline;
+#        a 1500-byte UDP datagram with DF (DSR: node1 announces the MTU less the option); a
+#        2 MB download by a client behind a router with a 1300-byte link (the router's error
+#        about an answer reaches the backend)
 #   4    agents restarted (--cleanup, fresh) with --lb-algorithm maglev and the same seed: a
 #        fixed client port lands on the same backend via node1 and via node2
 #
@@ -399,6 +402,53 @@ checks_8() {
     after=$(ns_stat_value 1 icmp_translated)/$(ns_stat_value 2 icmp_translated)
     echo "    info: icmp_translated node1/node2: $before -> $after"
     ip -n "${NS_NODE[2]}" link set veth-p1 mtu 1500
+
+    # 8c: a UDP datagram that fills the client's 1500-byte link, DF set, to np-remote's LB IP
+    # (routed via node1; the node addresses carry a path MTU from 8b in the client's cache).
+    # With DSR the option would make it 8 / 24 bytes too big for node1's eth0: node1 answers
+    # "fragmentation needed" / "packet too big" with the MTU less the option and the smaller
+    # datagram gets through; otherwise (SNAT: UDP in hybrid too) it is forwarded as it is.
+    local want mtu lb
+    before=$(ns_stat_value 1 drop_frag_needed)
+    for f in $FAMILIES; do
+        if [[ $f == 4 ]]; then lb=$NS_REMOTE_LB_V4; else lb=$NS_REMOTE_LB_V6; fi
+        if [[ $MODE == dsr ]]; then
+            mtu=$((f == 4 ? 1492 : 1476))
+            want="node1 announces MTU $mtu (1500 less the DSR option), the smaller datagram reaches n2p1"
+            e2e_check "IPv$f 8c UDP: a 1500-byte datagram (DF) to $lb:53: $want" \
+                ns_client udp-pmtu "$lb" 53 --l3-size 1500 --expect-mtu "$mtu" --expect n2p1
+        else
+            e2e_check "IPv$f 8c UDP: a 1500-byte datagram (DF) to $lb:53 reaches n2p1 as it is" \
+                ns_client udp-pmtu "$lb" 53 --l3-size 1500 --expect n2p1
+        fi
+    done
+    after=$(ns_stat_value 1 drop_frag_needed)
+    echo "    info: node1 drop_frag_needed: $before -> $after"
+
+    # 8d: answers too big for the client's side: a client behind a router whose link to it has
+    # MTU $NS_FAR_MTU downloads; the router's ICMP error about an answer goes to the service
+    # address (node1) and must reach the backend, else the transfer stalls (a PMTU blackhole).
+    if ! ns_far_topology || ! ns_node_server 1; then
+        e2e_result "8d not run: the far client or node1's own server could not be set up" 1
+        return 0
+    fi
+    before=$(ns_stat_value 1 icmp_translated)
+    for f in $FAMILIES; do
+        n1=$(ns_node_ip 1 "$f")
+        base_ok[f]=""
+        e2e_check "IPv$f 8d baseline: the far client downloads ${UPLOAD_BYTES} bytes from node1's own server (router's ICMP to node1 itself; within 10 s)" \
+            ns_far_client download "$(e2e_url "$n1" 8080)" --bytes "$UPLOAD_BYTES" --timeout 10 \
+            --expect node1 && base_ok[f]=1
+        if [[ -z ${base_ok[f]} ]]; then
+            e2e_result "IPv$f 8d not run: the baseline download failed already" 1
+            continue
+        fi
+        e2e_check "IPv$f 8d the far client downloads ${UPLOAD_BYTES} bytes via node1:30480 from n2p1 (the router's error about the answer reaches n2p1; within 10 s)" \
+            ns_far_client download "$(e2e_url "$n1" 30480)" --bytes "$UPLOAD_BYTES" --timeout 10 \
+            --expect n2p1
+    done
+    after=$(ns_stat_value 1 icmp_translated)
+    echo "    info: node1 icmp_translated: $before -> $after"
 }
 
 # ---------------------------------------------------------------- 4 Maglev
