@@ -17,11 +17,22 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-static __always_inline void lb_count(__u32 stat, __u32 len, __u32 svc_id)
+/* What a handled packet needs from its program's exit. */
+struct lb_out {
+	__u32 svc_id;
+	bool send;		/* leave by route.ifindex (L2 written unless route.where is NEIGH) */
+	bool dry_run;		/* a trace: counted in lb_trace_v1 instead */
+	struct lb_route route;
+};
+
+static __always_inline void lb_count(__u32 stat, __u32 len, const struct lb_out *out)
 {
+	__u32 svc_id = out->svc_id;
 	struct lb_svc_stat_value *s;
 	struct lb_stat_value *v;
 
+	if (out->dry_run)
+		return;
 	v = bpf_map_lookup_elem(&lb_stats_v3, &stat);
 	if (v) {
 		v->packets++;
@@ -94,7 +105,8 @@ static __noinline void lb_ct_forget_reply(const struct lb_pkt *p, const struct l
 	struct lb_ct_nat nat;
 	struct lb_tuple fwd, rev;
 
-	if (p->proto == IPPROTO_TCP && (p->tcp_flags & (LB_TCP_SYN | LB_TCP_ACK)) != LB_TCP_SYN)
+	if (p->dry_run ||
+	    (p->proto == IPPROTO_TCP && (p->tcp_flags & (LB_TCP_SYN | LB_TCP_ACK)) != LB_TCP_SYN))
 		return;
 	lb_tuple_reverse(&rev, t);
 	st = lb_ct_lookup(&rev, &nat);
@@ -105,12 +117,6 @@ static __noinline void lb_ct_forget_reply(const struct lb_pkt *p, const struct l
 	lb_ct_delete(&rev);
 }
 
-/* What a handled packet needs from its program's exit. */
-struct lb_out {
-	__u32 svc_id;
-	bool send;		/* leave by route.ifindex (L2 written unless route.where is NEIGH) */
-	struct lb_route route;
-};
 
 /* After the rewrite: a packet for another node gets its L2 header. 0 or -1. */
 static __always_inline int lb_send_prepare(void *ctx, enum lb_hook hook, struct lb_out *out)
@@ -167,6 +173,9 @@ struct lb_flow {
 	struct lb_ct_nat nat, rnat;
 	struct lb_tuple rt;
 	__u16 svc_flags;	/* the ALL master's */
+	/* A dry run (p.dry_run): the run's nonce, and whether a known flow's entry was used. */
+	bool trace_hit;
+	__u32 trace_nonce;
 };
 
 /*
@@ -334,9 +343,11 @@ static __noinline int lb_new_flow(void *ctx, enum lb_hook hook, struct lb_flow *
 	rnat->snat = p->saddr;
 	lb_ct_peer(&f->rt, &f->t, st, nat);
 	if (snat && external) {
-		/* NodePort SNAT: the REPLY entry's insertion takes the port. */
-		st->snat_port = lb_snat_take(ctx, &f->rt, rst, rnat,
-					     lb_flow_hash(p, false) ^ bpf_get_prandom_u32());
+		/* NodePort SNAT: the REPLY entry's insertion takes the port (a dry run looks). */
+		__u32 seed = lb_flow_hash(p, false) ^ bpf_get_prandom_u32();
+
+		st->snat_port = p->dry_run ? lb_snat_peek(ctx, &f->rt, seed) :
+					     lb_snat_take(ctx, &f->rt, rst, rnat, seed);
 		if (!st->snat_port)
 			return LB_STAT_DROP_SNAT_PORTS;
 	}
@@ -344,7 +355,9 @@ static __noinline int lb_new_flow(void *ctx, enum lb_hook hook, struct lb_flow *
 	 * BPF_NOEXIST: two CPUs may race on a flow's first packets (a resolver's parallel A/AAAA
 	 * queries share a socket); the loser adopts the winner's backend.
 	 */
-	if (lb_ct_write(&f->t, st, nat, f->replace ? BPF_ANY : BPF_NOEXIST) < 0) {
+	if (p->dry_run) {
+		/* A trace: the flow is decided and the packet rewritten, nothing is remembered. */
+	} else if (lb_ct_write(&f->t, st, nat, f->replace ? BPF_ANY : BPF_NOEXIST) < 0) {
 		struct lb_ct_state *won = lb_ct_lookup(&f->t, nat);
 
 		if (snat && external)
@@ -381,6 +394,10 @@ static __noinline int lb_ct_xlate(void *ctx, enum lb_hook hook, struct lb_flow *
 	bool reply = st->dir == LB_CT_REPLY;
 	int err, ret;
 
+	if (p->dry_run) {
+		f->st = *st;	/* for lb_trace_write() */
+		f->trace_hit = true;
+	}
 	out->svc_id = st->svc_id;
 	if (hook == LB_HOOK_NODE_OUT && !reply)
 		return LB_STAT_PASS;
@@ -463,7 +480,8 @@ static __noinline int lb_handle(void *ctx, enum lb_hook hook, struct lb_flow *f)
 	    lb_ct_renew(p, &f->t, st, &f->nat, f->now)) {
 		/* The old backend's reply entry would rewrite unrelated traffic later. */
 		lb_ct_peer(&f->rt, &f->t, st, &f->nat);
-		lb_ct_delete(&f->rt);
+		if (!p->dry_run)
+			lb_ct_delete(&f->rt);
 		f->replace = true;
 	} else if (st && (st->dir == LB_CT_FORWARD || lb_ct_alive(&f->t, st, &f->nat, f->now))) {
 		return lb_ct_xlate(ctx, hook, f, st, &f->nat);
@@ -472,6 +490,73 @@ static __noinline int lb_handle(void *ctx, enum lb_hook hook, struct lb_flow *f)
 	}
 	__builtin_memset(&f->nat, 0, sizeof(f->nat));
 	return lb_new_flow(ctx, hook, f);
+}
+
+/*
+ * Whether this is a dry run from sluicectl trace (maps/sluice_abi.h, lb_trace): a constant
+ * hook and the entry's own context, so the context reads stay valid (see lb_ifindex()). Live
+ * packets cost one compare: tc marks come from netfilter or SO_MARK (scrubbed on the way
+ * between network namespaces), and XDP frames off a driver carry no metadata.
+ */
+static __always_inline bool lb_dry_run(void *ctx, enum lb_hook hook, __u32 *nonce)
+{
+	if (hook == LB_HOOK_XDP) {
+		struct xdp_md *x = ctx;
+		struct lb_trace_meta *m = (void *)(long)x->data_meta;
+
+		if ((void *)(m + 1) > (void *)(long)x->data || m->magic != LB_TRACE_MAGIC)
+			return false;
+		*nonce = m->nonce;
+		return true;
+	} else {
+		struct __sk_buff *skb = ctx;
+
+		if (skb->mark != LB_TRACE_MARK || skb->cb[0] != LB_TRACE_MAGIC)
+			return false;
+		*nonce = skb->cb[1];
+		return true;
+	}
+}
+
+/* A dry run's decision, for sluicectl: lb_trace_v1 on this CPU. */
+static __noinline void lb_trace_write(struct lb_flow *f, int stat)
+{
+	const struct lb_ct_state *st = &f->st;
+	const struct lb_ct_nat *nat = &f->nat;
+	struct lb_trace *tr;
+	__u32 zero = 0;
+
+	tr = bpf_map_lookup_elem(&lb_trace_v1, &zero);
+	if (!tr)
+		return;
+	__builtin_memset(tr, 0, sizeof(*tr));
+	tr->nonce = f->trace_nonce;
+	tr->stat = stat;
+	tr->svc_id = f->out.svc_id;
+	if (f->out.send) {
+		tr->where = f->out.route.where == LB_WHERE_NEIGH ? LB_TRACE_OUT_NEIGH : LB_TRACE_OUT_L2;
+		tr->ifindex = f->out.route.ifindex;
+	}
+	if (stat == LB_STAT_DSR_LEARNT) {
+		/* lb_dsr_learn() fills the REPLY entry only when it would write one. */
+		st = &f->rst;
+		nat = &f->rnat;
+		tr->ct = st->dir ? LB_TRACE_CT_NEW : LB_TRACE_CT_REPLY;
+	} else if (f->trace_hit) {
+		tr->ct = st->dir == LB_CT_REPLY ? LB_TRACE_CT_REPLY : LB_TRACE_CT_FORWARD;
+		tr->created_ns = st->created_ns;
+		tr->last_seen_ns = st->last_seen_ns;
+	} else if (st->dir == LB_CT_FORWARD) {
+		tr->ct = f->replace ? LB_TRACE_CT_RENEW : LB_TRACE_CT_NEW;
+		tr->pick = f->b.pick;
+	}
+	tr->ct_dir = st->dir;
+	tr->ct_flags = st->flags;
+	tr->backend_id = st->backend_id;
+	tr->nat_port = st->nat_port;
+	tr->snat_port = st->snat_port;
+	__builtin_memcpy(tr->nat_addr, nat->addr.a, 16);
+	__builtin_memcpy(tr->snat_addr, nat->snat.a, 16);
 }
 
 static __always_inline int lb_run(void *ctx, enum lb_hook hook, struct lb_out *out)
@@ -484,6 +569,7 @@ static __always_inline int lb_run(void *ctx, enum lb_hook hook, struct lb_out *o
 		return LB_STAT_PASS;	/* cannot happen: a one-entry per-CPU array */
 	__builtin_memset(f, 0, sizeof(*f));
 	f->p.ifindex = lb_ifindex(ctx, hook);
+	f->p.dry_run = lb_dry_run(ctx, hook, &f->trace_nonce);
 	stat = lb_parse(ctx, hook, &f->p);
 	if (stat == LB_CONTINUE)
 		stat = lb_handle(ctx, hook, f);
@@ -492,6 +578,9 @@ static __always_inline int lb_run(void *ctx, enum lb_hook hook, struct lb_out *o
 	else if (stat == LB_STAT_DROP_FRAG_NEEDED && hook != LB_HOOK_XDP &&
 		 lb_icmp_error(ctx, &f->p, f->out.route.mtu) < 0)
 		stat = LB_STAT_DROP_ICMP_FAILED;
+	if (f->p.dry_run)
+		lb_trace_write(f, stat);
+	f->out.dry_run = f->p.dry_run;
 	*out = f->out;
 	return stat;
 }
@@ -513,7 +602,7 @@ int lb_pod_ingress(struct __sk_buff *skb)
 		ret = bpf_redirect_neigh(out.route.ifindex, NULL, 0, 0);
 	else
 		ret = bpf_redirect(out.route.ifindex, 0);
-	lb_count(stat, skb->len, out.svc_id);
+	lb_count(stat, skb->len, &out);
 	return ret;
 }
 
@@ -562,7 +651,7 @@ int lb_node_xdp(struct xdp_md *ctx)
 		ret = bpf_redirect(out.route.ifindex, 0);
 	if (ret == XDP_PASS && stat != LB_STAT_PASS_TO_STACK)
 		lb_xdp_mark_done(ctx);
-	lb_count(stat, bpf_xdp_get_buff_len(ctx), out.svc_id);
+	lb_count(stat, bpf_xdp_get_buff_len(ctx), &out);
 	return ret;
 }
 
@@ -588,7 +677,7 @@ int lb_node_ingress(struct __sk_buff *skb)
 	else
 		ret = bpf_redirect(out.route.ifindex, 0);
 	if (!counted)	/* XDP counted it already */
-		lb_count(stat, skb->len, out.svc_id);
+		lb_count(stat, skb->len, &out);
 	return ret;
 }
 
@@ -601,7 +690,7 @@ int lb_node_egress(struct __sk_buff *skb)
 
 	stat = lb_run(skb, LB_HOOK_NODE_OUT, &out);
 	ret = stat >= LB_STAT_DROP_FIRST ? TC_ACT_SHOT : TC_ACT_OK;
-	lb_count(stat, skb->len, out.svc_id);
+	lb_count(stat, skb->len, &out);
 	return ret;
 }
 
@@ -614,9 +703,10 @@ static __always_inline int lb_sock_fwd_run(struct bpf_sock_addr *ctx, bool v6)
 {
 	struct lb_sock_out out = {};
 	int err = lb_sock_fwd(ctx, v6, &out);
+	struct lb_out counted = { .svc_id = out.svc_id };	/* a socket call: never a dry run */
 
 	if (out.stat != LB_STAT_MAX)
-		lb_count(out.stat, 0, out.svc_id);
+		lb_count(out.stat, 0, &counted);
 	if (!err)
 		return 1;
 	bpf_set_retval(-err);
@@ -626,10 +716,12 @@ static __always_inline int lb_sock_fwd_run(struct bpf_sock_addr *ctx, bool v6)
 static __always_inline int lb_sock_rev_run(struct bpf_sock_addr *ctx, bool v6)
 {
 	struct lb_sock_out out = {};
+	struct lb_out counted = {};
 
 	lb_sock_rev(ctx, v6, &out);
+	counted.svc_id = out.svc_id;
 	if (out.stat != LB_STAT_MAX)
-		lb_count(out.stat, 0, out.svc_id);
+		lb_count(out.stat, 0, &counted);
 	return 1;
 }
 

@@ -67,11 +67,21 @@
 #define LB_SVC_STATS_MAP	"lb_svc_stats_v1"
 #define LB4_SRC_RANGES_MAP	"lb4_src_ranges_v1"
 #define LB6_SRC_RANGES_MAP	"lb6_src_ranges_v1"
-#define LB_MAGLEV_MAP		"lb_maglev_v1"
+#define LB_MAGLEV_MAP		"lb_maglev_v2"	/* v2: one element per table, 4 bytes an entry */
 #define LB_DEVICES_MAP		"lb_devices_v1"
 #define LB4_SOCK_REVNAT_MAP	"lb4_sock_revnat_v1"
 #define LB6_SOCK_REVNAT_MAP	"lb6_sock_revnat_v1"
 #define LB_SOCK_AFFINITY_MAP	"lb_sock_affinity_v1"
+/* Written by the agent for sluicectl only; the datapath never reads them. */
+#define LB_SVC_INFO_MAP		"lb_svc_info_v1"
+#define LB_UNPROXIED_MAP	"lb_unproxied_v1"
+/* Written by the datapath in a dry run only (sluicectl trace). */
+#define LB_TRACE_MAP		"lb_trace_v1"
+/*
+ * Every program of the object is pinned as LB_PROG_PIN_PREFIX + its name under --bpffs-root
+ * (e.g. prog_lb_pod_ingress), so sluicectl runs exactly the programs that agent loaded.
+ */
+#define LB_PROG_PIN_PREFIX	"prog_"
 
 /* Program names (the kernel keeps 15 characters). */
 #define LB_POD_INGRESS_PROG	"lb_pod_ingress"	/* tc ingress of pod-facing devices */
@@ -122,7 +132,7 @@ enum lb_svc_flags {
 	LB_SVC_F_EXT_LOCAL = 1 << 3,
 	/* New flows only from clients in lb{4,6}_src_ranges_v1 under svc_id; others dropped. */
 	LB_SVC_F_SOURCE_RANGES = 1 << 4,
-	/* Traffic from outside the node picks its backend from lb_maglev_v1[svc_id]. */
+	/* Traffic from outside the node picks its backend from lb_maglev_v2[svc_id]. */
 	LB_SVC_F_MAGLEV = 1 << 5,
 	/*
 	 * A loopback frontend (127.0.0.1:nodePort, a hostPort with a loopback hostIP): translated
@@ -408,7 +418,14 @@ struct lb6_src_range_key {
 
 #define LB_SRC_RANGE_KEY_PREFIX	32	/* bits of svc_id ahead of the address */
 
-/* ---- Maglev: lb_maglev_v1[svc_id] is an array map of LB_MAGLEV size backend ids (host) ---- */
+/*
+ * ---- Maglev: lb_maglev_v2[svc_id] is an inner ARRAY map of ONE element, the whole table:
+ * M backend ids (host order), M = cfg_maglev_size (--maglev-table-size). As M elements of a
+ * u32 each would take 8 bytes (an array pads every value to 8), this takes 4 bytes an entry.
+ * Every table is created with these flags (the template's: the kernel requires equal flags).
+ */
+#define LB_MAGLEV_TABLE_FLAGS	(1U << 10)	/* BPF_F_MMAPABLE: filled by one copy */
+#define LB_MAGLEV_TABLE_BYTES(m)	((m) * 4U)	/* value size of a table of m entries */
 
 /* ---- native devices: where north-south traffic arrives and leaves ---------------------- */
 
@@ -565,6 +582,117 @@ struct lb_svc_stat_value {
 	__u64 reply_bytes;	/* host */
 	__u64 new_flows;	/* host: backends chosen */
 	__u64 rejected;		/* host: packets answered with ICMP unreachable */
+};
+
+/* ---- names of frontends and services (lb_svc_info_v1, lb_unproxied_v1) ------------------- */
+
+/*
+ * What the agent knows about a frontend beyond the datapath's needs, for sluicectl: written by
+ * the map writer next to the master entry (before it), removed with it. Strings are
+ * NUL-terminated and NUL-padded (a longer name is cut to fit: pod names may have 253 bytes).
+ */
+enum lb_svc_kind {
+	LB_KIND_UNKNOWN = 0,
+	LB_KIND_CLUSTER_IP,
+	LB_KIND_NODE_PORT,
+	LB_KIND_LOAD_BALANCER,
+	LB_KIND_EXTERNAL_IP,
+	LB_KIND_HOST_PORT,	/* namespace/name is the Pod's, port_name its hostPort number */
+};
+
+#define LB_NAMESPACE_LEN	64	/* DNS label: 63 bytes + NUL */
+#define LB_NAME_LEN		128
+#define LB_PORT_NAME_LEN	16	/* IANA service name: 15 bytes + NUL */
+#define LB_EXTERNAL_NAME_LEN	256	/* DNS name: 253 bytes + NUL */
+
+/* Key: svc_id (host). */
+struct lb_svc_info {
+	__u8 kind;				/* enum lb_svc_kind */
+	__u8 pad[3];
+	char ns[LB_NAMESPACE_LEN];
+	char name[LB_NAME_LEN];
+	char port_name[LB_PORT_NAME_LEN];	/* "" for an unnamed port */
+};
+
+/* Services the agent knows but does not proxy: sluicectl lists them as "not proxied". */
+enum lb_unproxied_reason {
+	LB_UNPROXIED_HEADLESS = 1,	/* clusterIP None: DNS answers with the endpoints */
+	LB_UNPROXIED_EXTERNAL_NAME,	/* type ExternalName: a DNS CNAME, no traffic to proxy */
+	LB_UNPROXIED_NO_CLUSTER_IP,	/* no cluster IP assigned (yet) */
+	LB_UNPROXIED_OTHER_PROXY,	/* labelled for another service proxy */
+};
+
+struct lb_unproxied_key {
+	char ns[LB_NAMESPACE_LEN];
+	char name[LB_NAMESPACE_LEN];		/* Service names are DNS labels too */
+};
+
+struct lb_unproxied_value {
+	__u8 reason;				/* enum lb_unproxied_reason */
+	__u8 pad[3];
+	char external_name[LB_EXTERNAL_NAME_LEN];	/* LB_UNPROXIED_EXTERNAL_NAME: the target */
+};
+
+/* ---- trace: a dry run of the datapath (sluicectl trace) -------------------------------- */
+
+/*
+ * sluicectl runs a described packet through a pinned program with BPF_PROG_TEST_RUN, marked
+ * as a dry run: tc: __sk_buff mark == LB_TRACE_MARK and cb[0] == LB_TRACE_MAGIC, cb[1] = the
+ * nonce; XDP: struct lb_trace_meta as the frame's metadata (xdp_md.data = its size). A dry run
+ * decides and rewrites as a live packet would, but writes no map (conntrack, SNAT ports,
+ * affinity, fragments, DSR learning, counters): it records its decision in lb_trace_v1 (a
+ * one-entry per-CPU array) instead, which sluicectl reads right after the run on the same CPU.
+ */
+#define LB_TRACE_MARK		0x51ce7ace
+#define LB_TRACE_MAGIC		0xd5e7ac3d
+
+struct lb_trace_meta {
+	__u32 magic;		/* host: LB_TRACE_MAGIC */
+	__u32 nonce;		/* host: copied to lb_trace.nonce */
+};
+
+/* What the flow's conntrack said. */
+enum lb_trace_ct {
+	LB_TRACE_CT_NONE = 0,	/* not looked up (not translated), or no entry */
+	LB_TRACE_CT_NEW,	/* a new flow: its entries would be created */
+	LB_TRACE_CT_RENEW,	/* a FORWARD entry that must pick again (expired, port reuse, gone) */
+	LB_TRACE_CT_FORWARD,	/* an established flow's FORWARD entry */
+	LB_TRACE_CT_REPLY,	/* an established flow's REPLY entry */
+};
+
+/* How a new flow's backend was chosen. */
+enum lb_trace_pick {
+	LB_PICK_NONE = 0,
+	LB_PICK_RANDOM,		/* a uniformly random slot: another run may pick another */
+	LB_PICK_AFFINITY,	/* the client's ClientIP affinity entry */
+	LB_PICK_MAGLEV,		/* the frontend's Maglev table at the flow's hash */
+};
+
+/* Where the packet goes after the program. */
+enum lb_trace_where {
+	LB_TRACE_TO_STACK = 0,	/* the kernel's own path (or dropped, per stat) */
+	LB_TRACE_OUT_L2,	/* out of ifindex, L2 header from the FIB */
+	LB_TRACE_OUT_NEIGH,	/* out of ifindex, the kernel resolves the neighbour */
+};
+
+struct lb_trace {
+	__u32 nonce;		/* host: the run's lb_trace_meta.nonce / cb[1] */
+	__u32 stat;		/* host: enum lb_stat the program would have counted */
+	__u32 svc_id;		/* host: 0 = no service */
+	__u32 backend_id;	/* host */
+	__u8 ct;		/* enum lb_trace_ct */
+	__u8 ct_dir;		/* enum lb_ct_dir of the entry used or (new) created */
+	__u8 ct_flags;		/* enum lb_ct_flags of that entry */
+	__u8 pick;		/* enum lb_trace_pick */
+	__u8 where;		/* enum lb_trace_where */
+	__u8 pad[3];
+	__u32 ifindex;		/* host: with LB_TRACE_OUT_* */
+	__be16 nat_port;	/* be: as lb_ct_state.nat_port */
+	__be16 snat_port;	/* be: as lb_ct_state.snat_port */
+	__be32 nat_addr[4];	/* be: as lb{4,6}_ct_value (IPv4 in [0]) */
+	__be32 snat_addr[4];	/* be */
+	__u64 created_ns;	/* host: CLOCK_MONOTONIC of the entry used (0 for a new flow) */
+	__u64 last_seen_ns;	/* host */
 };
 
 /* ---- timeouts (seconds), defaults of the cfg_* knobs in the datapath ----------------------- */

@@ -79,6 +79,28 @@ std::string prog_name(uint32_t id) {
   return name;
 }
 
+// Pins every program as <root>/prog_<name>, replacing an earlier agent's pin in one rename
+// (bpffs renames atomically), so `sluicectl trace` always finds a whole program: the one this
+// agent loaded and attaches.
+result<void> pin_programs(bpf_object* obj, const std::string& root) {
+  bpf_program* prog = nullptr;
+  bpf_object__for_each_program(prog, obj) {
+    const fs::path pin = fs::path(root) / (std::string(LB_PROG_PIN_PREFIX) + bpf_program__name(prog));
+    // bpffs refuses dots in names.
+    const fs::path tmp = fs::path(root) / (std::string("new_") + pin.filename().string());
+    unlink(tmp.c_str());
+    if (bpf_obj_pin(bpf_program__fd(prog), tmp.c_str()) != 0) {
+      return os_error(-errno, fmt::format("pin {}", tmp.string()));
+    }
+    if (rename(tmp.c_str(), pin.c_str()) != 0) {
+      const int err = errno;
+      unlink(tmp.c_str());
+      return os_error(-err, fmt::format("rename {} to {}", tmp.string(), pin.string()));
+    }
+  }
+  return {};
+}
+
 }  // namespace
 
 result<void> ensure_bpffs(const std::string& root) {
@@ -110,6 +132,36 @@ result<void> ensure_bpffs(const std::string& root) {
   return {};
 }
 
+namespace {
+
+// A pinned lb_maglev_v2 takes only tables of the size it was created for (its inner template is
+// fixed then), and libbpf reuses a pin by the outer map's attributes alone. After a change of
+// --maglev-table-size the pin is dropped before the load: the program would not verify against
+// it, and the writer rebuilds every table anyway. Probed by swapping a table of the new size
+// in under a key no service uses.
+void drop_other_maglev_size(const std::string& bpffs_root, uint32_t m) {
+  const std::string pin = (fs::path(bpffs_root) / LB_MAGLEV_MAP).string();
+  const int outer = bpf_obj_get(pin.c_str());
+  if (outer < 0) {
+    return;
+  }
+  LIBBPF_OPTS(bpf_map_create_opts, create, .map_flags = LB_MAGLEV_TABLE_FLAGS);
+  const int probe = bpf_map_create(BPF_MAP_TYPE_ARRAY, "mg_probe", sizeof(uint32_t),
+                                   LB_MAGLEV_TABLE_BYTES(m), 1, &create);
+  const uint32_t key = UINT32_MAX;  // svc ids are below LB_MAX_SERVICES
+  if (probe >= 0) {
+    if (bpf_map_update_elem(outer, &key, &probe, BPF_ANY) == 0) {
+      bpf_map_delete_elem(outer, &key);
+    } else if (errno == EINVAL) {
+      unlink(pin.c_str());
+    }
+    close(probe);
+  }
+  close(outer);
+}
+
+}  // namespace
+
 result<datapath> datapath::load(const std::string& bpffs_root, const datapath_options& o) {
   LIBBPF_OPTS(bpf_object_open_opts, opts, .pin_root_path = bpffs_root.c_str());
   ::sluice_bpf* raw = ::sluice_bpf::open(&opts);
@@ -125,15 +177,23 @@ result<datapath> datapath::load(const std::string& bpffs_root, const datapath_op
   s->rodata->cfg_maglev_seed1 = o.maglev_seed1;
   s->rodata->cfg_host_netns_cookie = o.host_netns_cookie;
   s->rodata->cfg_sock_host_only = o.sock_host_only ? 1 : 0;
-  // lb_maglev_v1's inner template keeps its default size: with BPF_F_INNER_MAP the kernel
-  // accepts inner maps of any size (the agent's have cfg_maglev_size entries).
+  // Maglev tables hold all entries in one value: the template's value size follows the size.
+  if (int rc = bpf_map__set_value_size(bpf_map__inner_map(s->maps.lb_maglev_v2),
+                                       LB_MAGLEV_TABLE_BYTES(o.maglev_table_size));
+      rc != 0) {
+    return os_error(rc, "size the Maglev table template");
+  }
+  drop_other_maglev_size(bpffs_root, o.maglev_table_size);
   if (int rc = ::sluice_bpf::load(s.get()); rc != 0) {
     return os_error(rc, fmt::format("load BPF skeleton (pins under {})", bpffs_root));
   }
   // Maps an older release pinned under names this one no longer uses (a layout change got a new
   // name): nothing reads them any more.
-  for (const char* old : {"lb_stats_v1", "lb_stats_v2", "lb4_ct_v1", "lb6_ct_v1"}) {
+  for (const char* old : {"lb_stats_v1", "lb_stats_v2", "lb4_ct_v1", "lb6_ct_v1", "lb_maglev_v1"}) {
     unlink((fs::path(bpffs_root) / old).c_str());
+  }
+  if (auto r = pin_programs(s->obj, bpffs_root); !r) {
+    return std::unexpected(r.error());
   }
   return datapath(std::move(s));
 }

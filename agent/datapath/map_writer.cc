@@ -79,6 +79,12 @@ backend_record from_backend(const Backend& b, ip_family fam) {
   return r;
 }
 
+// A NUL-padded string field of an ABI struct (never reads past the field).
+template <size_t N>
+std::string field_str(const char (&field)[N]) {
+  return std::string(field, strnlen(field, N));
+}
+
 template <typename Key, typename Value, typename Fn>
 result<void> for_each(int fd, Fn&& fn) {
   if (!for_each_entry_batched<Key, Value>(fd, std::forward<Fn>(fn))) {
@@ -182,28 +188,11 @@ std::string table_name(const maglev_options& opts, std::span<const uint32_t> ids
   return name;
 }
 
-// Reads all M entries of an inner Maglev array (one batch lookup, key by key if refused).
+// Reads the M entries of an inner Maglev table (its one element).
 bool read_table(int fd, uint32_t m, std::vector<uint32_t>& values) {
-  std::vector<uint32_t> keys(m);
   values.assign(m, 0);
-  __u32 out = 0;
-  __u32 count = m;
-  LIBBPF_OPTS(bpf_map_batch_opts, opts);
-  const int rc = bpf_map_lookup_batch(fd, nullptr, &out, keys.data(), values.data(), &count, &opts);
-  if ((rc == 0 || errno == ENOENT) && count == m) {
-    for (uint32_t i = 0; i < m; ++i) {
-      if (keys[i] != i) {
-        return false;
-      }
-    }
-    return true;
-  }
-  for (uint32_t i = 0; i < m; ++i) {
-    if (bpf_map_lookup_elem(fd, &i, &values[i]) != 0) {
-      return false;
-    }
-  }
-  return true;
+  const uint32_t zero = 0;
+  return bpf_map_lookup_elem(fd, &zero, values.data()) == 0;
 }
 
 // The identities of these backend ids as the mirror knows them, if each is a backend of svc_id.
@@ -222,7 +211,7 @@ std::optional<std::vector<maglev_backend>> identities(const map_state& st, uint3
   return backends;
 }
 
-// The backend ids lb_maglev_v1[svc_id] (inner map `inner_id`) was built from, if its content is
+// The backend ids lb_maglev_v2[svc_id] (inner map `inner_id`) was built from, if its content is
 // exactly what `opts` build from them; empty otherwise (rewritten by the next sync).
 //
 // `expected`: the ids the frontend's slots say the table should be built from. When the inner
@@ -240,8 +229,8 @@ std::vector<uint32_t> verified_table(uint32_t svc_id, uint32_t inner_id, const m
   bpf_map_info info{};
   __u32 len = sizeof(info);
   if (bpf_obj_get_info_by_fd(inner.get(), &info, &len) != 0 || info.type != BPF_MAP_TYPE_ARRAY ||
-      info.key_size != sizeof(uint32_t) || info.value_size != sizeof(uint32_t) ||
-      info.max_entries != opts.table_size) {
+      info.key_size != sizeof(uint32_t) ||
+      info.value_size != LB_MAGLEV_TABLE_BYTES(opts.table_size) || info.max_entries != 1) {
     return {};  // another --maglev-table-size: every table is rebuilt
   }
   if (!expected.empty()) {
@@ -251,7 +240,7 @@ std::vector<uint32_t> verified_table(uint32_t svc_id, uint32_t inner_id, const m
     }
   }
   std::vector<uint32_t> content;
-  if (!read_table(inner.get(), info.max_entries, content)) {
+  if (!read_table(inner.get(), opts.table_size, content)) {
     return {};
   }
   std::vector<uint32_t> ids = content;
@@ -362,10 +351,27 @@ result<void> map_writer::restore() {
     return r;
   }
   // After the backends: a table is checked against their addresses.
-  if (auto r = restore_maglev(bpf_map__fd(m.lb_maglev_v1), opts_.maglev, st); !r) {
+  if (auto r = restore_maglev(bpf_map__fd(m.lb_maglev_v2), opts_.maglev, st); !r) {
+    return r;
+  }
+  if (auto r = for_each<uint32_t, lb_svc_info>(
+          bpf_map__fd(m.lb_svc_info_v1),
+          [&](uint32_t svc_id, const lb_svc_info& v) { st.info[svc_id].value = v; });
+      !r) {
+    return r;
+  }
+  unproxied_map unproxied;
+  if (auto r = for_each<lb_unproxied_key, lb_unproxied_value>(
+          bpf_map__fd(m.lb_unproxied_v1),
+          [&](const lb_unproxied_key& k, const lb_unproxied_value& v) {
+            unproxied[{field_str(k.ns), field_str(k.name)}] = {v.reason,
+                                                                field_str(v.external_name)};
+          });
+      !r) {
     return r;
   }
   mirror_ = std::move(st);
+  unproxied_ = std::move(unproxied);
   return {};
 }
 
@@ -382,7 +388,7 @@ struct target {
   bool put = false;
   size_t key_size = 0;
   size_t value_size = 0;
-  bool maglev = false;  // lb_maglev_v1: each op builds or removes one table (put_maglev)
+  bool maglev = false;  // lb_maglev_v2: each op builds or removes one table (put_maglev)
 
   bool operator==(const target&) const = default;
 };
@@ -423,16 +429,24 @@ target target_of(const map_op& op, bool v4, const decltype(sluice_bpf::maps)& m)
               .value_size = sizeof(uint8_t)};
     case op_kind::put_maglev:
     case op_kind::delete_maglev:
-      return {.fd = bpf_map__fd(m.lb_maglev_v1),
+      return {.fd = bpf_map__fd(m.lb_maglev_v2),
               .put = op.kind == op_kind::put_maglev,
               .key_size = sizeof(uint32_t),
               .maglev = true};
+    case op_kind::put_info:
+    case op_kind::delete_info:
+      return {.fd = bpf_map__fd(m.lb_svc_info_v1),
+              .put = op.kind == op_kind::put_info,
+              .key_size = sizeof(uint32_t),
+              .value_size = sizeof(lb_svc_info)};
   }
   return {};
 }
 
 // Writes op's key (and value for puts) at the given addresses, sized as target_of says.
-void encode(const map_op& op, bool v4, uint8_t* key, uint8_t* value) {
+// put_info takes its value from `info` (the plan's reconcile_result::info).
+void encode(const map_op& op, bool v4, std::span<const svc_info> info, uint8_t* key,
+            uint8_t* value) {
   switch (op.kind) {
     case op_kind::put_slot:
     case op_kind::put_master:
@@ -488,11 +502,22 @@ void encode(const map_op& op, bool v4, uint8_t* key, uint8_t* value) {
     case op_kind::put_maglev:
     case op_kind::delete_maglev:
       break;  // put_maglev(), or a plain delete
+    case op_kind::put_info:
+    case op_kind::delete_info: {
+      const uint32_t svc_id = op.value.svc_id;
+      std::memcpy(key, &svc_id, sizeof(svc_id));
+      if (value != nullptr) {
+        const lb_svc_info v = op.backend_id < info.size() ? info[op.backend_id].value
+                                                          : lb_svc_info{};
+        std::memcpy(value, &v, sizeof(v));
+      }
+      break;
+    }
   }
 }
 
 // put_maglev: builds the table, fills a new inner array with the backend ids and swaps it into
-// lb_maglev_v1[svc_id] with one update, so a reader sees the whole old table or the whole new
+// lb_maglev_v2[svc_id] with one update, so a reader sees the whole old table or the whole new
 // one; the outer map then holds the only reference. Returns 0 or an errno.
 int put_maglev(int outer_fd, const maglev_build& b, const maglev_options& opts,
                size_t& syscalls) {
@@ -504,21 +529,18 @@ int put_maglev(int outer_fd, const maglev_build& b, const maglev_options& opts,
     return EINVAL;
   }
   const uint32_t m = opts.table_size;
-  // The kernel accepts an inner map only if its flags equal the outer map's template's:
-  // BPF_F_INNER_MAP (lets max_entries differ) and BPF_F_MMAPABLE (filled by one memcpy below;
-  // 32749 single-element writes through a batch cost ~4 ms a table).
-  LIBBPF_OPTS(bpf_map_create_opts, create, .map_flags = BPF_F_INNER_MAP | BPF_F_MMAPABLE);
+  // One element holding the whole table, with the template's flags (the kernel requires them
+  // equal): BPF_F_MMAPABLE, so it is filled by one pass over a mapping, not M writes.
+  LIBBPF_OPTS(bpf_map_create_opts, create, .map_flags = LB_MAGLEV_TABLE_FLAGS);
   const std::string name = table_name(opts, b.ids, b.backends);
   const map_fd inner(bpf_map_create(BPF_MAP_TYPE_ARRAY, name.c_str(), sizeof(uint32_t),
-                                    sizeof(uint32_t), m, &create));
+                                    LB_MAGLEV_TABLE_BYTES(m), 1, &create));
   ++syscalls;
   if (inner.get() < 0) {
     return errno;
   }
-  // An array map stores each value in round_up(value_size, 8) bytes: ids are 8 bytes apart.
-  constexpr size_t stride = 8 / sizeof(uint32_t);
   const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
-  const size_t len = (size_t{m} * stride * sizeof(uint32_t) + page - 1) / page * page;
+  const size_t len = (size_t{LB_MAGLEV_TABLE_BYTES(m)} + page - 1) / page * page;
   void* mem = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED, inner.get(), 0);
   ++syscalls;
   if (mem == MAP_FAILED) {
@@ -526,7 +548,7 @@ int put_maglev(int outer_fd, const maglev_build& b, const maglev_options& opts,
   }
   auto* slots = static_cast<uint32_t*>(mem);
   for (uint32_t i = 0; i < m; ++i) {
-    slots[i * stride] = b.ids[(*table)[i]];
+    slots[i] = b.ids[(*table)[i]];
   }
   munmap(mem, len);
   const int fd = inner.get();
@@ -634,7 +656,7 @@ sync_report map_writer::run(reconcile_result plan) {
     new_ids.clear();
     for (size_t i = 0; i < n; ++i) {
       const map_op& op = ops[begin + i];
-      encode(op, v4[begin + i] != 0, &keys[i * t.key_size],
+      encode(op, v4[begin + i] != 0, plan.info, &keys[i * t.key_size],
              t.put ? &values[i * t.value_size] : nullptr);
       if (op.kind == op_kind::put_master && op.new_svc_id) {
         new_ids.push_back(op.value.svc_id);
@@ -706,7 +728,46 @@ sync_report map_writer::run(reconcile_result plan) {
 }
 
 sync_report map_writer::sync(const desired_state& desired) {
-  return run(reconcile(mirror_, desired, opts_));
+  sync_report rep = run(reconcile(mirror_, desired, opts_));
+  const sync_report names = sync_unproxied(make_unproxied(desired.unproxied));
+  rep.ops += names.ops;
+  rep.syscalls += names.syscalls;
+  rep.failed_ops += names.failed_ops;
+  return rep;
+}
+
+sync_report map_writer::sync_unproxied(const unproxied_map& desired) {
+  sync_report rep;
+  const int fd = bpf_map__fd(skel_->maps.lb_unproxied_v1);
+  for (const unproxied_op& op : reconcile_unproxied(unproxied_, desired)) {
+    lb_unproxied_key k{};
+    std::memcpy(k.ns, op.key.first.data(), std::min(op.key.first.size(), sizeof(k.ns) - 1));
+    std::memcpy(k.name, op.key.second.data(), std::min(op.key.second.size(), sizeof(k.name) - 1));
+    int rc = 0;
+    if (op.value) {
+      lb_unproxied_value v{};
+      v.reason = op.value->reason;
+      std::memcpy(v.external_name, op.value->external_name.data(),
+                  std::min(op.value->external_name.size(), sizeof(v.external_name) - 1));
+      rc = bpf_map_update_elem(fd, &k, &v, BPF_ANY);
+    } else {
+      rc = bpf_map_delete_elem(fd, &k);
+    }
+    ++rep.ops;
+    ++rep.syscalls;
+    if (rc != 0 && !(errno == ENOENT && !op.value)) {
+      ++rep.failed_ops;
+      spdlog::error("{} {}/{} in {}: {}", op.value ? "write" : "delete", op.key.first,
+                    op.key.second, LB_UNPROXIED_MAP, strerror(errno));
+      continue;
+    }
+    if (op.value) {
+      unproxied_[op.key] = *op.value;
+    } else {
+      unproxied_.erase(op.key);
+    }
+  }
+  return rep;
 }
 
 sync_report map_writer::sync(const std::map<frontend_key, desired_frontend>& desired) {
@@ -791,7 +852,7 @@ result<map_fill> read_map_fill(::sluice_bpf* skel) {
   for (const auto& [map, key_size, out] :
        {std::tuple{m.lb4_src_ranges_v1, sizeof(lb4_src_range_key), &f.src_ranges4},
         std::tuple{m.lb6_src_ranges_v1, sizeof(lb6_src_range_key), &f.src_ranges6},
-        std::tuple{m.lb_maglev_v1, sizeof(uint32_t), &f.maglev}}) {
+        std::tuple{m.lb_maglev_v2, sizeof(uint32_t), &f.maglev}}) {
     if (auto r = walk(map, key_size, *out); !r) {
       return std::unexpected(r.error());
     }

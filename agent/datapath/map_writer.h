@@ -46,12 +46,18 @@ class map_writer {
   /// The same over the planner's frontends by key (the agent's full sync: no copy of them).
   sync_report sync(const std::map<frontend_key, desired_frontend>& desired);
 
+  /// lb_unproxied_v1 (sluicectl's list of Services not proxied) to `desired`: writes only what
+  /// differs from the mirror. sync(desired_state) includes it; the agent's sync loop calls it
+  /// when the planner's set changed.
+  sync_report sync_unproxied(const unproxied_map& desired);
+
   /// The same for the `touched` frontends only (see reconcile_subset): O(their sizes), for the
   /// agent's incremental path. Orphan backends are left to the next full sync().
   sync_report sync_subset(const std::map<frontend_key, desired_frontend>& desired,
                           const std::set<frontend_key>& touched);
 
   const map_state& mirror() const { return mirror_; }
+  const unproxied_map& unproxied() const { return unproxied_; }
   const reconcile_options& options() const { return opts_; }
 
  private:
@@ -59,6 +65,7 @@ class map_writer {
   ::sluice_bpf* skel_;
   reconcile_options opts_;
   map_state mirror_;
+  unproxied_map unproxied_;
 };
 
 /// Entries per map, for metrics. The kernel keeps no element count for HASH / LRU_HASH maps
@@ -73,7 +80,7 @@ struct map_fill {
   size_t affinity4 = 0, affinity6 = 0;
   size_t src_ranges4 = 0, src_ranges6 = 0;  // source-range prefixes (key walk: batch lookup
                                             // of LPM tries is recent)
-  size_t maglev = 0;                        // Maglev tables (lb_maglev_v1 entries)
+  size_t maglev = 0;                        // Maglev tables (lb_maglev_v2 entries)
 };
 result<map_fill> read_map_fill(::sluice_bpf* skel);
 

@@ -94,6 +94,7 @@ struct service {
   std::string name;
   service_type type = service_type::cluster_ip;
   bool headless = false;             ///< clusterIP "None"; cluster_ips is then empty
+  std::string external_name;         ///< spec.externalName of type ExternalName, else ""
   std::vector<ip_addr> cluster_ips;  ///< spec.clusterIPs, else spec.clusterIP; one per family
   std::vector<service_port> ports;
   bool session_affinity_client_ip = false;

@@ -105,6 +105,26 @@ struct desired_health_check {
   bool operator==(const desired_health_check&) const = default;
 };
 
+/// Why the planner leaves a Service it knows out of the maps (maps/sluice_abi.h
+/// enum lb_unproxied_reason): sluicectl lists these as "not proxied".
+enum class unproxied_reason : uint8_t {
+  headless = 1,       ///< clusterIP None
+  external_name = 2,  ///< type ExternalName
+  no_cluster_ip = 3,  ///< no cluster IP (yet)
+  other_proxy = 4,    ///< labelled service.kubernetes.io/service-proxy-name for another proxy
+};
+
+/// A Service the agent knows but does not proxy.
+struct unproxied_service {
+  std::string namespace_;
+  std::string name;
+  unproxied_reason reason = unproxied_reason::headless;
+  std::string external_name;  ///< spec.externalName (reason external_name)
+
+  auto operator<=>(const unproxied_service&) const = default;
+  bool operator==(const unproxied_service&) const = default;
+};
+
 /// Everything the maps should hold, frontends sorted by (vip, port, proto).
 struct desired_state {
   std::vector<desired_frontend> frontends;
@@ -113,6 +133,8 @@ struct desired_state {
   /// Frontends left out because an earlier service (by namespace/name) claims the same
   /// (vip, port, proto): one line each, for the agent to log and count.
   std::vector<std::string> conflicts;
+  /// Services left out on purpose (headless, ExternalName, ...), sorted by namespace/name.
+  std::vector<unproxied_service> unproxied;
   bool operator==(const desired_state&) const = default;
 };
 

@@ -2,7 +2,8 @@
 // Balancer", NSDI 2016, §3.4): the lookup table a frontend's flows are hashed into, so that a flow
 // lands on the same backend whichever node receives it. Pure code, no I/O; the map writer
 // (agent/datapath/map_writer) maps a table's indices to backend ids and swaps it into
-// lb_maglev_v1 as a per-frontend inner ARRAY of M entries (reference/cilium.md §2.1).
+// lb_maglev_v2 as a per-frontend inner ARRAY whose one element holds the M entries
+// (reference/cilium.md §2.1; maps/sluice_abi.h).
 //
 // Every node must compute the same table from the same backend set, so nothing here depends on
 // map-assigned ids, input order or the host: backends are identified by their bytes (address and
@@ -31,7 +32,8 @@ inline constexpr std::array<uint32_t, 10> maglev_table_sizes = {
 /// LB_MAGLEV_DEFAULT_SIZE of maps/sluice_abi.h (checked where both are seen, reconcile.cc). Not
 /// Cilium's 16381: at 100 backends that moves up to 1.51% of the other backends' flows when one
 /// goes, above the 1.5% sluice promises (tests/agent/maglev_test.cc); 32749 stays below 1%.
-/// Costs M × 8 bytes of kernel memory per Maglev frontend (an array keeps a u32 in 8): 256 KiB.
+/// Costs M × 4 bytes of kernel memory per Maglev frontend (one array element holds the table):
+/// 128 KiB.
 inline constexpr uint32_t maglev_default_table_size = 32749;
 
 /// The seed every node must share. Represented as Cilium represents `maglev.hashSeed`: 12 bytes,

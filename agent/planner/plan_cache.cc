@@ -21,6 +21,7 @@ std::string_view proto_name(uint8_t proto) { return proto == IPPROTO_UDP ? "UDP"
 std::set<frontend_key> plan_cache::update(const cluster& state, const plan_options& options,
                                           const plan_changes& changes) {
   stats_ = {};
+  unproxied_changed_ = false;
   std::set<frontend_key> changed;
   // Every planning input outside the Services, slices and Pods goes through the node
   // context, so comparing it catches node and option changes whatever `changes.node` says.
@@ -72,6 +73,8 @@ void plan_cache::index_slice(const object_key& slice_key, const cluster& state,
 void plan_cache::rebuild(const cluster& state, std::set<frontend_key>& changed) {
   stats_.full = true;
   std::map<frontend_key, desired_frontend> before = std::move(frontends_);
+  const std::map<object_key, unproxied_service> unproxied_before = std::move(unproxied_);
+  unproxied_.clear();
   slice_owner_.clear();
   service_slices_.clear();
   services_.clear();
@@ -92,6 +95,7 @@ void plan_cache::rebuild(const cluster& state, std::set<frontend_key>& changed) 
     replan_service(state, key, affected);
   }
   replan_pods(state, affected);
+  unproxied_changed_ = unproxied_ != unproxied_before;
   std::set<frontend_key> rebuilt;  // every key now claimed; the diff against `before` matters
   merge(affected, rebuilt);
   for (const auto& [key, frontend] : before) {
@@ -110,7 +114,9 @@ void plan_cache::rebuild(const cluster& state, std::set<frontend_key>& changed) 
 void plan_cache::replan_service(const cluster& state, const object_key& key,
                                 std::set<frontend_key>& affected) {
   service_plan next;
+  std::optional<unproxied_service> skipped;
   if (const auto svc = state.services.find(key); svc != state.services.end()) {
+    skipped = sluice::unproxied(svc->second, node_.service_proxy_name);
     std::vector<const endpoint_slice*> slices;
     if (const auto owned = service_slices_.find(key); owned != service_slices_.end()) {
       slices.reserve(owned->second.size());
@@ -121,6 +127,18 @@ void plan_cache::replan_service(const cluster& state, const object_key& key,
     ++stats_.services_planned;
     stats_.slices_read += slices.size();
     next = plan_service(svc->second, slices, node_);
+  }
+  if (const auto had = unproxied_.find(key); had == unproxied_.end()) {
+    if (skipped) {
+      unproxied_.emplace(key, std::move(*skipped));
+      unproxied_changed_ = true;
+    }
+  } else if (!skipped) {
+    unproxied_.erase(had);
+    unproxied_changed_ = true;
+  } else if (had->second != *skipped) {
+    had->second = std::move(*skipped);
+    unproxied_changed_ = true;
   }
 
   const auto current = services_.find(key);
@@ -270,6 +288,10 @@ desired_state plan_cache::state() const {
   }
   out.health_checks = health_checks();
   out.conflicts = conflicts();
+  out.unproxied.reserve(unproxied_.size());
+  for (const auto& [key, u] : unproxied_) {
+    out.unproxied.push_back(u);
+  }
   return out;
 }
 

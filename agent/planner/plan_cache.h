@@ -59,6 +59,11 @@ class plan_cache {
   /// Everything, as plan() returns it.
   desired_state state() const;
 
+  /// Services known but not proxied (headless, ExternalName, ...), by namespace/name.
+  const std::map<object_key, unproxied_service>& unproxied() const { return unproxied_; }
+  /// Whether the last update() changed unproxied().
+  bool unproxied_changed() const { return unproxied_changed_; }
+
   /// What the last update() did.
   const plan_stats& last_stats() const { return stats_; }
 
@@ -99,6 +104,8 @@ class plan_cache {
   std::map<frontend_key, claims> claims_;
   std::set<frontend_key> contested_;  // keys with more than one claim
   std::map<frontend_key, desired_frontend> frontends_;
+  std::map<object_key, unproxied_service> unproxied_;
+  bool unproxied_changed_ = false;
   plan_stats stats_;
 };
 

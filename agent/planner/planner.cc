@@ -237,8 +237,25 @@ bool other_proxy(const std::map<std::string, std::string>& labels, std::string_v
 }  // namespace
 
 bool skip_service(const service& svc, std::string_view service_proxy_name) {
-  return svc.type == service_type::external_name || svc.headless || svc.cluster_ips.empty() ||
-         other_proxy(svc.labels, service_proxy_name) || has_label(svc.labels, label_headless);
+  return unproxied(svc, service_proxy_name).has_value();
+}
+
+std::optional<unproxied_service> unproxied(const service& svc,
+                                           std::string_view service_proxy_name) {
+  unproxied_service out{svc.namespace_, svc.name};
+  if (svc.type == service_type::external_name) {
+    out.reason = unproxied_reason::external_name;
+    out.external_name = svc.external_name;
+  } else if (other_proxy(svc.labels, service_proxy_name)) {
+    out.reason = unproxied_reason::other_proxy;
+  } else if (svc.headless || has_label(svc.labels, label_headless)) {
+    out.reason = unproxied_reason::headless;
+  } else if (svc.cluster_ips.empty()) {
+    out.reason = unproxied_reason::no_cluster_ip;
+  } else {
+    return std::nullopt;
+  }
+  return out;
 }
 
 std::optional<object_key> slice_owner(const endpoint_slice& slice,

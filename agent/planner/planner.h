@@ -100,6 +100,11 @@ node_context make_node_context(const cluster& state, const plan_options& options
 /// kube-proxy's ShouldSkipService plus its watch label selector.
 bool skip_service(const service& svc, std::string_view service_proxy_name = {});
 
+/// Why skip_service() skips `svc` (ExternalName, then another proxy's, then headless, then no
+/// cluster IP), or nullopt when it is proxied.
+std::optional<unproxied_service> unproxied(const service& svc,
+                                           std::string_view service_proxy_name = {});
+
 /// The Service an EndpointSlice feeds ({namespace, kubernetes.io/service-name}), or nullopt for
 /// slices kube-proxy ignores (no service name, proxy-name or headless label).
 std::optional<object_key> slice_owner(const endpoint_slice& slice,

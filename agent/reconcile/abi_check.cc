@@ -83,4 +83,21 @@ SLUICE_OFF(struct lb_sock_affinity_key, svc_id, 8);
 SLUICE_ABI(struct lb_stat_value, 16);
 SLUICE_ABI(struct lb_svc_stat_value, 48);
 
+SLUICE_ABI(struct lb_svc_info, 212);
+SLUICE_OFF(struct lb_svc_info, ns, 4);
+SLUICE_OFF(struct lb_svc_info, name, 68);
+SLUICE_OFF(struct lb_svc_info, port_name, 196);
+SLUICE_ABI(struct lb_unproxied_key, 128);
+SLUICE_ABI(struct lb_unproxied_value, 260);
+SLUICE_OFF(struct lb_unproxied_value, external_name, 4);
+
+SLUICE_ABI(struct lb_trace_meta, 8);
+SLUICE_ABI(struct lb_trace, 80);
+SLUICE_OFF(struct lb_trace, ct, 16);
+SLUICE_OFF(struct lb_trace, ifindex, 24);
+SLUICE_OFF(struct lb_trace, nat_port, 28);
+SLUICE_OFF(struct lb_trace, nat_addr, 32);
+SLUICE_OFF(struct lb_trace, snat_addr, 48);
+SLUICE_OFF(struct lb_trace, created_ns, 64);
+
 static_assert(LB_STAT_MAX <= LB_STATS_SLOTS, "enum lb_stat outgrew lb_stats_v3 (LB_STATS_SLOTS)");

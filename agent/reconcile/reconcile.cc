@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <span>
+#include <string_view>
 #include <tuple>
 #include <utility>
 
@@ -73,6 +74,93 @@ bool id_space::is_free(uint32_t id) const {
   }
   --it;
   return id < it->second;
+}
+
+// ---- names ---------------------------------------------------------------------------------
+
+namespace {
+
+// Copies s into a NUL-padded field of N bytes, cut to N - 1 bytes.
+template <size_t N>
+void put_name(char (&field)[N], std::string_view s) {
+  std::memset(field, 0, N);
+  std::memcpy(field, s.data(), std::min(s.size(), N - 1));
+}
+
+uint8_t kind_of(frontend_kind k) {
+  switch (k) {
+    case frontend_kind::cluster_ip:
+      return LB_KIND_CLUSTER_IP;
+    case frontend_kind::node_port:
+      return LB_KIND_NODE_PORT;
+    case frontend_kind::load_balancer:
+      return LB_KIND_LOAD_BALANCER;
+    case frontend_kind::external_ip:
+      return LB_KIND_EXTERNAL_IP;
+    case frontend_kind::host_port:
+      return LB_KIND_HOST_PORT;
+  }
+  return LB_KIND_UNKNOWN;
+}
+
+}  // namespace
+
+svc_info make_svc_info(const desired_frontend& f) {
+  svc_info out;
+  out.value.kind = kind_of(f.kind);
+  // "namespace/name:port": a namespace has no '/', a port name no ':' (both DNS labels).
+  const std::string_view all = f.name;
+  const size_t slash = all.find('/');
+  const size_t colon = all.rfind(':');
+  std::string_view ns, name = all, port;
+  if (slash != std::string_view::npos) {
+    ns = all.substr(0, slash);
+    name = all.substr(slash + 1);
+  }
+  if (colon != std::string_view::npos && (slash == std::string_view::npos || colon > slash)) {
+    port = all.substr(colon + 1);
+    name = name.substr(0, name.size() - port.size() - 1);
+  }
+  put_name(out.value.ns, ns);
+  put_name(out.value.name, name);
+  put_name(out.value.port_name, port);
+  return out;
+}
+
+unproxied_map make_unproxied(std::span<const unproxied_service> services) {
+  unproxied_map out;
+  for (const unproxied_service& s : services) {
+    lb_unproxied_key k{};
+    lb_unproxied_value v{};
+    put_name(k.ns, s.namespace_);
+    put_name(k.name, s.name);
+    put_name(v.external_name, s.external_name);
+    out[{k.ns, k.name}] = {static_cast<uint8_t>(s.reason), v.external_name};
+  }
+  return out;
+}
+
+std::vector<unproxied_op> reconcile_unproxied(const unproxied_map& current,
+                                              const unproxied_map& desired) {
+  std::vector<unproxied_op> ops;
+  auto c = current.begin();
+  auto d = desired.begin();
+  while (c != current.end() || d != desired.end()) {
+    if (c == current.end() || (d != desired.end() && d->first < c->first)) {
+      ops.push_back({d->first, d->second});
+      ++d;
+    } else if (d == desired.end() || c->first < d->first) {
+      ops.push_back({c->first, std::nullopt});
+      ++c;
+    } else {
+      if (!(c->second == d->second)) {
+        ops.push_back({d->first, d->second});
+      }
+      ++c;
+      ++d;
+    }
+  }
+  return ops;
 }
 
 // ---- map_state's index ---------------------------------------------------------------------
@@ -289,6 +377,11 @@ class differ {
         gone_extras_.push_back(maglev_delete({}, svc_id));
       }
     }
+    for (const auto& [svc_id, value] : cur_.info) {
+      if (orphan(svc_id)) {
+        gone_extras_.push_back(info_delete({}, svc_id));
+      }
+    }
   }
 
   // Expected sizes of the two big phases (a full plan from empty maps writes one backend and
@@ -300,8 +393,8 @@ class differ {
 
   reconcile_result finish() {
     const auto parts = {&backends_,     &slots_,      &ranges_,      &maglev_,
-                        &masters_,      &shrink_,     &gone_masters_, &gone_slots_,
-                        &gone_extras_,  &gone_backends_};
+                        &info_,         &masters_,    &shrink_,      &gone_masters_,
+                        &gone_slots_,   &gone_extras_, &gone_backends_};
     size_t total = 0;
     for (const auto* part : parts) {
       total += part->size();
@@ -340,6 +433,26 @@ class differ {
     return op;
   }
 
+  static map_op info_delete(const frontend_key& key, uint32_t svc_id) {
+    map_op op{.kind = op_kind::delete_info, .key = key};
+    op.value.svc_id = svc_id;
+    return op;
+  }
+
+  // lb_svc_info_v1[svc_id]: written before the master when it differs.
+  void plan_info(const frontend_key& key, const desired_frontend& f, uint32_t svc_id) {
+    svc_info want = make_svc_info(f);
+    const auto have = cur_.info.find(svc_id);
+    if (have != cur_.info.end() && have->second == want) {
+      return;
+    }
+    map_op op{.kind = op_kind::put_info, .key = key};
+    op.value.svc_id = svc_id;
+    op.backend_id = static_cast<uint32_t>(out_.info.size());
+    out_.info.push_back(want);
+    info_.push_back(op);
+  }
+
   // Deletes of the master and slots of one scope, into the given phases.
   static void delete_scope(const frontend_key& key, uint8_t scope, size_t count,
                            std::vector<map_op>& masters, std::vector<map_op>& slots) {
@@ -365,6 +478,9 @@ class differ {
     }
     if (cur_.maglev.contains(rec.svc_id)) {
       gone_extras_.push_back(maglev_delete(key, rec.svc_id));
+    }
+    if (cur_.info.contains(rec.svc_id)) {
+      gone_extras_.push_back(info_delete(key, rec.svc_id));
     }
     for (const auto& [id, b] : owned_by(rec.svc_id)) {
       gone_backends_.push_back({.kind = op_kind::delete_backend, .backend_id = id});
@@ -589,6 +705,7 @@ class differ {
     if (plan_maglev(key, f, next.svc_id, lb_list, lb_ids)) {
       next.flags |= LB_SVC_F_MAGLEV;
     }
+    plan_info(key, f, next.svc_id);
 
     // Masters: the EXTERNAL one first, so the ALL master's LB_SVC_F_EXT_LOCAL never points at
     // entries that are not there yet.
@@ -642,8 +759,8 @@ class differ {
   std::vector<ip_prefix> want_ranges_;
   std::vector<std::pair<uint32_t, uint32_t>> by_id_;  // (backend id, index in the list)
   reconcile_result out_;
-  std::vector<map_op> backends_, slots_, ranges_, maglev_, masters_, shrink_, gone_masters_,
-      gone_slots_, gone_extras_, gone_backends_;
+  std::vector<map_op> backends_, slots_, ranges_, maglev_, info_, masters_, shrink_,
+      gone_masters_, gone_slots_, gone_extras_, gone_backends_;
 };
 
 }  // namespace
@@ -718,7 +835,7 @@ reconcile_result reconcile(const map_state& current,
 }
 
 void apply_ops(map_state& state, const std::vector<map_op>& ops,
-               std::span<const maglev_build> maglev) {
+               std::span<const maglev_build> maglev, std::span<const svc_info> info) {
   state.index();  // rebuilt first if hand edits made it stale
   map_index& idx = state.index_;
   auto frontend_for = [&](const map_op& op) -> frontend_record& {
@@ -815,6 +932,12 @@ void apply_ops(map_state& state, const std::vector<map_op>& ops,
         break;
       case op_kind::delete_maglev:
         state.maglev.erase(op.value.svc_id);
+        break;
+      case op_kind::put_info:
+        state.info[op.value.svc_id] = op.backend_id < info.size() ? info[op.backend_id] : svc_info{};
+        break;
+      case op_kind::delete_info:
+        state.info.erase(op.value.svc_id);
         break;
     }
   }

@@ -14,12 +14,14 @@
 //                                     master no longer points at (master, then slots)
 //   7. masters of removed frontends   the frontend disappears at once (ALL, then EXTERNAL)
 //   8. slots of removed frontends
-//   9. stale source-range prefixes and Maglev tables (of removed frontends too)
+//   9. stale source-range prefixes, Maglev tables and names (of removed frontends too)
 //  10. backends no longer referenced  conntrack keeps TCP flows on them by address meanwhile
+// A frontend's name and kind (lb_svc_info_v1, read by sluicectl only) go just before its master.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <map>
 #include <optional>
 #include <set>
@@ -46,7 +48,7 @@ struct backend_record {
 /// How external traffic picks a backend (--lb-algorithm).
 enum class lb_algorithm : uint8_t {
   random,  ///< a uniformly random slot, as for traffic from pods
-  maglev,  ///< lb_maglev_v1[svc_id]: the same table on every node (same size, seed, backends),
+  maglev,  ///< lb_maglev_v2[svc_id]: the same table on every node (same size, seed, backends),
            ///< so a datapath that hashes a flow into it picks the same backend on any node
 };
 
@@ -100,6 +102,20 @@ class id_space {
   std::map<uint32_t, uint32_t> free_;
 };
 
+/// A frontend's lb_svc_info_v1 value (kind and names for sluicectl), compared as the kernel
+/// holds it: names cut to the field sizes, NUL-padded.
+struct svc_info {
+  lb_svc_info value{};
+
+  bool operator==(const svc_info& o) const {
+    return std::memcmp(&value, &o.value, sizeof(value)) == 0;
+  }
+};
+
+/// The value lb_svc_info_v1 holds for `f`: its kind, and its name ("namespace/name:port",
+/// see desired_frontend::name) split into namespace, name and port name.
+svc_info make_svc_info(const desired_frontend& f);
+
 struct map_op;
 struct maglev_build;
 
@@ -125,11 +141,14 @@ struct map_state {
   /// lb{4,6}_src_ranges_v1: svc_id -> its prefixes (host bits clear). Keyed like the kernel
   /// maps, so entries whose svc_id no frontend uses (an interrupted run) have a place too.
   std::map<uint32_t, std::set<ip_prefix>> src_ranges;
-  /// lb_maglev_v1: svc_id -> the backend ids its table was built from, ascending. The table is
+  /// lb_maglev_v2: svc_id -> the backend ids its table was built from, ascending. The table is
   /// a function of those ids' (address, port, protocol) and the options, so equal ids mean an
   /// equal table. Empty: a table restore() could not vouch for (another size or seed, content
   /// not written by this agent); the next diff rewrites or deletes it.
   std::map<uint32_t, std::vector<uint32_t>> maglev;
+  /// lb_svc_info_v1: svc_id -> the frontend's kind and names (sluicectl's; the datapath never
+  /// reads them). Keyed like the kernel map, so an orphan entry has a place too.
+  std::map<uint32_t, svc_info> info;
 
   /// The index, rebuilt first if the entry counts show it is stale (O(n) then, else O(1)).
   const map_index& index() const;
@@ -138,12 +157,17 @@ struct map_state {
   map_state() = default;
   /// A copy gets its own index on first use (the index points into the content it describes).
   map_state(const map_state& o)
-      : frontends(o.frontends), backends(o.backends), src_ranges(o.src_ranges), maglev(o.maglev) {}
+      : frontends(o.frontends),
+        backends(o.backends),
+        src_ranges(o.src_ranges),
+        maglev(o.maglev),
+        info(o.info) {}
   map_state& operator=(const map_state& o) {
     frontends = o.frontends;
     backends = o.backends;
     src_ranges = o.src_ranges;
     maglev = o.maglev;
+    info = o.info;
     index_ = stale_index();
     return *this;
   }
@@ -153,12 +177,12 @@ struct map_state {
   /// Compares the content only.
   bool operator==(const map_state& o) const {
     return frontends == o.frontends && backends == o.backends && src_ranges == o.src_ranges &&
-           maglev == o.maglev;
+           maglev == o.maglev && info == o.info;
   }
 
  private:
   friend void apply_ops(map_state& state, const std::vector<map_op>& ops,
-                        std::span<const maglev_build> maglev);
+                        std::span<const maglev_build> maglev, std::span<const svc_info> info);
   mutable map_index index_ = stale_index();
   static map_index stale_index() {
     map_index i;
@@ -176,8 +200,10 @@ enum class op_kind : uint8_t {
   delete_backend,
   put_src_range,     // lb{4,6}_src_ranges_v1[(svc_id, prefix)] = 1
   delete_src_range,
-  put_maglev,        // a new inner table swapped into lb_maglev_v1[svc_id]
+  put_maglev,        // a new inner table swapped into lb_maglev_v2[svc_id]
   delete_maglev,
+  put_info,          // lb_svc_info_v1[svc_id] = reconcile_result::info[backend_id]
+  delete_info,
 };
 
 /// One map write. Which fields matter depends on kind.
@@ -192,7 +218,8 @@ struct map_op {
   uint16_t slot = 0;         // put_slot / delete_slot
   lb_svc_value value{};      // put_slot / put_master (host-order fields, as in the map);
                              // range/maglev ops: value.svc_id is the key's svc_id
-  uint32_t backend_id = 0;   // backend ops; put_maglev: index into reconcile_result::maglev
+  uint32_t backend_id = 0;   // backend ops; put_maglev: index into reconcile_result::maglev;
+                             // put_info: index into reconcile_result::info
   backend_record backend;    // put_backend; range ops: backend.addr is the prefix's address
   bool new_svc_id = false;   // put_master of a freshly allocated id: per-service counters reset
   uint8_t prefix_len = 0;    // range ops
@@ -219,6 +246,7 @@ struct reconcile_error {
 struct reconcile_result {
   std::vector<map_op> ops;
   std::vector<maglev_build> maglev;  // what put_maglev ops build, by index
+  std::vector<svc_info> info;        // what put_info ops write, by index
   std::vector<reconcile_error> errors;
   /// Frontends programmed with less than asked (a Maglev table too small for their backends:
   /// random choice instead).
@@ -246,6 +274,7 @@ struct reconcile_result {
 /// - one lb{4,6}_src_ranges_v1 entry per source_ranges prefix of the VIP's family.
 /// - Maglev: a table over external_backends when external_local, else backends. A set larger
 ///   than the table is programmed without Maglev and reported in warnings.
+/// - lb_svc_info_v1[svc_id] = make_svc_info(frontend), written when it differs.
 reconcile_result reconcile(const map_state& current, const desired_state& desired,
                            const reconcile_options& options = {});
 
@@ -269,13 +298,41 @@ reconcile_result reconcile_subset(const map_state& current,
 /// Applies ops to a map_state, exactly as the kernel maps would change, and keeps its index.
 /// Used by the writer to keep its mirror and by tests to check that applying the ops yields the
 /// desired state. O(ops * log n). put_maglev ops look their table's ids up in `maglev` (the
-/// plan's reconcile_result::maglev); without it the table is recorded as unverified.
+/// plan's reconcile_result::maglev); without it the table is recorded as unverified. put_info
+/// ops take their value from `info` (reconcile_result::info); without it a zero value.
 void apply_ops(map_state& state, const std::vector<map_op>& ops,
-               std::span<const maglev_build> maglev = {});
+               std::span<const maglev_build> maglev = {}, std::span<const svc_info> info = {});
 
 /// The same with the whole plan.
 inline void apply_ops(map_state& state, const reconcile_result& plan) {
-  apply_ops(state, plan.ops, plan.maglev);
+  apply_ops(state, plan.ops, plan.maglev, plan.info);
 }
+
+// ---- services not proxied (lb_unproxied_v1) -------------------------------------------------
+
+/// lb_unproxied_v1's content as the writer mirrors it: namespace/name -> value, strings cut to
+/// the fields' sizes as the kernel holds them.
+struct unproxied_record {
+  uint8_t reason = 0;  // enum lb_unproxied_reason
+  std::string external_name;
+
+  auto operator<=>(const unproxied_record&) const = default;
+  bool operator==(const unproxied_record&) const = default;
+};
+using unproxied_map = std::map<std::pair<std::string, std::string>, unproxied_record>;
+
+/// The desired content of lb_unproxied_v1 (strings cut as the kernel would hold them).
+unproxied_map make_unproxied(std::span<const unproxied_service> services);
+
+/// One write to lb_unproxied_v1: a put when `value` is set, else a delete.
+struct unproxied_op {
+  std::pair<std::string, std::string> key;  // namespace, name
+  std::optional<unproxied_record> value;
+};
+
+/// Puts for new or changed entries, deletes for entries no longer wanted, in key order.
+/// Unchanged content gives no op. Pure; O(n) over both sides.
+std::vector<unproxied_op> reconcile_unproxied(const unproxied_map& current,
+                                              const unproxied_map& desired);
 
 }  // namespace sluice

@@ -781,9 +781,11 @@ affinity_config decode_affinity_config(od::value& v, const path& cp) {
 }
 
 result<void> decode_service_spec(od::object& spec, const path& sp, service& svc) {
-  scalar type, cluster_ip, affinity, etp, itp, hc, distribution, pnra, family_policy, allocate;
+  scalar type, cluster_ip, affinity, etp, itp, hc, distribution, pnra, family_policy, allocate,
+      external_name;
   const scalar_field scalars[] = {
       {"type", &type},
+      {"externalName", &external_name},
       {"clusterIP", &cluster_ip},
       {"sessionAffinity", &affinity},
       {"externalTrafficPolicy", &etp},
@@ -900,6 +902,14 @@ result<void> decode_service_spec(od::object& spec, const path& sp, service& svc)
     return std::unexpected(type_value.error());
   }
   svc.type = *type_value;
+  svc.external_name.clear();
+  if (svc.type == service_type::external_name) {
+    const result<std::string_view> target = get_text(external_name, sp.field("externalName"));
+    if (!target) {
+      return std::unexpected(target.error());
+    }
+    svc.external_name = std::string(*target);
+  }
 
   if (result<void> r = held.check({"clusterIPs"}); !r) {
     return r;

@@ -162,6 +162,18 @@ std::optional<sync_round> sync_loop::run_once(bool force) {
   } else {
     round.report = writer_.sync_subset(cache_.frontends(), touched);
   }
+  if (round.full || cache_.unproxied_changed()) {
+    // sluicectl's list of Services not proxied: small, written whole when it changed.
+    std::vector<unproxied_service> unproxied;
+    unproxied.reserve(cache_.unproxied().size());
+    for (const auto& [key, u] : cache_.unproxied()) {
+      unproxied.push_back(u);
+    }
+    const sync_report names = writer_.sync_unproxied(make_unproxied(unproxied));
+    round.report.ops += names.ops;
+    round.report.syscalls += names.syscalls;
+    round.report.failed_ops += names.failed_ops;
+  }
   for (const reconcile_error& e : round.report.errors) {
     spdlog::error("not programmed: {}: {}", e.name, e.what);
   }

@@ -220,6 +220,8 @@ static __always_inline void lb_ct_touch(const struct lb_tuple *t, const struct l
 {
 	__u8 bits = 0;
 
+	if (p->dry_run)
+		return;
 	if (now - st->last_seen_ns > LB_CT_REFRESH_S * NSEC_PER_SEC)
 		st->last_seen_ns = now;
 	if (st->dir == LB_CT_REPLY && !(st->flags & LB_CT_F_SEEN_REPLY))

@@ -64,18 +64,18 @@ LB_AGENT_LPM(lb4_src_ranges_v1, struct lb4_src_range_key);
 LB_AGENT_LPM(lb6_src_ranges_v1, struct lb6_src_range_key);
 
 /*
- * One array of backend ids per Maglev frontend. The agent builds a new inner map and swaps it
- * in with one update of the outer map, so a reader sees the whole old table or the whole new
- * one. BPF_F_INNER_MAP lets the size (--maglev-table-size, cfg_maglev_size) differ from this
- * template's; an inner map's flags must equal the template's.
+ * One table per Maglev frontend: an array of one element that holds all M backend ids
+ * (maps/sluice_abi.h). The agent builds a new inner map and swaps it in with one update of the
+ * outer map, so a reader sees the whole old table or the whole new one. The template's value
+ * size is set at load to LB_MAGLEV_TABLE_BYTES(cfg_maglev_size), so it has no BTF types (their
+ * size would no longer match); every inner map has that size and these flags.
  */
 struct lb_maglev_inner {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__type(key, __u32);
-	__type(value, __u32);
-	__uint(max_entries, LB_MAGLEV_DEFAULT_SIZE);
-	/* MMAPABLE: the agent fills a new table with one memcpy instead of M writes. */
-	__uint(map_flags, BPF_F_INNER_MAP | BPF_F_MMAPABLE);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, LB_MAGLEV_TABLE_BYTES(LB_MAGLEV_DEFAULT_SIZE));
+	__uint(max_entries, 1);
+	__uint(map_flags, LB_MAGLEV_TABLE_FLAGS);
 };
 
 struct {
@@ -85,7 +85,7 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 	__array(values, struct lb_maglev_inner);
-} lb_maglev_v1 SEC(".maps");
+} lb_maglev_v2 SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -94,6 +94,20 @@ struct {
 	__uint(max_entries, LB_MAX_DEVICES);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } lb_devices_v1 SEC(".maps");
+
+/* For sluicectl: frontend names and kinds, services not proxied. The datapath never reads them. */
+LB_AGENT_HASH(lb_svc_info_v1, __u32, struct lb_svc_info, LB_MAX_SERVICES);
+LB_AGENT_HASH(lb_unproxied_v1, struct lb_unproxied_key, struct lb_unproxied_value,
+	      LB_MAX_SERVICES);
+
+/* A dry run's decision (sluicectl trace); live packets never touch it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct lb_trace);
+	__uint(max_entries, 1);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_trace_v1 SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

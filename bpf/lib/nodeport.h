@@ -237,11 +237,12 @@ static __always_inline bool lb_local_socket(void *ctx, __u8 family, __u8 proto,
 /*
  * Takes a SNAT port for a flow to backend:bport from snat:<port> by inserting the REPLY entry
  * `reply` (its dport is the port) with BPF_NOEXIST. Start from a hash of the client's tuple so
- * concurrent flows spread over the range. 0 when none was free.
+ * concurrent flows spread over the range. 0 when none was free. A dry run (constant `dry`)
+ * only looks: the first port whose REPLY entry is free, nothing inserted.
  */
-static __noinline __be16 lb_snat_take(void *ctx, struct lb_tuple *reply,
-					   const struct lb_ct_state *st, const struct lb_ct_nat *nat,
-					   __u32 seed)
+static __always_inline __be16 lb_snat_search(void *ctx, struct lb_tuple *reply,
+					     const struct lb_ct_state *st,
+					     const struct lb_ct_nat *nat, __u32 seed, bool dry)
 {
 	__u32 span = (__u32)cfg_snat_port_max - cfg_snat_port_min + 1;
 	int i;
@@ -256,10 +257,23 @@ static __noinline __be16 lb_snat_take(void *ctx, struct lb_tuple *reply,
 		if (lb_local_socket(ctx, reply->family, reply->proto, &reply->d, port, &reply->s,
 				    reply->sport))
 			continue;
-		if (lb_ct_write(reply, st, nat, BPF_NOEXIST) == 0)
+		if (dry ? !lb_ct_lookup(reply, NULL) : lb_ct_write(reply, st, nat, BPF_NOEXIST) == 0)
 			return port;
 	}
 	return 0;
+}
+
+static __noinline __be16 lb_snat_take(void *ctx, struct lb_tuple *reply,
+					   const struct lb_ct_state *st, const struct lb_ct_nat *nat,
+					   __u32 seed)
+{
+	return lb_snat_search(ctx, reply, st, nat, seed, false);
+}
+
+/* sluicectl trace: which port lb_snat_take() would take now. */
+static __noinline __be16 lb_snat_peek(void *ctx, struct lb_tuple *reply, __u32 seed)
+{
+	return lb_snat_search(ctx, reply, NULL, NULL, seed, true);
 }
 
 /*
@@ -351,7 +365,7 @@ static __noinline int lb_dsr_learn(const struct lb_pkt *p, const struct lb_tuple
 	old = lb_ct_lookup(rt, nat);
 	if (old && old->dir == LB_CT_REPLY && old->nat_port == p->dsr_port &&
 	    lb_addr_eq(&nat->addr, &p->dsr_addr)) {
-		if (now - old->last_seen_ns > LB_CT_REFRESH_S * NSEC_PER_SEC)
+		if (!p->dry_run && now - old->last_seen_ns > LB_CT_REFRESH_S * NSEC_PER_SEC)
 			old->last_seen_ns = now;
 		return LB_STAT_DSR_LEARNT;
 	}
@@ -363,7 +377,7 @@ static __noinline int lb_dsr_learn(const struct lb_pkt *p, const struct lb_tuple
 	st->created_ns = now;
 	st->last_seen_ns = now;
 	nat->addr = p->dsr_addr;
-	if (lb_ct_write(rt, st, nat, BPF_ANY) < 0)
+	if (!p->dry_run && lb_ct_write(rt, st, nat, BPF_ANY) < 0)
 		return LB_STAT_DROP_CT_INSERT;
 	return LB_STAT_DSR_LEARNT;
 }

@@ -46,6 +46,11 @@ struct lb_pkt {
 	union lb_addr dsr_addr;
 	__u32 icmp_off;		/* host: ICMP error (proto ICMP/ICMPV6): its header's offset */
 	__u32 ifindex;		/* host: lb_ifindex(), read by the entry program (see there) */
+	/*
+	 * A dry run (sluicectl trace, see lb_trace in maps/sluice_abi.h): every map write is
+	 * skipped, one predictable branch at each write site.
+	 */
+	__u8 dry_run;
 };
 
 #define LB_TCP_FIN 0x01

@@ -339,6 +339,7 @@ TEST_CASE("decode_object: dual-stack, headless, ClientIP affinity, ranges, ingre
     "spec": {"type": "ExternalName", "externalName": "db.example.com",
              "externalIPs": ["fd00::99", "192.0.2.1"]}})json"));
   CHECK(named.type == service_type::external_name);
+  CHECK(named.external_name == "db.example.com");
   CHECK(named.external_ips == std::vector<ip_addr>{ip("fd00::99"), ip("192.0.2.1")});
 }
 

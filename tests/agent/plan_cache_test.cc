@@ -378,3 +378,41 @@ TEST_CASE("plan_cache: a removed or relabelled slice is attributed to its former
 }
 
 }  // namespace sluice
+
+namespace sluice {
+namespace {
+
+TEST_CASE("plan_cache: Services not proxied are tracked and reported as changed only when they change") {
+  cluster state;
+  add(state, test::make_service("default", "web", {"10.96.0.1"}, {test::svc_port("http", 80)}));
+  service db = test::make_service("default", "db", {}, {test::svc_port("pg", 5432)});
+  db.headless = true;
+  add(state, db);
+  plan_cache cache;
+  cache.update(state, {}, {.all = true});
+  CHECK(cache.unproxied_changed());
+  REQUIRE(cache.unproxied().size() == 1);
+  CHECK(cache.unproxied().begin()->second.reason == unproxied_reason::headless);
+  CHECK(cache.state().unproxied.size() == 1);
+
+  // Another Service changes: the set does not.
+  state.services.at({"default", "web"}).ports[0].port = 81;
+  cache.update(state, {}, {.services = {{"default", "web"}}});
+  CHECK_FALSE(cache.unproxied_changed());
+
+  // db becomes an ExternalName, then a proxied ClusterIP.
+  state.services.at({"default", "db"}).type = service_type::external_name;
+  state.services.at({"default", "db"}).external_name = "db.example.com";
+  cache.update(state, {}, {.services = {{"default", "db"}}});
+  CHECK(cache.unproxied_changed());
+  CHECK(cache.unproxied().begin()->second.external_name == "db.example.com");
+  state.services.at({"default", "db"}) =
+      test::make_service("default", "db", {"10.96.0.2"}, {test::svc_port("pg", 5432)});
+  cache.update(state, {}, {.services = {{"default", "db"}}});
+  CHECK(cache.unproxied_changed());
+  CHECK(cache.unproxied().empty());
+  CHECK(cache.state() == plan(state, {}));
+}
+
+}  // namespace
+}  // namespace sluice

@@ -201,7 +201,20 @@ TEST_CASE("plan: services kube-proxy skips produce nothing") {
     add(state, make_slice("default", std::string(name) + "-1", name, v4,
                           {make_endpoint("10.244.1.1")}, {slice_port("http", 8080)}));
   }
-  CHECK(plan(state, {}).frontends.empty());
+  const desired_state skipped = plan(state, {});
+  CHECK(skipped.frontends.empty());
+  // Each is listed as not proxied, with the reason sluicectl shows.
+  external.external_name = "db.example.com";
+  add(state, external);
+  const std::vector<unproxied_service> want = {
+      {"default", "external", unproxied_reason::external_name, "db.example.com"},
+      {"default", "external-ip", unproxied_reason::external_name, ""},
+      {"default", "headless", unproxied_reason::headless, ""},
+      {"default", "labelled", unproxied_reason::headless, ""},
+      {"default", "other", unproxied_reason::other_proxy, ""},
+      {"default", "unallocated", unproxied_reason::no_cluster_ip, ""},
+  };
+  CHECK(plan(state, {}).unproxied == want);
 
   // A plain service next to them is still planned.
   add(state, make_service("default", "plain", {"10.96.0.6"}, {svc_port("http", 80)}));

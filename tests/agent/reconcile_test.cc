@@ -83,14 +83,20 @@ TEST_CASE("reconcile: a new frontend writes backends, then slots, then the maste
   desired_state want{{fe(v4("10.96.0.10"), 80, {"10.244.0.12", "10.244.0.13"})}};
   auto r = reconcile(st, want);
   CHECK(r.errors.empty());
-  REQUIRE(r.ops.size() == 5);
+  REQUIRE(r.ops.size() == 6);
   CHECK(last(r.ops, op_kind::put_backend) < first(r.ops, op_kind::put_slot));
-  CHECK(last(r.ops, op_kind::put_slot) < first(r.ops, op_kind::put_master));
+  CHECK(last(r.ops, op_kind::put_slot) < first(r.ops, op_kind::put_info));
+  CHECK(first(r.ops, op_kind::put_info) < first(r.ops, op_kind::put_master));
+  REQUIRE(r.info.size() == 1);
+  CHECK(r.info[0].value.kind == LB_KIND_CLUSTER_IP);
+  CHECK(std::string(r.info[0].value.ns) == "default");
+  CHECK(std::string(r.info[0].value.name) == "web");
+  CHECK(std::string(r.info[0].value.port_name) == "http");
   const auto& m = r.ops[static_cast<size_t>(first(r.ops, op_kind::put_master))];
   CHECK(m.value.count == 2);
   CHECK(m.value.svc_id == 1);
   CHECK(m.new_svc_id);
-  apply_ops(st, r.ops);
+  apply_ops(st, r);
   check_matches(st, want);
 }
 
@@ -98,14 +104,14 @@ TEST_CASE("reconcile: unchanged desired state produces no operation") {
   map_state st;
   desired_state want{{fe(v4("10.96.0.10"), 80, {"10.244.0.12", "10.244.0.13"}),
                       fe(v6("fd00:96::10"), 80, {"fd00:244::12"})}};
-  apply_ops(st, reconcile(st, want).ops);
+  apply_ops(st, reconcile(st, want));
   CHECK(reconcile(st, want).ops.empty());
 }
 
 TEST_CASE("reconcile: removing a backend shrinks after the master, keeps the others' ids") {
   map_state st;
   desired_state want{{fe(v4("10.96.0.10"), 80, {"10.244.0.12", "10.244.0.13", "10.244.0.14"})}};
-  apply_ops(st, reconcile(st, want).ops);
+  apply_ops(st, reconcile(st, want));
   const auto before = st;
   const frontend_key key{v4("10.96.0.10"), 80, IPPROTO_TCP};
 
@@ -118,7 +124,7 @@ TEST_CASE("reconcile: removing a backend shrinks after the master, keeps the oth
   CHECK(first(r.ops, op_kind::delete_slot) > master);
   CHECK(first(r.ops, op_kind::delete_backend) > master);
   CHECK(first(r.ops, op_kind::put_backend) == -1);
-  apply_ops(st, r.ops);
+  apply_ops(st, r);
   check_matches(st, less);
   CHECK(st.frontends.at(key).svc_id == before.frontends.at(key).svc_id);
   CHECK(st.frontends.at(key).slots[0] == before.frontends.at(key).slots[0]);
@@ -129,22 +135,23 @@ TEST_CASE("reconcile: a removed frontend loses its master first, its backends la
   map_state st;
   desired_state want{{fe(v4("10.96.0.10"), 80, {"10.244.0.12"}),
                       fe(v4("10.96.0.20"), 53, {"10.244.0.15"}, IPPROTO_UDP)}};
-  apply_ops(st, reconcile(st, want).ops);
+  apply_ops(st, reconcile(st, want));
   desired_state less{{fe(v4("10.96.0.10"), 80, {"10.244.0.12"})}};
   auto r = reconcile(st, less);
-  REQUIRE(r.ops.size() == 3);
+  REQUIRE(r.ops.size() == 4);
   CHECK(r.ops[0].kind == op_kind::delete_master);
   CHECK(r.ops[1].kind == op_kind::delete_slot);
-  CHECK(r.ops[2].kind == op_kind::delete_backend);
-  apply_ops(st, r.ops);
+  CHECK(r.ops[2].kind == op_kind::delete_info);
+  CHECK(r.ops[3].kind == op_kind::delete_backend);
+  apply_ops(st, r);
   check_matches(st, less);
 }
 
 TEST_CASE("reconcile: freed service ids are reused and flagged for a counter reset") {
   map_state st;
   desired_state a{{fe(v4("10.96.0.10"), 80, {"10.244.0.12"})}};
-  apply_ops(st, reconcile(st, a).ops);
-  apply_ops(st, reconcile(st, desired_state{}).ops);
+  apply_ops(st, reconcile(st, a));
+  apply_ops(st, reconcile(st, desired_state{}));
   CHECK(st.frontends.empty());
   CHECK(st.backends.empty());
   desired_state b{{fe(v4("10.96.0.30"), 80, {"10.244.0.13"})}};
@@ -158,9 +165,10 @@ TEST_CASE("reconcile: no endpoints gives a master with count 0 (the datapath rej
   map_state st;
   desired_state want{{fe(v4("10.96.0.20"), 80, {})}};
   auto r = reconcile(st, want);
-  REQUIRE(r.ops.size() == 1);
-  CHECK(r.ops[0].kind == op_kind::put_master);
-  CHECK(r.ops[0].value.count == 0);
+  REQUIRE(r.ops.size() == 2);
+  CHECK(r.ops[0].kind == op_kind::put_info);
+  CHECK(r.ops[1].kind == op_kind::put_master);
+  CHECK(r.ops[1].value.count == 0);
 }
 
 TEST_CASE("reconcile: affinity and terminating state are written, and changes rewrite them") {
@@ -175,7 +183,7 @@ TEST_CASE("reconcile: affinity and terminating state are written, and changes re
   CHECK(m.value.affinity_timeout == 10800);
   const auto& b = r.ops[static_cast<size_t>(first(r.ops, op_kind::put_backend))];
   CHECK(b.backend.state == LB_BACKEND_TERMINATING);
-  apply_ops(st, r.ops);
+  apply_ops(st, r);
 
   want.frontends[0].backends[0].terminating = false;
   want.frontends[0].affinity_timeout_s = 0;
@@ -192,7 +200,7 @@ TEST_CASE("reconcile: the same endpoint behind two frontends gets two backend id
   desired_state want{{fe(v4("10.96.0.10"), 80, {"10.244.0.12"}),
                       fe(v4("10.96.0.10"), 81, {"10.244.0.12"})}};
   auto r = reconcile(st, want);
-  apply_ops(st, r.ops);
+  apply_ops(st, r);
   check_matches(st, want);
   CHECK(st.backends.size() == 2);
 }
@@ -204,7 +212,7 @@ TEST_CASE("reconcile: orphan backends of an interrupted run are deleted") {
   auto r = reconcile(st, want);
   CHECK(r.ops.back().kind == op_kind::delete_backend);
   CHECK(r.ops.back().backend_id == 77);
-  apply_ops(st, r.ops);
+  apply_ops(st, r);
   check_matches(st, want);
 }
 
@@ -222,7 +230,7 @@ TEST_CASE("reconcile: too many backends for the slot range is an error, others s
   auto r = reconcile(st, want);
   REQUIRE(r.errors.size() == 1);
   CHECK(r.errors[0].key.port == 80);
-  apply_ops(st, r.ops);
+  apply_ops(st, r);
   CHECK(st.frontends.size() == 1);
 }
 
@@ -266,7 +274,7 @@ TEST_CASE("reconcile: randomised edits always converge to the desired state") {
                          want.frontends.end());
     auto r = reconcile(st, want);
     REQUIRE(r.errors.empty());
-    apply_ops(st, r.ops);
+    apply_ops(st, r);
     check_matches(st, want);
     CHECK(reconcile(st, want).ops.empty());
   }
@@ -335,11 +343,11 @@ TEST_CASE(
   f.affinity_timeout_s = 30;
   desired_state want{{f}};
   auto r = reconcile(st, want);
-  REQUIRE(r.ops.size() == 1);
-  CHECK(r.ops[0].kind == op_kind::put_master);
-  CHECK(r.ops[0].value.count == 0);
-  CHECK(r.ops[0].value.flags == (LB_SVC_F_DROP_EMPTY | LB_SVC_F_AFFINITY));
-  apply_ops(st, r.ops);
+  REQUIRE(r.ops.size() == 2);
+  CHECK(r.ops[1].kind == op_kind::put_master);
+  CHECK(r.ops[1].value.count == 0);
+  CHECK(r.ops[1].value.flags == (LB_SVC_F_DROP_EMPTY | LB_SVC_F_AFFINITY));
+  apply_ops(st, r);
   CHECK(st.frontends.begin()->second.flags == (LB_SVC_F_DROP_EMPTY | LB_SVC_F_AFFINITY));
 
   want.frontends[0].when_empty = empty_verdict::reject;
@@ -355,7 +363,7 @@ TEST_CASE("reconcile_subset: only touched keys are planned; absent from desired 
   desired_state all{{fe(v4("10.96.0.10"), 80, {"10.244.0.12"}),
                      fe(v4("10.96.0.20"), 80, {"10.244.0.13"}),
                      fe(v4("10.96.0.30"), 80, {"10.244.0.14"})}};
-  apply_ops(st, reconcile(st, all).ops);
+  apply_ops(st, reconcile(st, all));
   auto desired = by_key(all);
   const frontend_key a{v4("10.96.0.10"), 80, IPPROTO_TCP};
   const frontend_key b{v4("10.96.0.20"), 80, IPPROTO_TCP};
@@ -366,8 +374,8 @@ TEST_CASE("reconcile_subset: only touched keys are planned; absent from desired 
 
   auto r = reconcile_subset(st, desired, {a, b});
   CHECK(r.errors.empty());
-  // a: new backend, slot 2, master; b: master, slot, backend deleted.
-  REQUIRE(r.ops.size() == 6);
+  // a: new backend, slot 2, master; b: master, slot, name, backend deleted.
+  REQUIRE(r.ops.size() == 7);
   CHECK(r.ops[0].kind == op_kind::put_backend);
   CHECK(r.ops[1].kind == op_kind::put_slot);
   CHECK(r.ops[1].slot == 2);
@@ -376,11 +384,12 @@ TEST_CASE("reconcile_subset: only touched keys are planned; absent from desired 
   CHECK(r.ops[3].kind == op_kind::delete_master);
   CHECK(r.ops[3].key == b);
   CHECK(r.ops[4].kind == op_kind::delete_slot);
-  CHECK(r.ops[5].kind == op_kind::delete_backend);
+  CHECK(r.ops[5].kind == op_kind::delete_info);
+  CHECK(r.ops[6].kind == op_kind::delete_backend);
   for (const auto& op : r.ops) {
     CHECK(op.key != c);
   }
-  apply_ops(st, r.ops);
+  apply_ops(st, r);
   CHECK(st.frontends.size() == 2);
   CHECK(st.frontends.at(a).slots.size() == 2);
   CHECK(st.frontends.at(c).slots.size() == 1);
@@ -460,7 +469,7 @@ TEST_CASE("reconcile_subset over the changed keys == reconcile; apply_ops mirror
     REQUIRE(a.errors.empty());
     REQUIRE(b.errors.empty());
     check_same_ops(a.ops, b.ops);
-    apply_ops(st, a.ops);
+    apply_ops(st, a);
     check_matches(st, full);
     for (const auto& f : full.frontends) {
       CHECK(st.frontends.at(f.key()).flags ==
@@ -514,12 +523,12 @@ TEST_CASE("id_space: lowest free id, release merges intervals") {
 TEST_CASE("reconcile: ids freed by a plan are not reused within it") {
   map_state st;
   desired_state one{{fe(v4("10.96.0.10"), 80, {"10.244.0.12"})}};
-  apply_ops(st, reconcile(st, one).ops);
+  apply_ops(st, reconcile(st, one));
   const uint32_t old_svc = st.frontends.begin()->second.svc_id;
   const uint32_t old_be = st.frontends.begin()->second.slots[0];
   desired_state other{{fe(v4("10.96.0.20"), 80, {"10.244.0.13"})}};
   auto r = reconcile(st, other);
-  apply_ops(st, r.ops);
+  apply_ops(st, r);
   check_matches(st, other);
   CHECK(st.frontends.begin()->second.svc_id != old_svc);
   CHECK(st.frontends.begin()->second.slots[0] != old_be);
@@ -534,7 +543,7 @@ TEST_CASE("reconcile: a duplicate frontend key is an error, the first one is pla
   auto r = reconcile(st, desired_state{{a, b}});
   REQUIRE(r.errors.size() == 1);
   CHECK(r.errors[0].name == "default/other:http");
-  apply_ops(st, r.ops);
+  apply_ops(st, r);
   check_matches(st, desired_state{{a}});
 }
 
@@ -804,7 +813,7 @@ TEST_CASE("reconcile: source ranges are added before the master and removed afte
 
   // A removed frontend's prefixes go after its master and slots, before its backends.
   want.frontends[0].source_ranges = {{v4("198.51.100.0"), 24}};
-  apply_ops(st, reconcile(st, want).ops);
+  apply_ops(st, reconcile(st, want));
   auto r4 = reconcile(st, desired_state{});
   CHECK(first(r4.ops, op_kind::delete_src_range) > last(r4.ops, op_kind::delete_slot));
   CHECK(first(r4.ops, op_kind::delete_src_range) < first(r4.ops, op_kind::delete_backend));
@@ -1069,6 +1078,78 @@ TEST_CASE("reconcile_subset == reconcile with EXTERNAL entries, ranges and Magle
       prev = std::move(want);
     }
   }
+}
+
+}  // namespace
+}  // namespace sluice
+
+namespace sluice {
+namespace {
+
+TEST_CASE("names: kind and name split into lb_svc_info_v1's fields, cut to fit") {
+  desired_frontend f;
+  f.kind = frontend_kind::node_port;
+  f.name = "kube-system/dns:dns-tcp";
+  svc_info i = make_svc_info(f);
+  CHECK(i.value.kind == LB_KIND_NODE_PORT);
+  CHECK(std::string(i.value.ns) == "kube-system");
+  CHECK(std::string(i.value.name) == "dns");
+  CHECK(std::string(i.value.port_name) == "dns-tcp");
+  f.kind = frontend_kind::host_port;
+  f.name = "default/" + std::string(200, 'p') + ":8443";  // a long Pod name
+  i = make_svc_info(f);
+  CHECK(i.value.kind == LB_KIND_HOST_PORT);
+  CHECK(std::string(i.value.name) == std::string(LB_NAME_LEN - 1, 'p'));
+  CHECK(std::string(i.value.port_name) == "8443");
+  f.name = "default/web:";
+  i = make_svc_info(f);
+  CHECK(std::string(i.value.name) == "web");
+  CHECK(std::string(i.value.port_name).empty());
+  f.name = "scale/svc-1";  // no port part at all
+  CHECK(std::string(make_svc_info(f).value.name) == "svc-1");
+}
+
+TEST_CASE("names: a renamed frontend rewrites its name only; orphans are removed") {
+  map_state st;
+  desired_state want{{fe(v4("10.96.0.10"), 80, {"10.244.0.12"})}};
+  apply_ops(st, reconcile(st, want));
+  REQUIRE(st.info.size() == 1);
+  want.frontends[0].name = "default/web2:http";
+  auto r = reconcile(st, want);
+  REQUIRE(r.ops.size() == 1);
+  CHECK(r.ops[0].kind == op_kind::put_info);
+  apply_ops(st, r);
+  CHECK(std::string(st.info.begin()->second.value.name) == "web2");
+  CHECK(reconcile(st, want).ops.empty());
+  // An entry of no frontend (an interrupted run) goes with the full diff.
+  st.info[77] = svc_info{};
+  r = reconcile(st, want);
+  REQUIRE(r.ops.size() == 1);
+  CHECK(r.ops[0].kind == op_kind::delete_info);
+  CHECK(r.ops[0].value.svc_id == 77);
+}
+
+TEST_CASE("Services not proxied: the diff writes what changed, deletes what went") {
+  const std::vector<unproxied_service> a = {
+      {"default", "db", unproxied_reason::headless, ""},
+      {"default", "ext", unproxied_reason::external_name, "db.example.com"}};
+  const unproxied_map have = make_unproxied(a);
+  CHECK(reconcile_unproxied(have, have).empty());
+  std::vector<unproxied_service> b = a;
+  b[1].external_name = "db2.example.com";
+  b.erase(b.begin());
+  b.push_back({"prod", "other", unproxied_reason::other_proxy, ""});
+  const auto ops = reconcile_unproxied(have, make_unproxied(b));
+  REQUIRE(ops.size() == 3);
+  CHECK(ops[0].key == std::pair<std::string, std::string>{"default", "db"});
+  CHECK_FALSE(ops[0].value);
+  CHECK(ops[1].value->external_name == "db2.example.com");
+  CHECK(ops[2].value->reason == LB_UNPROXIED_OTHER_PROXY);
+  // Strings are cut as the kernel holds them, so a long one compares equal after a restart.
+  const unproxied_map long_name =
+      make_unproxied(std::vector<unproxied_service>{{"n", "x", unproxied_reason::external_name,
+                                                     std::string(300, 'e')}});
+  CHECK(long_name.begin()->second.external_name.size() == LB_EXTERNAL_NAME_LEN - 1);
 }
 
 }  // namespace

@@ -71,7 +71,16 @@ Fixture::Fixture(const FixtureOptions& opts) {
   if (opts.lb_mode) skel_->rodata->cfg_lb_mode = *opts.lb_mode;
   if (opts.snat_port_min) skel_->rodata->cfg_snat_port_min = *opts.snat_port_min;
   if (opts.snat_port_max) skel_->rodata->cfg_snat_port_max = *opts.snat_port_max;
-  if (opts.maglev_size) skel_->rodata->cfg_maglev_size = *opts.maglev_size;
+  if (opts.maglev_size) {
+    skel_->rodata->cfg_maglev_size = *opts.maglev_size;
+    // as the agent's loader: a table is one value of all entries
+    const int e = bpf_map__set_value_size(bpf_map__inner_map(skel_->maps.lb_maglev_v2),
+                                          LB_MAGLEV_TABLE_BYTES(*opts.maglev_size));
+    if (e != 0) {
+      Skel::destroy(skel_);
+      fail("size the Maglev table template", e);
+    }
+  }
   if (opts.host_netns_cookie) skel_->rodata->cfg_host_netns_cookie = *opts.host_netns_cookie;
   if (opts.sock_host_only) skel_->rodata->cfg_sock_host_only = *opts.sock_host_only ? 1 : 0;
   const int err = Skel::load(skel_);
@@ -255,21 +264,20 @@ void Fixture::put_src_range(std::uint32_t svc_id, const IpAddr& prefix, std::uin
 }
 
 void Fixture::put_maglev(std::uint32_t svc_id, const std::vector<std::uint32_t>& table) {
-  LIBBPF_OPTS(bpf_map_create_opts, mo, .map_flags = BPF_F_INNER_MAP | BPF_F_MMAPABLE);
+  LIBBPF_OPTS(bpf_map_create_opts, mo, .map_flags = LB_MAGLEV_TABLE_FLAGS);
   const int fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "lb_maglev_in", sizeof(std::uint32_t),
-                                sizeof(std::uint32_t), static_cast<__u32>(table.size()), &mo);
+                                LB_MAGLEV_TABLE_BYTES(static_cast<__u32>(table.size())), 1, &mo);
   if (fd < 0) fail("create Maglev inner map", errno);
-  for (std::uint32_t i = 0; i < table.size(); ++i) {
-    if (bpf_map_update_elem(fd, &i, &table[i], BPF_ANY) != 0) {
-      const int e = errno;
-      close(fd);
-      fail("fill Maglev inner map", e);
-    }
+  const std::uint32_t zero = 0;
+  if (bpf_map_update_elem(fd, &zero, table.data(), BPF_ANY) != 0) {
+    const int e = errno;
+    close(fd);
+    fail("fill Maglev inner map", e);
   }
-  const int rc = bpf_map_update_elem(bpf_map__fd(skel_->maps.lb_maglev_v1), &svc_id, &fd, BPF_ANY);
+  const int rc = bpf_map_update_elem(bpf_map__fd(skel_->maps.lb_maglev_v2), &svc_id, &fd, BPF_ANY);
   const int e = errno;
   close(fd);  // the outer map holds its own reference
-  if (rc != 0) fail("update lb_maglev_v1", e);
+  if (rc != 0) fail("update lb_maglev_v2", e);
 }
 
 StatArray Fixture::stats() const {

@@ -124,7 +124,7 @@ class Fixture {
   void put_device(std::uint32_t ifindex, const IpAddr& addr4, const IpAddr& addr6, std::uint32_t flags = 0);
   // lb{4,6}_src_ranges_v1: prefix/len allowed for svc_id.
   void put_src_range(std::uint32_t svc_id, const IpAddr& prefix, std::uint32_t len);
-  // lb_maglev_v1[svc_id] = a new inner array (BPF_F_INNER_MAP) holding `table`.
+  // lb_maglev_v2[svc_id] = a new inner table (one element) holding `table`.
   void put_maglev(std::uint32_t svc_id, const std::vector<std::uint32_t>& table);
 
   StatArray stats() const;                          // summed over CPUs

@@ -113,65 +113,7 @@ TEST_CASE("map writer: a restarted agent restores ids from the pins and writes n
   CHECK(w.mirror().backends.size() == 2);
 }
 
-std::string run(const std::string& cmd) {
-  std::string out;
-  FILE* f = popen(cmd.c_str(), "r");
-  REQUIRE(f != nullptr);
-  char buf[4096];
-  size_t n = 0;
-  while ((n = fread(buf, 1, sizeof(buf), f)) > 0) {
-    out.append(buf, n);
-  }
-  pclose(f);
-  return out;
-}
-
-TEST_CASE("bpftool map dump pinned prints named fields for every map (BTF)") {
-  temp_bpffs fs;
-  REQUIRE(ensure_bpffs(fs.root()));
-  auto dp = datapath::load(fs.root());
-  REQUIRE(dp);
-  map_writer w(dp->skel());
-  REQUIRE(w.restore());
-  REQUIRE(w.sync(two_services()).failed_ops == 0);
-  // The flow maps are empty until traffic passes: give each one zeroed entry.
-  auto& m = dp->skel()->maps;
-  const std::vector<std::pair<bpf_map*, std::pair<size_t, size_t>>> flow_maps = {
-      {m.lb4_ct_v2, {sizeof(lb4_ct_key), sizeof(lb4_ct_value)}},
-      {m.lb6_ct_v2, {sizeof(lb6_ct_key), sizeof(lb6_ct_value)}},
-      {m.lb4_affinity_v1, {sizeof(lb4_affinity_key), sizeof(lb_affinity_value)}},
-      {m.lb6_affinity_v1, {sizeof(lb6_affinity_key), sizeof(lb_affinity_value)}},
-      {m.lb4_frags_v1, {sizeof(lb4_frag_key), sizeof(lb_frag_value)}},
-      {m.lb6_frags_v1, {sizeof(lb6_frag_key), sizeof(lb_frag_value)}},
-  };
-  for (const auto& [map, sizes] : flow_maps) {
-    std::vector<uint8_t> k(sizes.first), v(sizes.second);
-    REQUIRE(bpf_map__update_elem(map, k.data(), k.size(), v.data(), v.size(), BPF_ANY) == 0);
-  }
-  const std::vector<std::pair<const char*, std::vector<const char*>>> want = {
-      {LB4_SERVICES_MAP, {"\"vip\"", "\"slot\"", "\"svc_id\"", "\"count\""}},
-      {LB6_SERVICES_MAP, {"\"vip\"", "\"affinity_timeout\""}},
-      {LB4_BACKENDS_MAP, {"\"addr\"", "\"state\"", "\"svc_id\""}},
-      {LB6_BACKENDS_MAP, {"\"addr\"", "\"port\""}},
-      {LB4_CT_MAP, {"\"saddr\"", "\"state\"", "\"backend_id\"", "\"nat_addr\""}},
-      {LB6_CT_MAP, {"\"daddr\"", "\"last_seen_ns\"", "\"snat_addr\""}},
-      {LB4_AFFINITY_MAP, {"\"client\"", "\"last_used_ns\""}},
-      {LB6_AFFINITY_MAP, {"\"client\"", "\"backend_id\""}},
-      {LB4_FRAGS_MAP, {"\"id\"", "\"sport\""}},
-      {LB6_FRAGS_MAP, {"\"id\"", "\"dport\""}},
-      {LB_STATS_MAP, {"\"packets\"", "\"bytes\""}},
-      {LB_SVC_STATS_MAP, {"\"fwd_packets\"", "\"new_flows\"", "\"rejected\""}},
-  };
-  for (const auto& [name, fields] : want) {
-    const std::string out =
-        run("bpftool -j map dump pinned " + fs.root() + "/" + name + " 2>&1");
-    INFO(name << ": " << out.substr(0, 400));
-    CHECK(out.find("\"formatted\"") != std::string::npos);
-    for (const char* f : fields) {
-      CHECK(out.find(f) != std::string::npos);
-    }
-  }
-}
+// bpftool's named fields for every pinned map: tests/ctl/maps_test.cc.
 
 TEST_CASE("cleanup: unpins every map and leaves the kernel's own bpffs files alone") {
   temp_bpffs fs;
@@ -210,7 +152,8 @@ TEST_CASE("map writer: 10k frontends with 100k backends per family, then restart
     CHECK(rep.errors.empty());
     CHECK(rep.frontends == 20'000);
     CHECK(rep.backends == 200'000);
-    CHECK(rep.ops == 2 * (10'000 + 100'000 + 100'000));
+    // Per frontend: its name, master, slots and backends.
+    CHECK(rep.ops == 2 * (10'000 + 10'000 + 100'000 + 100'000));
     // Batched: far fewer syscalls than entries (one per run of same-map ops + counter resets).
     CHECK(rep.syscalls < rep.ops / 5);
     auto fill = read_map_fill(dp->skel());
@@ -244,9 +187,9 @@ TEST_CASE("map writer: 10k frontends with 100k backends per family, then restart
   by_key.emplace(added.key(), added);
   const auto rep = w.sync_subset(by_key, {shrunk, removed, added.key()});
   CHECK(rep.failed_ops == 0);
-  // shrunk: master, surplus slot, backend; removed: master, 10 slots, 10 backends;
-  // added: 10 backends, 10 slots, master.
-  CHECK(rep.ops == 3 + 21 + 21);
+  // shrunk: master, surplus slot, backend; removed: master, 10 slots, name, 10 backends;
+  // added: 10 backends, 10 slots, name, master.
+  CHECK(rep.ops == 3 + 22 + 22);
   auto fill = read_map_fill(dp->skel());
   REQUIRE(fill);
   CHECK(fill->services4 == 110'000 - 1 + 11);

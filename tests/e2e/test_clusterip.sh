@@ -17,7 +17,9 @@
 # then once:
 #   7 a pod created while the agent runs (pod5): the agent attaches to its veth by
 #     itself and pod5's service traffic is translated
-#   8 agent restart (SIGTERM, same arguments and bpffs) with keep-alive connections
+#   8 sluicectl: names and Services not proxied (a headless and an ExternalName Service
+#     are added), trace of pod1 -> web in both families leaves no flow behind
+#   9 agent restart (SIGTERM, same arguments and bpffs) with keep-alive connections
 #     running: restored state, first sync writes nothing (ops=0), zero failures
 # and finally that the datapath outlives the agent process (SIGTERM) and that
 # `sluice-agent --cleanup` removes it (exit 0, no pins, VIP no longer served).
@@ -211,6 +213,94 @@ run_family 6
 
 KEPT=()  # web's backends from here on (check 3 removed pod$REMOVED in both families)
 for i in "${BACKENDS[@]}"; do ((i != REMOVED)) && KEPT+=("$i"); done
+
+# ---------------------------------------------------------------- sluicectl
+# The agent's names reach sluicectl (a headless and an ExternalName Service show as not
+# proxied), and `trace` explains a packet from pod1 against the live maps without leaving a
+# flow behind. The restart below then also proves the name maps cost no write.
+echo "--- sluicectl ---"
+write_unproxied() {
+    cat >"$E2E_STAGING/db-service.yaml" <<EOF
+apiVersion: v1
+kind: Service
+metadata:
+  name: db
+  namespace: default
+spec:
+  clusterIP: None
+  selector:
+    app: db
+  ports:
+    - name: pg
+      port: 5432
+EOF
+    cat >"$E2E_STAGING/ext-service.yaml" <<EOF
+apiVersion: v1
+kind: Service
+metadata:
+  name: ext
+  namespace: default
+spec:
+  type: ExternalName
+  externalName: db.example.com
+EOF
+    mv -f "$E2E_STAGING/db-service.yaml" "$E2E_STAGING/ext-service.yaml" "$E2E_MANIFESTS/"
+}
+ctl_gen=$(e2e_agent_generation)
+write_unproxied || fatal "could not write the headless and ExternalName manifests"
+e2e_check "sluicectl: agent synced the headless and ExternalName Services (generation > $ctl_gen)" \
+    e2e_wait_generation_gt "$ctl_gen" 15
+
+check_ctl_service_list() {
+    local out
+    out=$(e2e_ctl -j service list) || { echo "$out"; return 1; }
+    "$E2E_PY" - "$out" "$E2E_WEB_V4" "$E2E_WEB_V6" <<'EOF'
+import json, sys
+doc = json.loads(sys.argv[1])
+ok = True
+for vip in sys.argv[2:]:
+    fes = [f for f in doc["frontends"] if f["address"] == vip and f["port"] == 80]
+    if len(fes) != 1:
+        print(f"no single frontend {vip}:80 in {[f['frontend'] for f in doc['frontends']]}")
+        ok = False
+        continue
+    f = fes[0]
+    got = (f["type"], f["namespace"], f["name"], f["port_name"], len(f["backends"]))
+    print(f"{f['frontend']}: {got}")
+    ok &= got == ("ClusterIP", "default", "web", "http", 2)
+skipped = {(u["namespace"], u["name"]): u for u in doc["not_proxied"]}
+print(f"not proxied: {sorted(skipped)}")
+ok &= skipped.get(("default", "db"), {}).get("reason") == "headless"
+ok &= skipped.get(("default", "ext"), {}).get("external_name") == "db.example.com"
+sys.exit(0 if ok else 1)
+EOF
+}
+e2e_check "sluicectl service list: web's frontends with kind and name, db and ext not proxied" \
+    check_ctl_service_list
+
+check_ctl_trace() {
+    local fam=$1 src dst out flows
+    if [[ $fam == 4 ]]; then
+        src="$(e2e_pod_ip4 1):45000" dst="$E2E_WEB_V4:80"
+    else
+        src="[$(e2e_pod_ip6 1)]:45000" dst="[$E2E_WEB_V6]:80"
+    fi
+    out=$(e2e_ctl -j trace pod dev veth-p1 tcp "$src" "$dst") || { echo "$out"; return 1; }
+    "$E2E_PY" - "$out" <<'EOF' || return 1
+import json, sys
+t = json.loads(sys.argv[1])
+print(f"{t['verdict']} ({t['action']}): backend {t['backend']['address']}, output {t['output']}, "
+      f"checksums {t['output_checksums']}")
+sys.exit(0 if t["verdict"] == "forward_new" and t["action"] == "TC_ACT_OK"
+         and t["output_checksums"] == "ok" and t["service"]["name"] == "default/web:http" else 1)
+EOF
+    flows=$(e2e_ctl -j ct list port 45000) || { echo "$flows"; return 1; }
+    [[ $flows == "[]" ]] || { echo "the trace left conntrack entries: $flows"; return 1; }
+}
+for fam in 4 6; do
+    e2e_check "sluicectl trace: pod1 -> web (IPv$fam) is a new flow to a backend, no flow left behind" \
+        check_ctl_trace "$fam"
+done
 
 # ---------------------------------------------------------------- late pod device
 # A pod created while the agent runs: the agent must attach to its veth on its
