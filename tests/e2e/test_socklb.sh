@@ -119,8 +119,8 @@ counter() {
     e2e_ctl -j stats | "$E2E_PY" -c '
 import json, sys
 try:
-    rows = json.load(sys.stdin)
-except ValueError:
+    rows = json.load(sys.stdin)["verdicts"]
+except (ValueError, KeyError, TypeError):
     rows = []
 print(next((r["packets"] for r in rows if r["reason"] == sys.argv[1]), 0))' "$1"
 }
