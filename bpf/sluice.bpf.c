@@ -699,10 +699,10 @@ int lb_node_egress(struct __sk_buff *skb)
  * lb_sock_fwd() returns (bpf_set_retval; returning 0 alone would give EPERM); recvmsg() and
  * getpeername() must return 1. Counted per call, without bytes.
  */
-static __always_inline int lb_sock_fwd_run(struct bpf_sock_addr *ctx, bool v6)
+static __always_inline int lb_sock_fwd_run(struct bpf_sock_addr *ctx, bool v6, bool sendmsg)
 {
 	struct lb_sock_out out = {};
-	int err = lb_sock_fwd(ctx, v6, &out);
+	int err = lb_sock_fwd(ctx, v6, sendmsg, &out);
 	struct lb_out counted = { .svc_id = out.svc_id };	/* a socket call: never a dry run */
 
 	if (out.stat != LB_STAT_MAX)
@@ -728,25 +728,25 @@ static __always_inline int lb_sock_rev_run(struct bpf_sock_addr *ctx, bool v6)
 SEC("cgroup/connect4")
 int lb4_connect(struct bpf_sock_addr *ctx)
 {
-	return lb_sock_fwd_run(ctx, false);
+	return lb_sock_fwd_run(ctx, false, false);
 }
 
 SEC("cgroup/connect6")
 int lb6_connect(struct bpf_sock_addr *ctx)
 {
-	return lb_sock_fwd_run(ctx, true);
+	return lb_sock_fwd_run(ctx, true, false);
 }
 
 SEC("cgroup/sendmsg4")
 int lb4_sendmsg(struct bpf_sock_addr *ctx)
 {
-	return lb_sock_fwd_run(ctx, false);
+	return lb_sock_fwd_run(ctx, false, true);
 }
 
 SEC("cgroup/sendmsg6")
 int lb6_sendmsg(struct bpf_sock_addr *ctx)
 {
-	return lb_sock_fwd_run(ctx, true);
+	return lb_sock_fwd_run(ctx, true, true);
 }
 
 SEC("cgroup/recvmsg4")
@@ -771,4 +771,12 @@ SEC("cgroup/getpeername6")
 int lb6_getpeername(struct bpf_sock_addr *ctx)
 {
 	return lb_sock_rev_run(ctx, true);
+}
+
+/* close(): the socket's reverse entry goes (lib/sock.h). Must return 1. */
+SEC("cgroup/sock_release")
+int lb_sock_release(struct bpf_sock *sk)
+{
+	lb_sock_forget(sk);
+	return 1;
 }

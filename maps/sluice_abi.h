@@ -97,6 +97,7 @@
 #define LB6_RECVMSG_PROG	"lb6_recvmsg"
 #define LB4_GETPEERNAME_PROG	"lb4_getpeername"
 #define LB6_GETPEERNAME_PROG	"lb6_getpeername"
+#define LB_SOCK_RELEASE_PROG	"lb_sock_release"	/* close(): the reverse entry goes */
 /*
  * Their cgroup links are pinned under --bpffs-root as LB_SOCK_LINK_PREFIX + program name, so
  * the programs stay attached while no agent runs (an agent restart replaces the program inside

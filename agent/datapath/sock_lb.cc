@@ -41,16 +41,17 @@ bool on_cgroup2(const std::string& path) {
   return statfs(path.c_str(), &st) == 0 && st.f_type == CGROUP2_SUPER_MAGIC;
 }
 
-std::array<bpf_program*, 8> sock_programs(::sluice_bpf* s) {
-  return {s->progs.lb4_connect,  s->progs.lb6_connect,     s->progs.lb4_sendmsg,
-          s->progs.lb6_sendmsg,  s->progs.lb4_recvmsg,     s->progs.lb6_recvmsg,
-          s->progs.lb4_getpeername, s->progs.lb6_getpeername};
+std::array<bpf_program*, 9> sock_programs(::sluice_bpf* s) {
+  return {s->progs.lb4_connect,     s->progs.lb6_connect,     s->progs.lb4_sendmsg,
+          s->progs.lb6_sendmsg,     s->progs.lb4_recvmsg,     s->progs.lb6_recvmsg,
+          s->progs.lb4_getpeername, s->progs.lb6_getpeername, s->progs.lb_sock_release};
 }
 
 // The program names, also when no skeleton is loaded (--cleanup, --socket-lb=false).
-constexpr std::array<const char*, 8> k_sock_prog_names = {
+constexpr std::array<const char*, 9> k_sock_prog_names = {
     LB4_CONNECT_PROG, LB6_CONNECT_PROG, LB4_SENDMSG_PROG,     LB6_SENDMSG_PROG,
-    LB4_RECVMSG_PROG, LB6_RECVMSG_PROG, LB4_GETPEERNAME_PROG, LB6_GETPEERNAME_PROG};
+    LB4_RECVMSG_PROG, LB6_RECVMSG_PROG, LB4_GETPEERNAME_PROG, LB6_GETPEERNAME_PROG,
+    LB_SOCK_RELEASE_PROG};
 
 std::string link_pin(const std::string& root, const char* prog) {
   return (fs::path(root) / (std::string(LB_SOCK_LINK_PREFIX) + prog)).string();

@@ -36,8 +36,8 @@ bool in_init_netns();
 result<std::optional<std::string>> resolve_sock_lb_cgroup(const std::string& requested,
                                                           std::string& why);
 
-/// The eight programs (connect, sendmsg, recvmsg, getpeername; v4 and v6) on cgroup_path,
-/// each through a link pinned as bpffs_root/LB_SOCK_LINK_PREFIX<program>. A link pinned by an
+/// The nine programs (connect, sendmsg, recvmsg, getpeername, v4 and v6; sock_release) on
+/// cgroup_path, each through a link pinned as bpffs_root/LB_SOCK_LINK_PREFIX<program>. A link pinned by an
 /// earlier agent on the same cgroup gets the new program in place (the cgroup is never without
 /// one); a link on another cgroup is unpinned (detached) first. Returns one line per program.
 result<std::vector<std::string>> attach_sock_lb(::sluice_bpf* skel, const std::string& bpffs_root,

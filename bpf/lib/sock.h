@@ -8,6 +8,12 @@
  * services too. recvmsg() and getpeername() show the service's address again, from
  * lb{4,6}_sock_revnat_v1 (socket cookie + backend -> service), written at connect()/sendmsg().
  *
+ * close() (lb_sock_release) removes a connected socket's entry, so the LRU map holds live
+ * sockets: the churn of short connections neither evicts the entries of long-lived ones nor
+ * makes every connect() evict (measured: an insert into the full LRU cost about 1 us, most of
+ * the program's time). An unconnected UDP socket's entries (one per backend it sent to) are
+ * left to the LRU.
+ *
  * The packet programs then see these flows as plain pod-to-pod traffic: no master matches a
  * backend's address, nothing is rewritten either way, so no reply is ever translated twice.
  *
@@ -96,13 +102,14 @@ static __always_inline void lb_sock_set_addr(struct bpf_sock_addr *ctx, bool v6,
 }
 
 /*
- * Remembers which service the socket's backend stands for. sendmsg() runs per datagram: a
- * lookup first, because an LRU update allocates and frees a node each time.
+ * Remembers which service the socket's backend stands for. sendmsg() runs per datagram
+ * (per_datagram): a lookup first, because an LRU update allocates and frees a node each time;
+ * connect() writes a key that is new (a socket connects once), so it skips the lookup.
  */
 static __always_inline void lb_sock_revnat_put(__u64 cookie, __u64 netns_cookie,
 					       const struct lb_pkt *p,
 					       const struct lb_svc_value *svc,
-					       const struct lb_backend_info *b)
+					       const struct lb_backend_info *b, bool per_datagram)
 {
 	if (p->family == 4) {
 		struct lb4_sock_revnat_key k = { .cookie = cookie, .addr = b->addr.a[0],
@@ -111,7 +118,8 @@ static __always_inline void lb_sock_revnat_put(__u64 cookie, __u64 netns_cookie,
 						   .vip = p->daddr.a[0], .port = p->dport,
 						   .proto = p->proto, .svc_id = svc->svc_id,
 						   .backend_id = b->id };
-		struct lb4_sock_revnat_value *cur = bpf_map_lookup_elem(&lb4_sock_revnat_v1, &k);
+		struct lb4_sock_revnat_value *cur =
+			per_datagram ? bpf_map_lookup_elem(&lb4_sock_revnat_v1, &k) : NULL;
 
 		if (!cur || cur->vip != v.vip || cur->port != v.port || cur->proto != v.proto ||
 		    cur->svc_id != v.svc_id || cur->backend_id != v.backend_id)
@@ -125,7 +133,7 @@ static __always_inline void lb_sock_revnat_put(__u64 cookie, __u64 netns_cookie,
 
 		__builtin_memcpy(k.addr, b->addr.a, 16);
 		__builtin_memcpy(v.vip, p->daddr.a, 16);
-		cur = bpf_map_lookup_elem(&lb6_sock_revnat_v1, &k);
+		cur = per_datagram ? bpf_map_lookup_elem(&lb6_sock_revnat_v1, &k) : NULL;
 		if (!cur || cur->vip[0] != v.vip[0] || cur->vip[1] != v.vip[1] ||
 		    cur->vip[2] != v.vip[2] || cur->vip[3] != v.vip[3] || cur->port != v.port ||
 		    cur->proto != v.proto || cur->svc_id != v.svc_id ||
@@ -135,22 +143,22 @@ static __always_inline void lb_sock_revnat_put(__u64 cookie, __u64 netns_cookie,
 }
 
 /*
- * connect() and sendmsg(): points the call at a backend when it names a service this socket
- * may use. Returns 0 to let the call go on (translated or not), or the errno it fails with:
+ * connect() and sendmsg() (per_datagram): points the call at a backend when it names a service
+ * this socket may use. Returns 0 to let the call go on (translated or not), or the errno it fails with:
  * ECONNREFUSED when the service has no usable endpoint (what kube-proxy's REJECT gives a
  * client), EHOSTUNREACH when a Local traffic policy has no local endpoint (kube-proxy drops;
  * a socket cannot be left waiting for an answer that never comes, so the call fails the way a
  * dropped destination looks) or the backend vanished under a concurrent update.
  */
-static __always_inline int lb_sock_fwd(struct bpf_sock_addr *ctx, bool v6,
+static __always_inline int lb_sock_fwd(struct bpf_sock_addr *ctx, bool v6, bool per_datagram,
 				       struct lb_sock_out *out)
 {
 	struct lb_backend_info b = {};
 	struct lb_svc_value *svc;
 	struct lb_pkt p = {};
-	__u64 netns, cookie;
+	__u64 netns, cookie, now;
+	__u32 pick = 0;
 	bool mapped;
-	__u32 pick;
 
 	out->stat = LB_STAT_MAX;
 	if (!lb_sock_addr(ctx, v6, &p, &mapped))
@@ -187,15 +195,17 @@ static __always_inline int lb_sock_fwd(struct bpf_sock_addr *ctx, bool v6,
 	/*
 	 * TCP: a random slot per connection. UDP: a slot from the socket's cookie, so all of an
 	 * unconnected socket's datagrams go to one backend (QUIC, DNS over one socket) and a new
-	 * socket draws again.
+	 * socket draws again. The clock only matters to affinity (connect() is the hot path).
 	 */
-	pick = lb_jhash3((__u32)cookie, (__u32)(cookie >> 32), 0, cfg_maglev_seed0);
-	if (!lb_choose_backend(&p, svc, LB_SCOPE_ALL, false, bpf_ktime_get_ns(), netns,
+	if (p.proto == IPPROTO_UDP)
+		pick = lb_jhash3((__u32)cookie, (__u32)(cookie >> 32), 0, cfg_maglev_seed0);
+	now = (svc->flags & LB_SVC_F_AFFINITY) ? bpf_ktime_get_ns() : 0;
+	if (!lb_choose_backend(&p, svc, LB_SCOPE_ALL, false, now, netns,
 			       p.proto == IPPROTO_UDP ? &pick : NULL, &b)) {
 		out->stat = LB_STAT_SOCK_NO_BACKEND;
 		return EHOSTUNREACH;
 	}
-	lb_sock_revnat_put(cookie, netns, &p, svc, &b);
+	lb_sock_revnat_put(cookie, netns, &p, svc, &b, per_datagram);
 	lb_sock_set_addr(ctx, v6, mapped, p.family, &b.addr, b.port);
 	out->stat = LB_STAT_SOCK_XLATE;
 	return 0;
@@ -259,6 +269,45 @@ static __always_inline void lb_sock_rev(struct bpf_sock_addr *ctx, bool v6,
 	lb_sock_set_addr(ctx, v6, mapped, p.family, &p.daddr, p.dport);
 	out->svc_id = svc_id;
 	out->stat = LB_STAT_SOCK_REVNAT;
+}
+
+/* AF_INET, AF_INET6: no libc headers under -target bpf. */
+#define LB_AF_INET	2
+#define LB_AF_INET6	10
+
+/* close() of a socket: the reverse entry of its peer (if connected) goes with it. */
+static __always_inline void lb_sock_forget(struct bpf_sock *sk)
+{
+	__u32 a0, a1, a2, a3;
+	__be16 port = sk->dst_port;
+
+	if (!port || (sk->protocol != IPPROTO_TCP && sk->protocol != IPPROTO_UDP))
+		return;
+	if (sk->family == LB_AF_INET) {
+		struct lb4_sock_revnat_key k = { .cookie = bpf_get_socket_cookie(sk),
+						 .addr = sk->dst_ip4, .port = port };
+
+		bpf_map_delete_elem(&lb4_sock_revnat_v1, &k);
+		return;
+	}
+	if (sk->family != LB_AF_INET6)
+		return;
+	a0 = sk->dst_ip6[0];
+	a1 = sk->dst_ip6[1];
+	a2 = sk->dst_ip6[2];
+	a3 = sk->dst_ip6[3];
+	if (a0 == 0 && a1 == 0 && a2 == bpf_htonl(0xffff)) {
+		/* connect() to a v4-mapped service wrote the IPv4 entry */
+		struct lb4_sock_revnat_key k = { .cookie = bpf_get_socket_cookie(sk), .addr = a3,
+						 .port = port };
+
+		bpf_map_delete_elem(&lb4_sock_revnat_v1, &k);
+	} else {
+		struct lb6_sock_revnat_key k = { .cookie = bpf_get_socket_cookie(sk),
+						 .addr = { a0, a1, a2, a3 }, .port = port };
+
+		bpf_map_delete_elem(&lb6_sock_revnat_v1, &k);
+	}
 }
 
 #endif

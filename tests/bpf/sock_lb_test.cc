@@ -1,6 +1,6 @@
 // Socket-LB (bpf/lib/sock.h) with real sockets. BPF_PROG_TEST_RUN does not run cgroup sock_addr
 // programs (the kernel answers ENOTSUPP, checked on 6.18), so each case attaches the fixture's
-// eight socket programs to a cgroup of its own (made under the cgroup2 mount; this process moves
+// nine socket programs to a cgroup of its own (made under the cgroup2 mount; this process moves
 // into it and back, and it is removed, also when a check fails) and makes real connect,
 // sendto, recvfrom and getpeername calls in the test's own network namespace (netns.h) against
 // listeners on loopback addresses there. No packet leaves the namespace: every address is on lo.
@@ -232,7 +232,7 @@ bool write_file(const std::string& path, const std::string& text) {
   return static_cast<bool>(out << text << std::flush);
 }
 
-// A cgroup v2 of this test, this process inside it while the object lives, and the eight socket
+// A cgroup v2 of this test, this process inside it while the object lives, and the nine socket
 // programs of a fixture attached to it by links (detached first on destruction).
 class SockCgroup {
  public:
@@ -255,7 +255,8 @@ class SockCgroup {
     Skel* s = fx.skel();
     for (bpf_program* p : {s->progs.lb4_connect, s->progs.lb6_connect, s->progs.lb4_sendmsg,
                            s->progs.lb6_sendmsg, s->progs.lb4_recvmsg, s->progs.lb6_recvmsg,
-                           s->progs.lb4_getpeername, s->progs.lb6_getpeername}) {
+                           s->progs.lb4_getpeername, s->progs.lb6_getpeername,
+                           s->progs.lb_sock_release}) {
       bpf_link* l = bpf_program__attach_cgroup(p, cg_.get());
       if (l == nullptr) {
         const int err = errno;
@@ -379,7 +380,15 @@ TEST_CASE("sock: TCP connect to a ClusterIP reaches a backend; getpeername shows
   CHECK(stat_of(fx, LB_STAT_SOCK_XLATE) == 40);
   CHECK(stat_of(fx, LB_STAT_SOCK_REVNAT) == 40);
   CHECK(fx.svc_stats(7).new_flows == 40);
-  CHECK(map_entries(fx.skel()->maps.lb4_sock_revnat_v1) == 40);
+  // close() (lb_sock_release) took each connection's reverse entry with it.
+  CHECK(map_entries(fx.skel()->maps.lb4_sock_revnat_v1) == 0);
+  {
+    Call open = connect_to(SOCK_STREAM, kVip4, 80);
+    REQUIRE(open.err == 0);
+    CHECK(served_by(srv, SOCK_STREAM) != "");
+    CHECK(map_entries(fx.skel()->maps.lb4_sock_revnat_v1) == 1);
+  }
+  CHECK(map_entries(fx.skel()->maps.lb4_sock_revnat_v1) == 0);
   // Nothing of the packet path: no conntrack state, no packet counted.
   CHECK(fx.ct_entries(false) == 0);
   CHECK(stat_of(fx, LB_STAT_FWD_NEW) == 0);
@@ -389,7 +398,7 @@ TEST_CASE("sock: TCP connect to a ClusterIP reaches a backend; getpeername shows
     REQUIRE(c.err == 0);
     CHECK(peer_of(c.fd.get()) == "10.250.0.1:8080");
     CHECK(served_by(srv, SOCK_STREAM) == "a");
-    CHECK(stat_of(fx, LB_STAT_SOCK_XLATE) == 40);
+    CHECK(stat_of(fx, LB_STAT_SOCK_XLATE) == 41);
     CHECK(stat_of(fx, LB_STAT_SOCK_REVNAT) == 40);
   }
 }
@@ -416,7 +425,8 @@ TEST_CASE("sock: UDP sendto: one backend per socket, answers come from the servi
   CHECK(over_sockets == std::set<std::string>{"a", "b"});
   CHECK(stat_of(fx, LB_STAT_SOCK_XLATE) == 120);
   CHECK(stat_of(fx, LB_STAT_SOCK_REVNAT) == 120);
-  // One reverse entry per socket: the same datagram again does not rewrite it.
+  // One reverse entry per socket (the same datagram again does not rewrite it), kept after
+  // close(): an unconnected socket's entries are the LRU's to drop.
   CHECK(map_entries(fx.skel()->maps.lb4_sock_revnat_v1) == 40);
 }
 

@@ -148,7 +148,7 @@ TEST_CASE("socket-LB: links are pinned, outlive the agent, are replaced in place
   REQUIRE(first);
   auto done = attach_sock_lb(first->skel(), fs.root(), cg1.path());
   REQUIRE(done);
-  CHECK(count_containing(*done, "attached to") == 8);
+  CHECK(count_containing(*done, "attached to") == 9);
   const uint32_t first_prog = prog_id(first->skel()->progs.lb4_connect);
   CHECK(cg1.programs(BPF_CGROUP_INET4_CONNECT) == std::vector<uint32_t>{first_prog});
   for (bpf_attach_type t : {BPF_CGROUP_INET6_CONNECT, BPF_CGROUP_UDP4_SENDMSG,
@@ -168,7 +168,7 @@ TEST_CASE("socket-LB: links are pinned, outlive the agent, are replaced in place
   REQUIRE(second);
   done = attach_sock_lb(second->skel(), fs.root(), cg1.path());
   REQUIRE(done);
-  CHECK(count_containing(*done, "program replaced") == 8);
+  CHECK(count_containing(*done, "program replaced") == 9);
   CHECK(link_id(pin) == link);
   CHECK(cg1.programs(BPF_CGROUP_INET4_CONNECT) ==
         std::vector<uint32_t>{prog_id(second->skel()->progs.lb4_connect)});
@@ -176,15 +176,15 @@ TEST_CASE("socket-LB: links are pinned, outlive the agent, are replaced in place
   // Another --cgroup: off the old one, onto the new one.
   done = attach_sock_lb(second->skel(), fs.root(), cg2.path());
   REQUIRE(done);
-  CHECK(count_containing(*done, "detached the link pinned for another cgroup") == 8);
-  CHECK(count_containing(*done, "attached to") == 8);
+  CHECK(count_containing(*done, "detached the link pinned for another cgroup") == 9);
+  CHECK(count_containing(*done, "attached to") == 9);
   CHECK(settled_count(cg1, BPF_CGROUP_INET4_CONNECT, 0) == 0);
   CHECK(cg2.programs(BPF_CGROUP_UDP6_RECVMSG).size() == 1);
 
   // --socket-lb=false: unpinned, detached.
   done = detach_sock_lb(fs.root());
   REQUIRE(done);
-  CHECK(done->size() == 8);
+  CHECK(done->size() == 9);
   CHECK(settled_count(cg2, BPF_CGROUP_INET4_CONNECT, 0) == 0);
   CHECK(access(pin.c_str(), F_OK) != 0);
   REQUIRE(detach_sock_lb(fs.root()));  // nothing left: no error

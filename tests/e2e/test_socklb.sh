@@ -125,9 +125,9 @@ except (ValueError, KeyError, TypeError):
 print(next((r["packets"] for r in rows if r["reason"] == sys.argv[1]), 0))' "$1"
 }
 
-# the agent attached (or replaced) all eight socket programs: its log says so for the last one
+# the agent attached (or replaced) all nine socket programs: its log says so for the last one
 wait_sock_attached() {
-    e2e_wait_log "$E2E_AGENT_LOG" "socket-LB: lb6_getpeername (attached to|on .*program replaced)" \
+    e2e_wait_log "$E2E_AGENT_LOG" "socket-LB: lb_sock_release (attached to|on .*program replaced)" \
         15 "$E2E_AGENT_PID"
 }
 
@@ -153,16 +153,16 @@ write_manifests || fatal "could not write manifests"
 e2e_start_agent "$E2E_MANIFESTS" --cgroup "$CG" ${SOCKLB_AGENT_EXTRA:-}
 BASE_ARGS=("${E2E_AGENT_ARGS[@]}")
 e2e_wait_generation_gt 0 30 || fatal "sluice-agent did not sync"
-e2e_check "agent attached the eight socket programs to $CG" wait_sock_attached ||
+e2e_check "agent attached the nine socket programs to $CG" wait_sock_attached ||
     fatal "socket-LB not attached"
 
 check_pins() {
     local n
     n=$(find "$E2E_BPFFS" -maxdepth 1 -name 'link_cgroup_*' | wc -l)
     echo "$n link pins: $(cd "$E2E_BPFFS" && echo link_cgroup_*)"
-    ((n == 8))
+    ((n == 9))
 }
-e2e_check "the eight cgroup links are pinned under the bpffs root" check_pins
+e2e_check "the nine cgroup links are pinned under the bpffs root" check_pins
 
 wait_ready() {
     local deadline=$((SECONDS + 15))
@@ -236,7 +236,7 @@ E2E_AGENT_ARGS=("${BASE_ARGS[@]}")
 e2e_restart_agent agent-restart
 e2e_check "5 restarted agent synced" e2e_wait_generation_gt 0 30
 e2e_check "5 restarted agent replaced the programs in the pinned links" \
-    e2e_wait_log "$E2E_AGENT_LOG" "socket-LB: lb6_getpeername on .*program replaced" 15 "$E2E_AGENT_PID"
+    e2e_wait_log "$E2E_AGENT_LOG" "socket-LB: lb_sock_release on .*program replaced" 15 "$E2E_AGENT_PID"
 e2e_check "5 host -> $VIP4:80 through the new programs" \
     host reach "$VIP4" 80 --proto tcp --count 10
 
@@ -258,8 +258,8 @@ e2e_result "6 the host's connections were translated at the socket (+$((x2 - x1)
 # ---------------------------------------------------------------- 7 socket-LB off
 echo "--- 7 --socket-lb=false ---"
 restart_agent agent-off --socket-lb=false || fatal "agent with --socket-lb=false"
-e2e_check "7 the agent unpinned the eight links" \
-    e2e_wait_log "$E2E_AGENT_LOG" "socket-LB: unpinned \\(detached\\) .*link_cgroup_lb6_getpeername" 5
+e2e_check "7 the agent unpinned the nine links" \
+    e2e_wait_log "$E2E_AGENT_LOG" "socket-LB: unpinned \\(detached\\) .*link_cgroup_lb_sock_release" 5
 check_no_pins() {
     local left
     left=$(find "$E2E_BPFFS" -maxdepth 1 -name 'link_cgroup_*')
