@@ -60,6 +60,7 @@
 #define LB6_SRC_RANGES_MAP	"lb6_src_ranges_v1"
 #define LB_MAGLEV_MAP		"lb_maglev_v2"	/* v2: one element per table, 4 bytes an entry */
 #define LB_DEVICES_MAP		"lb_devices_v1"
+#define LB_CT_COUNTS_MAP	"lb_ct_counts_v1"
 /* Written by the agent for sluicectl only; the datapath never reads them. */
 #define LB_SVC_INFO_MAP		"lb_svc_info_v1"
 #define LB_UNPROXIED_MAP	"lb_unproxied_v1"
@@ -243,6 +244,16 @@ struct lb6_ct_value {
 	struct lb_ct_state state;
 	__be32 nat_addr[4];	/* be */
 	__be32 snat_addr[4];	/* be */
+};
+
+/*
+ * lb_ct_counts_v1 (PERCPU_ARRAY, key 0 = lb4_ct_v2, 1 = lb6_ct_v2): the entries the datapath
+ * made and removed. The kernel does not report what an LRU map evicts; with the entries the
+ * table holds and the agent's own deletions these counts tell it (agent: collectors.cc).
+ */
+struct lb_ct_count {
+	__u64 created;		/* host: entries inserted where none was (a flow's FORWARD and REPLY) */
+	__u64 deleted;		/* host: entries the datapath deleted */
 };
 
 /*

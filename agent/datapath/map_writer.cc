@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "agent/datapath/map_access.h"
+#include "agent/model/model.h"
 #include "sluice_bpf.skel.h"
 
 namespace sluice {
@@ -304,6 +305,15 @@ result<void> restore_maglev(int outer_fd, const maglev_options& opts, map_state&
 
 }  // namespace
 
+map_writer::map_writer(::sluice_bpf* skel, reconcile_options options)
+    : skel_(skel), opts_(options) {
+  const auto& m = skel_->maps;
+  opts_.capacity = {.services4 = bpf_map__max_entries(m.lb4_services_v1),
+                    .services6 = bpf_map__max_entries(m.lb6_services_v1),
+                    .backends4 = bpf_map__max_entries(m.lb4_backends_v1),
+                    .backends6 = bpf_map__max_entries(m.lb6_backends_v1)};
+}
+
 result<void> map_writer::restore() {
   map_state st;
   auto& m = skel_->maps;
@@ -579,6 +589,36 @@ int single(const target& t, const uint8_t* key, const uint8_t* value) {
 
 bool tolerated(const target& t, int err) { return !t.put && err == ENOENT; }
 
+const char* op_name(op_kind k) {
+  switch (k) {
+    case op_kind::put_backend:
+      return "put_backend";
+    case op_kind::put_slot:
+      return "put_slot";
+    case op_kind::put_master:
+      return "put_master";
+    case op_kind::delete_slot:
+      return "delete_slot";
+    case op_kind::delete_master:
+      return "delete_master";
+    case op_kind::delete_backend:
+      return "delete_backend";
+    case op_kind::put_src_range:
+      return "put_src_range";
+    case op_kind::delete_src_range:
+      return "delete_src_range";
+    case op_kind::put_maglev:
+      return "put_maglev";
+    case op_kind::delete_maglev:
+      return "delete_maglev";
+    case op_kind::put_info:
+      return "put_info";
+    case op_kind::delete_info:
+      return "delete_info";
+  }
+  return "?";
+}
+
 // Zeroes the per-CPU counters of these svc ids in one batch (per-element if that fails; a
 // failure only leaves old counts behind, so it is not an op failure). Returns syscalls made.
 size_t reset_svc_stats(int fd, const std::vector<uint32_t>& ids) {
@@ -600,10 +640,7 @@ size_t reset_svc_stats(int fd, const std::vector<uint32_t>& ids) {
 
 sync_report map_writer::run(reconcile_result plan) {
   sync_report rep;
-  rep.errors = std::move(plan.errors);
-  for (const auto& e : rep.errors) {
-    spdlog::error("frontend {} not programmed: {}", e.name, e.what);
-  }
+  rep.errors = std::move(plan.errors);  // logged by the caller (once per frontend and reason)
   for (const auto& w : plan.warnings) {
     spdlog::warn("frontend {}: {}", w.name, w.what);
   }
@@ -617,7 +654,9 @@ sync_report map_writer::run(reconcile_result plan) {
 
   auto fail = [&](const map_op& op, int err) {
     ++rep.failed_ops;
-    spdlog::error("map operation {} failed: {}", static_cast<int>(op.kind),
+    spdlog::error("map operation {} ({}:{} proto {}, service id {}, backend id {}) failed: {}",
+                  op_name(op.kind), format_ip(op.key.vip), op.key.port, op.key.proto,
+                  op.value.svc_id, op.backend_id,
                   std::error_code(err, std::generic_category()).message());
   };
 

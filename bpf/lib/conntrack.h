@@ -110,6 +110,37 @@ struct {
 	__uint(max_entries, 1);
 } lb_ct_scratch SEC(".maps");
 
+/* lb_ct_counts_v1[family]: one more entry created (true) or deleted (false). */
+static __always_inline void lb_ct_count(__u8 family, bool created)
+{
+	__u32 key = family == 4 ? 0 : 1;
+	struct lb_ct_count *c = bpf_map_lookup_elem(&lb_ct_counts_v1, &key);
+
+	if (!c)
+		return;
+	if (created)
+		c->created++;
+	else
+		c->deleted++;
+}
+
+/*
+ * BPF_NOEXIST first even for BPF_ANY: only an insert where no entry was counts as created, so
+ * the agent can tell from the counts and the table's size how many entries the LRU evicted.
+ * Overwrites (a reused port's stale REPLY entry) are rare and cost a second update.
+ */
+static __always_inline int lb_ct_update(void *map, const void *k, const void *v, __u8 family,
+					__u64 flags)
+{
+	int rc = bpf_map_update_elem(map, k, v, BPF_NOEXIST);
+
+	if (rc == 0)
+		lb_ct_count(family, true);
+	else if (rc == -EEXIST && flags == BPF_ANY)
+		rc = bpf_map_update_elem(map, k, v, BPF_ANY);
+	return rc;
+}
+
 static __noinline int lb_ct_write(const struct lb_tuple *t, const struct lb_ct_state *st,
 				  const struct lb_ct_nat *nat, __u64 flags)
 {
@@ -128,7 +159,7 @@ static __noinline int lb_ct_write(const struct lb_tuple *t, const struct lb_ct_s
 		b->v4.v.state = *st;
 		b->v4.v.nat_addr = nat->addr.a[0];
 		b->v4.v.snat_addr = nat->snat.a[0];
-		return bpf_map_update_elem(&lb4_ct_v2, &b->v4.k, &b->v4.v, flags);
+		return lb_ct_update(&lb4_ct_v2, &b->v4.k, &b->v4.v, 4, flags);
 	}
 	__builtin_memcpy(b->v6.k.saddr, t->s.a, 16);
 	__builtin_memcpy(b->v6.k.daddr, t->d.a, 16);
@@ -138,7 +169,7 @@ static __noinline int lb_ct_write(const struct lb_tuple *t, const struct lb_ct_s
 	b->v6.v.state = *st;
 	__builtin_memcpy(b->v6.v.nat_addr, nat->addr.a, 16);
 	__builtin_memcpy(b->v6.v.snat_addr, nat->snat.a, 16);
-	return bpf_map_update_elem(&lb6_ct_v2, &b->v6.k, &b->v6.v, flags);
+	return lb_ct_update(&lb6_ct_v2, &b->v6.k, &b->v6.v, 6, flags);
 }
 
 static __always_inline void lb_ct_delete(const struct lb_tuple *t)
@@ -147,13 +178,15 @@ static __always_inline void lb_ct_delete(const struct lb_tuple *t)
 		struct lb4_ct_key k = { .saddr = t->s.a[0], .daddr = t->d.a[0], .sport = t->sport,
 					.dport = t->dport, .proto = t->proto };
 
-		bpf_map_delete_elem(&lb4_ct_v2, &k);
+		if (bpf_map_delete_elem(&lb4_ct_v2, &k) == 0)
+			lb_ct_count(4, false);
 	} else {
 		struct lb6_ct_key k = { .sport = t->sport, .dport = t->dport, .proto = t->proto };
 
 		__builtin_memcpy(k.saddr, t->s.a, 16);
 		__builtin_memcpy(k.daddr, t->d.a, 16);
-		bpf_map_delete_elem(&lb6_ct_v2, &k);
+		if (bpf_map_delete_elem(&lb6_ct_v2, &k) == 0)
+			lb_ct_count(6, false);
 	}
 }
 
