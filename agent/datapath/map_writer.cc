@@ -654,10 +654,19 @@ sync_report map_writer::run(reconcile_result plan) {
 
   auto fail = [&](const map_op& op, int err) {
     ++rep.failed_ops;
-    spdlog::error("map operation {} ({}:{} proto {}, service id {}, backend id {}) failed: {}",
-                  op_name(op.kind), format_ip(op.key.vip), op.key.port, op.key.proto,
-                  op.value.svc_id, op.backend_id,
-                  std::error_code(err, std::generic_category()).message());
+    const std::string what = std::error_code(err, std::generic_category()).message();
+    if (op.kind == op_kind::delete_backend) {
+      spdlog::error("map operation {} (backend id {}) failed: {}", op_name(op.kind),
+                    op.backend_id, what);
+    } else if (op.kind == op_kind::put_backend) {
+      spdlog::error("map operation {} (backend id {}: {}:{} of service id {}) failed: {}",
+                    op_name(op.kind), op.backend_id, format_ip(op.backend.addr), op.backend.port,
+                    op.backend.svc_id, what);
+    } else {
+      spdlog::error("map operation {} (frontend {}:{} proto {}, service id {}) failed: {}",
+                    op_name(op.kind), format_ip(op.key.vip), op.key.port, op.key.proto,
+                    op.value.svc_id, what);
+    }
   };
 
   // Each op's family, from the mirror as it was before this run (a deleted backend's family
