@@ -165,6 +165,7 @@ class agent {
   std::unique_ptr<sluice::kube::kube_source> kube_;
   std::optional<sluice::sync_loop> loop_;
   sluice::allocator allocator_;
+  sluice::ct_gc_totals gc_totals_;  ///< the GC's conntrack deletes, for the eviction count
   bool attached_ = false;
   std::optional<clock_type::time_point> gc_due_;
   std::optional<clock_type::time_point> reap_due_;  ///< socket-LB: next stale-socket pass
@@ -301,6 +302,8 @@ void agent::gc_step() {
     gc_in_pass_ = false;
     return;
   }
+  gc_totals_.deleted[0].fetch_add(swept->ct_deleted4, std::memory_order_relaxed);
+  gc_totals_.deleted[1].fetch_add(swept->ct_deleted6, std::memory_order_relaxed);
   metrics_.conntrack_gc_deleted_total.with({"expired"}).inc(static_cast<double>(swept->expired));
   metrics_.conntrack_gc_deleted_total.with({"udp_stale"}).inc(
       static_cast<double>(swept->udp_stale));
@@ -356,13 +359,16 @@ int agent::run() {
   hopts.health_address = opts_.healthz_bind_address;
   hopts.metrics_address = opts_.metrics_bind_address;
   hopts.health_timeout = std::chrono::seconds(2 * opts_.sync_period_s);
+  if (kube_) {
+    hopts.source_unreachable_since = [source = kube_.get()] { return source->unreachable_since(); };
+  }
   auto http = sluice::http::http_endpoints::start(hopts, metrics_);
   if (!http) {
     spdlog::critical("http endpoints: {}", http.error().message());
     return 1;
   }
   http_ = std::move(*http);
-  sluice::add_datapath_collectors(metrics_, dp_.skel());
+  sluice::add_datapath_collectors(metrics_, dp_.skel(), gc_totals_);
 
   sluice::sync_loop_options sopts;
   sopts.plan = {.node_name = opts_.node_name,
@@ -463,6 +469,7 @@ int agent::run() {
           native_.prune();  // entries of devices an earlier run had and that are gone now
           attach_sock_lb();
           attached_ = true;
+          dp_.finish_resize();  // the old programs are gone: nothing adds to old maps now
         }
         if (round->report.ops > 0) {
           request_gc();
@@ -706,12 +713,30 @@ int main(int argc, char** argv) {
                  "HOST:PORT of /metrics and /proxyMode; empty disables")
       ->capture_default_str();
   app.add_option("--sync-period", o.sync_period_s,
-                 "seconds; /healthz fails when an update waits longer than twice this")
+                 "seconds; /healthz fails when an update waits longer than twice this, or when the "
+                 "API server has not answered for twice this")
       ->check(CLI::Range(1, 86400))
       ->capture_default_str();
   app.add_option("--full-sync-period", o.full_sync_period_s,
                  "seconds between full diffs of every frontend against the maps")
       ->check(CLI::Range(1, 86400))
+      ->capture_default_str();
+  app.add_option("--conntrack-max", o.datapath.conntrack_max,
+                 "entries of each family's conntrack table (two per flow); when full, the least "
+                 "recently used flow is evicted (sluice_conntrack_evictions_total). A change "
+                 "resizes the pinned table, keeping its flows")
+      ->check(CLI::Range(64, 1 << 24))
+      ->capture_default_str();
+  app.add_option("--service-map-max", o.datapath.services_max,
+                 "entries of each family's services map: one per frontend and one per backend "
+                 "of it; a frontend that does not fit is left out (logged, "
+                 "sluice_frontends_not_programmed{reason=\"map_full\"}), all others are served")
+      ->check(CLI::Range(16, 1 << 24))
+      ->capture_default_str();
+  app.add_option("--backend-map-max", o.datapath.backends_max,
+                 "entries of each family's backends map: one per (frontend, endpoint); full "
+                 "as --service-map-max")
+      ->check(CLI::Range(16, 1 << 24))
       ->capture_default_str();
   app.add_option("--ct-gc-interval", o.ct_gc_interval_s,
                  "seconds between conntrack/affinity garbage-collection passes")

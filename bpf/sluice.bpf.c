@@ -31,6 +31,7 @@ static __always_inline void lb_count(__u32 stat, __u32 len, const struct lb_out 
 	struct lb_svc_stat_value *s;
 	struct lb_stat_value *v;
 
+	lb_revision_mark();
 	if (out->dry_run)
 		return;
 	v = bpf_map_lookup_elem(&lb_stats_v3, &stat);

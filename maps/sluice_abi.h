@@ -72,6 +72,7 @@
 #define LB4_SOCK_REVNAT_MAP	"lb4_sock_revnat_v1"
 #define LB6_SOCK_REVNAT_MAP	"lb6_sock_revnat_v1"
 #define LB_SOCK_AFFINITY_MAP	"lb_sock_affinity_v1"
+#define LB_CT_COUNTS_MAP	"lb_ct_counts_v1"
 /* Written by the agent for sluicectl only; the datapath never reads them. */
 #define LB_SVC_INFO_MAP		"lb_svc_info_v1"
 #define LB_UNPROXIED_MAP	"lb_unproxied_v1"
@@ -283,6 +284,16 @@ struct lb6_ct_value {
 	struct lb_ct_state state;
 	__be32 nat_addr[4];	/* be */
 	__be32 snat_addr[4];	/* be */
+};
+
+/*
+ * lb_ct_counts_v1 (PERCPU_ARRAY, key 0 = lb4_ct_v2, 1 = lb6_ct_v2): the entries the datapath
+ * made and removed. The kernel does not report what an LRU map evicts; with the entries the
+ * table holds and the agent's own deletions these counts tell it (agent: collectors.cc).
+ */
+struct lb_ct_count {
+	__u64 created;		/* host: entries inserted where none was (a flow's FORWARD and REPLY) */
+	__u64 deleted;		/* host: entries the datapath deleted */
 };
 
 /*

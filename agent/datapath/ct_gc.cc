@@ -312,6 +312,7 @@ result<ct_sweep_counts> ct_sweeper::sweep(const map_state& mirror, const ct_swee
       return c;
     }
     result<bool> done;
+    const uint64_t ct_before = c.expired + c.udp_stale;
     switch (map_) {
       case 0: {
         ct_pass<lb4_ct_key, lb4_ct_value, 4> pass(bpf_map__fd(m.lb4_ct_v2), svc, t, now, c);
@@ -337,6 +338,11 @@ result<ct_sweep_counts> ct_sweeper::sweep(const map_state& mirror, const ct_swee
                                                          batch_, left, pass);
         break;
       }
+    }
+    if (map_ == 0) {
+      c.ct_deleted4 += c.expired + c.udp_stale - ct_before;
+    } else if (map_ == 1) {
+      c.ct_deleted6 += c.expired + c.udp_stale - ct_before;
     }
     if (!done) {
       started_ = false;

@@ -19,6 +19,8 @@ struct ct_sweep_counts {
   uint64_t udp_stale = 0;         // UDP conntrack entries whose backend left the service
   uint64_t affinity_stale = 0;    // affinity entries whose backend left the service
   uint64_t affinity_expired = 0;  // affinity entries past the service's timeout (or without one)
+  uint64_t ct_deleted4 = 0;       // of expired + udp_stale: entries of lb4_ct_v2
+  uint64_t ct_deleted6 = 0;       // of lb6_ct_v2
   bool complete = false;          // this call reached the end of the last map
 };
 

@@ -12,10 +12,13 @@
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <spdlog/spdlog.h>
 
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <utility>
+#include <vector>
 
 #include "maps/sluice_abi.h"
 #include "sluice_bpf.skel.h"
@@ -160,7 +163,89 @@ void drop_other_maglev_size(const std::string& bpffs_root, uint32_t m) {
   close(outer);
 }
 
+// Copies every entry of map `from` into map `to` (same key and value sizes). `flags` BPF_ANY
+// fills a fresh map in batches; BPF_NOEXIST (the pass after the programs were replaced) keeps
+// what the new programs wrote since. A full `to` ends the copy (an LRU map evicts instead).
+// Returns the entries copied.
+size_t copy_entries(int from, int to, uint64_t flags) {
+  bpf_map_info info{};
+  __u32 len = sizeof(info);
+  if (bpf_obj_get_info_by_fd(from, &info, &len) != 0) {
+    return 0;
+  }
+  size_t chunk = 4096, copied = 0;
+  std::vector<uint8_t> keys, values;
+  __u32 in = 0, out = 0;
+  bool first = true;
+  for (;;) {
+    keys.resize(chunk * info.key_size);
+    values.resize(chunk * info.value_size);
+    auto count = static_cast<__u32>(chunk);
+    LIBBPF_OPTS(bpf_map_batch_opts, lookup);
+    const int rc = bpf_map_lookup_batch(from, first ? nullptr : &in, &out, keys.data(),
+                                        values.data(), &count, &lookup);
+    const int err = rc == 0 ? 0 : errno;
+    if (rc != 0 && err == ENOSPC && count == 0) {
+      chunk *= 2;
+      continue;
+    }
+    if (rc != 0 && err != ENOENT) {
+      return copied;
+    }
+    __u32 put = count;
+    LIBBPF_OPTS(bpf_map_batch_opts, update, .elem_flags = flags);
+    if (flags != BPF_ANY || count == 0 ||
+        bpf_map_update_batch(to, keys.data(), values.data(), &put, &update) != 0) {
+      for (__u32 i = flags == BPF_ANY ? put : 0; i < count; ++i) {
+        if (bpf_map_update_elem(to, &keys[i * info.key_size], &values[i * info.value_size],
+                                flags) == 0) {
+          ++copied;
+        } else if (errno == E2BIG) {
+          return copied;
+        }
+      }
+      copied += flags == BPF_ANY ? put : 0;
+    } else {
+      copied += count;
+    }
+    if (err == ENOENT) {
+      return copied;
+    }
+    in = out;
+    first = false;
+  }
+}
+
 }  // namespace
+
+datapath::datapath(datapath&& o) noexcept
+    : skel_(std::move(o.skel_)), resized_(std::exchange(o.resized_, {})) {}
+
+datapath& datapath::operator=(datapath&& o) noexcept {
+  if (this != &o) {
+    finish_resize();
+    skel_ = std::move(o.skel_);
+    resized_ = std::exchange(o.resized_, {});
+  }
+  return *this;
+}
+
+datapath::~datapath() { finish_resize(); }
+
+size_t datapath::finish_resize() {
+  size_t copied = 0;
+  for (const resized& r : resized_) {
+    const size_t n = copy_entries(r.old_fd, r.new_fd, BPF_NOEXIST);
+    if (n > 0) {
+      spdlog::info("{}: {} entries the previous programs added while being replaced carried over",
+                   r.name, n);
+    }
+    copied += n;
+    close(r.old_fd);
+  }
+  resized_.clear();
+  return copied;
+}
 
 result<datapath> datapath::load(const std::string& bpffs_root, const datapath_options& o) {
   LIBBPF_OPTS(bpf_object_open_opts, opts, .pin_root_path = bpffs_root.c_str());
@@ -184,9 +269,81 @@ result<datapath> datapath::load(const std::string& bpffs_root, const datapath_op
     return os_error(rc, "size the Maglev table template");
   }
   drop_other_maglev_size(bpffs_root, o.maglev_table_size);
+  // Sizes are part of a map's pinned layout. A pin of another size (the flag changed) is moved
+  // aside so that libbpf creates the map at the new size; its entries are copied over below, so
+  // flows and ids survive the resize.
+  std::vector<resized> moved;
+  struct close_moved {
+    std::vector<resized>& m;
+    ~close_moved() {
+      for (const resized& r : m) {
+        close(r.old_fd);
+      }
+    }
+  } closer{moved};
+  const auto aside_pin = [&](const std::string& name) {
+    return (fs::path(bpffs_root) / ("resize_" + name)).string();
+  };
+  // A failed load leaves the pins as they were.
+  const auto put_back = [&] {
+    for (const resized& r : moved) {
+      rename(aside_pin(r.name).c_str(), (fs::path(bpffs_root) / r.name).c_str());
+    }
+  };
+  for (const auto& [map, want] : {std::pair{s->maps.lb4_ct_v2, o.conntrack_max},
+                                  std::pair{s->maps.lb6_ct_v2, o.conntrack_max},
+                                  std::pair{s->maps.lb4_services_v1, o.services_max},
+                                  std::pair{s->maps.lb6_services_v1, o.services_max},
+                                  std::pair{s->maps.lb4_backends_v1, o.backends_max},
+                                  std::pair{s->maps.lb6_backends_v1, o.backends_max}}) {
+    if (int rc = bpf_map__set_max_entries(map, want); rc != 0) {
+      return os_error(rc, fmt::format("size {} to {} entries", bpf_map__name(map), want));
+    }
+    const std::string name = bpf_map__name(map);
+    const std::string pin = (fs::path(bpffs_root) / name).string();
+    const int fd = bpf_obj_get(pin.c_str());
+    if (fd < 0) {
+      continue;
+    }
+    bpf_map_info info{};
+    __u32 len = sizeof(info);
+    if (bpf_obj_get_info_by_fd(fd, &info, &len) != 0 || info.max_entries == want ||
+        info.key_size != bpf_map__key_size(map) || info.value_size != bpf_map__value_size(map) ||
+        info.type != bpf_map__type(map)) {
+      close(fd);  // the same size, or not a map of this layout: libbpf decides
+      continue;
+    }
+    unlink(aside_pin(name).c_str());
+    if (rename(pin.c_str(), aside_pin(name).c_str()) != 0) {
+      const int err = errno;
+      close(fd);
+      put_back();
+      return os_error(-err, fmt::format("move {} aside to resize it", pin));
+    }
+    spdlog::info("{}: pinned with {} entries at most, {} wanted: resizing (entries are copied)",
+                 name, info.max_entries, want);
+    moved.push_back({name, fd, -1});
+  }
   if (int rc = ::sluice_bpf::load(s.get()); rc != 0) {
+    put_back();
     return os_error(rc, fmt::format("load BPF skeleton (pins under {})", bpffs_root));
   }
+  for (resized& r : moved) {
+    r.new_fd = bpf_map__fd(bpf_object__find_map_by_name(s->obj, r.name.c_str()));
+    const size_t n = copy_entries(r.old_fd, r.new_fd, BPF_ANY);
+    unlink(aside_pin(r.name).c_str());
+    spdlog::info("{}: {} entries copied into the resized map", r.name, n);
+  }
+  // Only the datapath adds to conntrack: the agent's own maps were complete when copied (the
+  // previous agent is gone), and a second copy after this agent's first sync would bring back
+  // entries it deleted.
+  std::erase_if(moved, [&](const resized& r) {
+    const bool agent_map = r.name.find("_ct_") == std::string::npos;
+    if (agent_map) {
+      close(r.old_fd);
+    }
+    return agent_map;
+  });
   // Maps an older release pinned under names this one no longer uses (a layout change got a new
   // name): nothing reads them any more.
   for (const char* old : {"lb_stats_v1", "lb_stats_v2", "lb4_ct_v1", "lb6_ct_v1", "lb_maglev_v1"}) {
@@ -195,7 +352,7 @@ result<datapath> datapath::load(const std::string& bpffs_root, const datapath_op
   if (auto r = pin_programs(s->obj, bpffs_root); !r) {
     return std::unexpected(r.error());
   }
-  return datapath(std::move(s));
+  return datapath(std::move(s), std::exchange(moved, {}));
 }
 
 int datapath::pod_ingress_fd() const { return bpf_program__fd(skel_->progs.lb_pod_ingress); }
@@ -284,15 +441,36 @@ result<void> datapath::attach_native_device(int ifindex, xdp_mode mode,
     return {};
   }
   const uint32_t flags = mode == xdp_mode::native ? XDP_FLAGS_DRV_MODE : XDP_FLAGS_SKB_MODE;
-  uint32_t cur = 0;
-  if (bpf_xdp_query_id(ifindex, static_cast<int>(flags), &cur) == 0 && cur != 0 &&
-      prog_name(cur) != LB_NODE_XDP_PROG) {
-    return std::unexpected(error{std::make_error_code(std::errc::device_or_resource_busy),
-                                 fmt::format("ifindex {} already has XDP program {} ({}); "
-                                             "not replacing someone else's",
-                                             ifindex, cur, prog_name(cur))});
+  // The kernel swaps the program in one step (no packet sees none). It is made conditional on
+  // what was there when we looked: sluice's own program of an earlier run (XDP_FLAGS_REPLACE
+  // with it as the expected one) or nothing (XDP_FLAGS_UPDATE_IF_NOEXIST), so a program someone
+  // else attaches in between is never replaced.
+  int rc = -EEXIST;
+  for (int attempt = 0; attempt < 3 && rc == -EEXIST; ++attempt) {
+    uint32_t cur = 0;
+    if (bpf_xdp_query_id(ifindex, static_cast<int>(flags), &cur) != 0) {
+      cur = 0;
+    }
+    if (cur != 0 && prog_name(cur) != LB_NODE_XDP_PROG) {
+      return std::unexpected(error{std::make_error_code(std::errc::device_or_resource_busy),
+                                   fmt::format("ifindex {} already has XDP program {} ({}); "
+                                               "not replacing someone else's",
+                                               ifindex, cur, prog_name(cur))});
+    }
+    const int new_fd = bpf_program__fd(skel_->progs.lb_node_xdp);
+    if (cur == 0) {
+      rc = bpf_xdp_attach(ifindex, new_fd, flags | XDP_FLAGS_UPDATE_IF_NOEXIST, nullptr);
+      rc = rc == -EBUSY ? -EEXIST : rc;  // one appeared meanwhile: look again
+      continue;
+    }
+    const int old_fd = bpf_prog_get_fd_by_id(cur);
+    if (old_fd < 0) {
+      continue;  // detached meanwhile: look again
+    }
+    LIBBPF_OPTS(bpf_xdp_attach_opts, xo, .old_prog_fd = old_fd);
+    rc = bpf_xdp_attach(ifindex, new_fd, flags | XDP_FLAGS_REPLACE, &xo);
+    close(old_fd);
   }
-  int rc = bpf_xdp_attach(ifindex, bpf_program__fd(skel_->progs.lb_node_xdp), flags, nullptr);
   if (rc != 0) {
     return os_error(rc, fmt::format("attach XDP ({}) on ifindex {}",
                                     mode == xdp_mode::native ? "native" : "generic", ifindex));

@@ -38,6 +38,11 @@ struct datapath_options {
   /// socket programs; with sock_host_only they translate there only (--socket-lb-host-only).
   uint64_t host_netns_cookie = 0;
   bool sock_host_only = false;
+  /// max_entries of each family's conntrack, services and backends maps. A pinned map of
+  /// another size is replaced by one of this size holding its entries (copy_resized()).
+  uint32_t conntrack_max = LB_MAX_CT_ENTRIES;
+  uint32_t services_max = LB_MAX_SVC_ENTRIES;
+  uint32_t backends_max = LB_MAX_BACKENDS;
 };
 
 enum class xdp_mode { native, generic, off };
@@ -57,8 +62,17 @@ class datapath {
   /// earlier run are reused, so conntrack and ids survive restarts.
   static result<datapath> load(const std::string& bpffs_root, const datapath_options& options = {});
 
+  datapath(datapath&&) noexcept;
+  datapath& operator=(datapath&&) noexcept;
+  ~datapath();
+
   int pod_ingress_fd() const;
   ::sluice_bpf* skel() const { return skel_.get(); }
+
+  /// After the new programs are attached everywhere: copies once more the entries that the old
+  /// programs added to resized maps since load() copied them (new entries win), then lets the
+  /// old maps go. Returns how many entries this pass copied.
+  size_t finish_resize();
 
   /// Attaches lb_pod_ingress to the clsact ingress hook of ifindex, atomically replacing an
   /// earlier sluice program there (same handle and priority).
@@ -77,8 +91,16 @@ class datapath {
   result<std::vector<int>> native_device_entries() const;
 
  private:
-  explicit datapath(std::unique_ptr<::sluice_bpf, sluice_dp::skel_deleter> s) : skel_(std::move(s)) {}
+  /// A map whose pin had another size: the old map (by fd) and its replacement.
+  struct resized {
+    std::string name;
+    int old_fd = -1;
+    int new_fd = -1;
+  };
+  datapath(std::unique_ptr<::sluice_bpf, sluice_dp::skel_deleter> s, std::vector<resized> r)
+      : skel_(std::move(s)), resized_(std::move(r)) {}
   std::unique_ptr<::sluice_bpf, sluice_dp::skel_deleter> skel_;
+  std::vector<resized> resized_;
 };
 
 /// Detaches sluice's tc filters (ingress and egress) and XDP program from every link of this

@@ -83,6 +83,11 @@ inline void accumulate(lb_svc_stat_value& t, const lb_svc_stat_value& v) {
   t.rejected += v.rejected;
 }
 
+inline void accumulate(lb_ct_count& t, const lb_ct_count& v) {
+  t.created += v.created;
+  t.deleted += v.deleted;
+}
+
 /// The sum over all CPUs of one element of a PERCPU_ARRAY; false if the lookup failed.
 template <typename Value>
 bool percpu_sum(int fd, uint32_t index, Value& total) {

@@ -20,6 +20,7 @@
 
 #include "agent/datapath/fd.h"
 #include "agent/datapath/map_access.h"
+#include "agent/model/model.h"
 #include "sluice_bpf.skel.h"
 
 namespace sluice {
@@ -290,6 +291,15 @@ result<void> restore_maglev(int outer_fd, const maglev_options& opts, map_state&
 }
 
 }  // namespace
+
+map_writer::map_writer(::sluice_bpf* skel, reconcile_options options)
+    : skel_(skel), opts_(options) {
+  const auto& m = skel_->maps;
+  opts_.capacity = {.services4 = bpf_map__max_entries(m.lb4_services_v1),
+                    .services6 = bpf_map__max_entries(m.lb6_services_v1),
+                    .backends4 = bpf_map__max_entries(m.lb4_backends_v1),
+                    .backends6 = bpf_map__max_entries(m.lb6_backends_v1)};
+}
 
 result<void> map_writer::restore() {
   map_state st;
@@ -566,6 +576,36 @@ int single(const target& t, const uint8_t* key, const uint8_t* value) {
 
 bool tolerated(const target& t, int err) { return !t.put && err == ENOENT; }
 
+const char* op_name(op_kind k) {
+  switch (k) {
+    case op_kind::put_backend:
+      return "put_backend";
+    case op_kind::put_slot:
+      return "put_slot";
+    case op_kind::put_master:
+      return "put_master";
+    case op_kind::delete_slot:
+      return "delete_slot";
+    case op_kind::delete_master:
+      return "delete_master";
+    case op_kind::delete_backend:
+      return "delete_backend";
+    case op_kind::put_src_range:
+      return "put_src_range";
+    case op_kind::delete_src_range:
+      return "delete_src_range";
+    case op_kind::put_maglev:
+      return "put_maglev";
+    case op_kind::delete_maglev:
+      return "delete_maglev";
+    case op_kind::put_info:
+      return "put_info";
+    case op_kind::delete_info:
+      return "delete_info";
+  }
+  return "?";
+}
+
 // Zeroes the per-CPU counters of these svc ids in one batch (per-element if that fails; a
 // failure only leaves old counts behind, so it is not an op failure). Returns syscalls made.
 size_t reset_svc_stats(int fd, const std::vector<uint32_t>& ids) {
@@ -587,10 +627,7 @@ size_t reset_svc_stats(int fd, const std::vector<uint32_t>& ids) {
 
 sync_report map_writer::run(reconcile_result plan) {
   sync_report rep;
-  rep.errors = std::move(plan.errors);
-  for (const auto& e : rep.errors) {
-    spdlog::error("frontend {} not programmed: {}", e.name, e.what);
-  }
+  rep.errors = std::move(plan.errors);  // logged by the caller (once per frontend and reason)
   for (const auto& w : plan.warnings) {
     spdlog::warn("frontend {}: {}", w.name, w.what);
   }
@@ -604,8 +641,19 @@ sync_report map_writer::run(reconcile_result plan) {
 
   auto fail = [&](const map_op& op, int err) {
     ++rep.failed_ops;
-    spdlog::error("map operation {} failed: {}", static_cast<int>(op.kind),
-                  std::error_code(err, std::generic_category()).message());
+    const std::string what = std::error_code(err, std::generic_category()).message();
+    if (op.kind == op_kind::delete_backend) {
+      spdlog::error("map operation {} (backend id {}) failed: {}", op_name(op.kind),
+                    op.backend_id, what);
+    } else if (op.kind == op_kind::put_backend) {
+      spdlog::error("map operation {} (backend id {}: {}:{} of service id {}) failed: {}",
+                    op_name(op.kind), op.backend_id, format_ip(op.backend.addr), op.backend.port,
+                    op.backend.svc_id, what);
+    } else {
+      spdlog::error("map operation {} (frontend {}:{} proto {}, service id {}) failed: {}",
+                    op_name(op.kind), format_ip(op.key.vip), op.key.port, op.key.proto,
+                    op.value.svc_id, what);
+    }
   };
 
   // Each op's family, from the mirror as it was before this run (a deleted backend's family

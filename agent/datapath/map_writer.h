@@ -27,9 +27,9 @@ struct sync_report {
 class map_writer {
  public:
   /// `options` (load-balancing algorithm, Maglev size and seed) hold for the writer's life; the
-  /// datapath must be loaded with the same Maglev size and seed.
-  explicit map_writer(::sluice_bpf* skel, reconcile_options options = {})
-      : skel_(skel), opts_(options) {}
+  /// datapath must be loaded with the same Maglev size and seed. The capacities are the loaded
+  /// maps' max_entries: a frontend that does not fit is reported, not half written.
+  explicit map_writer(::sluice_bpf* skel, reconcile_options options = {});
 
   /// Reads the maps (pinned state of an earlier run) into the mirror, so ids stay stable across
   /// restarts and an unchanged cluster costs no write: services of both scopes, backends,

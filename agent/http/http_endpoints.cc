@@ -151,7 +151,9 @@ bool is_v6_unavailable(const error& e) {
 
 struct http_endpoints::impl {
   impl(http_options o, metrics::agent_metrics& mm)
-      : opts(std::move(o)), m(mm), health(opts.health_timeout, opts.clock) {}
+      : opts(std::move(o)), m(mm), health(opts.health_timeout, opts.clock) {
+    health.set_source(opts.source_unreachable_since);
+  }
 
   // One healthCheckNodePort: its evhttp (one or more listening sockets) and what it reports.
   struct hc_listener {
@@ -405,7 +407,8 @@ struct http_endpoints::impl {
       return;
     }
     const proxy_health::status s = self->health.check();
-    const bool ok = healthz ? s.healthy && s.node_eligible : s.healthy;
+    // /livez stays kube-proxy's: restarting the agent cannot bring the API server back.
+    const bool ok = healthz ? s.healthy && s.node_eligible && !s.source_stale : s.healthy;
     // kube-proxy reports lastUpdated = now while healthy ("recent if the server is healthy"),
     // for compatibility with releases where it was the time of the last sync loop run.
     const std::optional<time_point> last = ok ? std::optional(s.current_time) : s.last_updated;

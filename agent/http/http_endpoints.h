@@ -56,6 +56,9 @@ struct http_options {
   std::string proxy_mode = "ebpf";
   /// Wall clock for the health state; empty = std::chrono::system_clock::now.
   clock_fn clock;
+  /// Since when the API server has been unreachable (Kubernetes mode); /healthz fails after
+  /// health_timeout of it. Empty: no such source (standalone).
+  proxy_health::unreachable_fn source_unreachable_since;
   /// Idle / slow connections are closed after this long.
   std::chrono::seconds connection_timeout = std::chrono::seconds(60);
   /// Called on the loop thread at the start of every request (tests check the threading).

@@ -49,6 +49,11 @@ proxy_health::status proxy_health::check() const {
   s.healthy = pending == none ||
               std::chrono::nanoseconds(to_ns(s.current_time) - pending) < health_timeout_;
   s.node_eligible = node_eligible_.load(std::memory_order_acquire);
+  if (source_) {
+    s.source_unreachable_since = source_();
+    s.source_stale = s.source_unreachable_since &&
+                     s.current_time - *s.source_unreachable_since >= health_timeout_;
+  }
   return s;
 }
 

@@ -1,7 +1,9 @@
 // The proxier's health as kube-proxy defines it (proxier_health.go): healthy unless an update
 // has been pending for longer than health_timeout; /healthz also needs the node to be eligible
-// (not being deleted, no ToBeDeletedByClusterAutoscaler taint). Lock-free: the sync loop and the
-// node watcher write, the HTTP thread reads.
+// (not being deleted, no ToBeDeletedByClusterAutoscaler taint). Beyond kube-proxy, /healthz
+// also fails once the source (the API server) has been unreachable for health_timeout: the
+// datapath keeps serving the last state, but nobody would notice that it no longer follows the
+// cluster. Lock-free: the sync loop and the node watcher write, the HTTP thread reads.
 #pragma once
 
 #include <atomic>
@@ -28,6 +30,11 @@ class proxy_health {
   /// std::chrono::system_clock::now.
   explicit proxy_health(std::chrono::nanoseconds health_timeout, clock_fn clock = {});
 
+  /// Since when the source cannot reach the API server (nullopt: it can). Set once, before
+  /// the HTTP thread starts; called from that thread, so it must be thread-safe.
+  using unreachable_fn = std::function<std::optional<time_point>()>;
+  void set_source(unreachable_fn fn) { source_ = std::move(fn); }
+
   /// An event arrived that needs a sync (kube-proxy QueuedUpdate): starts the pending timer
   /// unless an update is already pending.
   void queued_update() noexcept;
@@ -43,6 +50,9 @@ class proxy_health {
     std::optional<time_point> last_updated;  ///< nullopt: never synced
     time_point current_time;
     bool node_eligible = true;
+    /// The API server has been unreachable for health_timeout or longer (/healthz fails).
+    bool source_stale = false;
+    std::optional<time_point> source_unreachable_since;
   };
   status check() const;
   /// check().healthy: what healthCheckNodePort answers report as serviceProxyHealthy.
@@ -58,6 +68,7 @@ class proxy_health {
   std::atomic<int64_t> last_updated_ns_{none};     // since the epoch
   std::atomic<int64_t> oldest_pending_ns_{none};   // since the epoch
   std::atomic<bool> node_eligible_{true};
+  unreachable_fn source_;
 };
 
 }  // namespace sluice::http

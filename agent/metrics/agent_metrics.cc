@@ -105,6 +105,21 @@ agent_metrics::agent_metrics(registry& r)
           r.add_counter("sluice_socket_lb_sockets_destroyed_total",
                         "Connected UDP sockets destroyed because socket-LB had pointed them at "
                         "a backend that left its service")
-              .get()) {}
+              .get()),
+      frontends_not_programmed(r.add_gauge(
+          "sluice_frontends_not_programmed",
+          "Frontends the agent could not put into the datapath maps, by reason (map_full: a "
+          "services or backends map is at its capacity); all others are programmed",
+          {"reason"})),
+      api_unreachable_seconds(
+          r.add_gauge("sluice_api_unreachable_seconds",
+                      "Seconds since the Kubernetes API server stopped answering (0 while it "
+                      "answers); /healthz fails after twice --sync-period of it")
+              .get()),
+      conntrack_evictions_total(r.add_counter(
+          "sluice_conntrack_evictions_total",
+          "Conntrack entries the LRU table evicted to make room for new flows (counted from "
+          "the datapath's inserts and deletes against the table's size; a lower bound)",
+          {"family"})) {}
 
 }  // namespace sluice::metrics

@@ -56,6 +56,13 @@ struct agent_metrics {
   counter& health_check_bind_errors_total;     ///< healthCheckNodePort listen failures
   counter& frontend_conflicts_total;           ///< frontends dropped because another claims them
   counter& socket_lb_destroyed_total;  ///< connected UDP sockets whose backend left, destroyed
+  /// label reason: frontends left out of the maps (map_full, too_many_backends, no_service_id,
+  /// duplicate); the other frontends are programmed
+  gauge_family& frontends_not_programmed;
+  gauge& api_unreachable_seconds;  ///< how long the API server has not answered (0: it does)
+  /// label family: conntrack entries the LRU evicted to make room for new flows (a lower bound,
+  /// see collectors.cc)
+  counter_family& conntrack_evictions_total;
 };
 
 }  // namespace sluice::metrics

@@ -78,6 +78,20 @@ bool id_space::is_free(uint32_t id) const {
 
 // ---- names ---------------------------------------------------------------------------------
 
+std::string_view to_string(not_programmed_reason r) {
+  switch (r) {
+    case not_programmed_reason::duplicate:
+      return "duplicate";
+    case not_programmed_reason::too_many_backends:
+      return "too_many_backends";
+    case not_programmed_reason::no_service_id:
+      return "no_service_id";
+    case not_programmed_reason::map_full:
+      return "map_full";
+  }
+  return "unknown";
+}
+
 namespace {
 
 // Copies s into a NUL-padded field of N bytes, cut to N - 1 bytes.
@@ -184,6 +198,13 @@ void unuse_svc(map_index& idx, uint32_t svc_id) {
   }
 }
 
+size_t family_index(ip_family f) { return f == ip_family::v4 ? 0 : 1; }
+
+// Entries a frontend takes in its family's services map: a master and its slots per scope.
+size_t service_entries(const frontend_record& r) {
+  return 1 + r.slots.size() + (r.external ? 1 + r.external->slots.size() : 0);
+}
+
 void index_backend(map_index& idx, uint32_t id, const backend_record& b) {
   idx.backends_by_svc[b.svc_id][id] = &b;
   idx.backend_ids.take(id);
@@ -205,9 +226,11 @@ void map_state::reindex() const {
   map_index idx;
   for (const auto& [key, f] : frontends) {
     use_svc(idx, f.svc_id);
+    idx.service_entries[family_index(key.vip.family)] += service_entries(f);
   }
   for (const auto& [id, b] : backends) {
     index_backend(idx, id, b);
+    ++idx.backend_entries[family_index(b.addr.family)];
   }
   idx.frontends = frontends.size();
   idx.backends = backends.size();
@@ -333,7 +356,9 @@ class differ {
         idx_(current.index()),
         opts_(options),
         svc_ids_(idx_.svc_ids),
-        be_ids_(idx_.backend_ids) {}
+        be_ids_(idx_.backend_ids),
+        svc_used_(idx_.service_entries),
+        be_used_(idx_.backend_entries) {}
 
   void plan(const frontend_key& key, const desired_frontend* want) {
     const auto cur_it = cur_.frontends.find(key);
@@ -347,8 +372,9 @@ class differ {
     update(key, *want, cur);
   }
 
-  void error(const frontend_key& key, const std::string& name, std::string what) {
-    out_.errors.push_back({key, name, std::move(what)});
+  void error(const frontend_key& key, const std::string& name, std::string what,
+             not_programmed_reason reason) {
+    out_.errors.push_back({key, name, std::move(what), reason});
   }
 
   // Backends, prefixes and tables whose svc_id no frontend uses, neither before nor after this
@@ -596,17 +622,16 @@ class differ {
     if (n > LB_MAX_BACKENDS_PER_SVC || n_ext > LB_MAX_BACKENDS_PER_SVC) {
       error(key, f.name,
             fmt::format("{} backends, more than the {} slots a frontend has",
-                        std::max(n, n_ext), LB_MAX_BACKENDS_PER_SVC));
+                        std::max(n, n_ext), LB_MAX_BACKENDS_PER_SVC),
+            not_programmed_reason::too_many_backends);
       return;
     }
     frontend_record next;
     next.svc_id = cur ? cur->svc_id : svc_ids_.take();
     if (next.svc_id == 0) {
-      error(key, f.name, "no free service id (LB_MAX_SERVICES reached)");
+      error(key, f.name, "no free service id (LB_MAX_SERVICES reached)",
+            not_programmed_reason::no_service_id);
       return;
-    }
-    if (cur == nullptr) {
-      claimed_svc_.insert(next.svc_id);
     }
     next.affinity_timeout_s = f.affinity_timeout_s;
     next.flags = master_flags(f);
@@ -662,6 +687,8 @@ class differ {
     }
     keep_.clear();
     ids_.resize(total);
+    const size_t backends_mark = backends_.size();
+    size_t fresh = 0;  // backend records this frontend adds to the map
     for (size_t i = 0; i < total; ++i) {
       uint32_t id = 0;
       if (first_[i] != i) {
@@ -676,11 +703,40 @@ class differ {
           next.svc_id};
       const backend_record* had = match_[i] == none ? nullptr : mine_[match_[i]].rec;
       id = had != nullptr ? mine_[match_[i]].id : be_ids_.take();
+      fresh += had == nullptr ? 1 : 0;
       ids_[i] = id;
       keep_.push_back(id);
       if (had == nullptr || !(*had == rec)) {
         backends_.push_back({.kind = op_kind::put_backend, .backend_id = id, .backend = rec});
       }
+    }
+    // Entries this frontend adds to the maps: they must fit beside everything there now and
+    // everything this plan adds before it deletes. Otherwise the frontend stays as it is.
+    const size_t fam = family_index(key.vip.family);
+    const size_t had = cur ? cur->slots.size() : 0;
+    const size_t new_svc = (cur ? 0 : 1) + (n > had ? n - had : 0);
+    size_t new_ext = 0;
+    if (ext) {
+      const scope_record* ce = cur && cur->external ? &*cur->external : nullptr;
+      const size_t had_ext = ce ? ce->slots.size() : 0;
+      new_ext = (ce ? 0 : 1) + (n_ext > had_ext ? n_ext - had_ext : 0);
+    }
+    if (const char* full = over_capacity(fam, new_svc + new_ext, fresh)) {
+      backends_.resize(backends_mark);
+      const bool svc_map = std::string_view(full) == "services";
+      error(key, f.name,
+            fmt::format("lb{}_{}_v1 is full: {} new entries needed, {} of {} in use or being "
+                        "written; not programmed (the other frontends are)",
+                        fam == 0 ? 4 : 6, full, svc_map ? new_svc + new_ext : fresh,
+                        svc_map ? svc_used_[fam] : be_used_[fam],
+                        svc_map ? capacity(fam, true) : capacity(fam, false)),
+            not_programmed_reason::map_full);
+      return;
+    }
+    svc_used_[fam] += new_svc + new_ext;
+    be_used_[fam] += fresh;
+    if (cur == nullptr) {
+      claimed_svc_.insert(next.svc_id);
     }
     std::sort(keep_.begin(), keep_.end());
     next.slots.swap(slots_buf_);
@@ -741,11 +797,32 @@ class differ {
     next.slots.swap(slots_buf_);
   }
 
+  size_t capacity(size_t fam, bool services) const {
+    const map_capacity& c = opts_.capacity;
+    return services ? (fam == 0 ? c.services4 : c.services6)
+                    : (fam == 0 ? c.backends4 : c.backends6);
+  }
+
+  // "services" or "backends" when adding these entries would pass a map's capacity.
+  const char* over_capacity(size_t fam, size_t svc, size_t be) const {
+    const size_t sc = capacity(fam, true);
+    const size_t bc = capacity(fam, false);
+    if (sc != 0 && svc_used_[fam] + svc > sc) {
+      return "services";
+    }
+    if (bc != 0 && be_used_[fam] + be > bc) {
+      return "backends";
+    }
+    return nullptr;
+  }
+
   const map_state& cur_;
   const map_index& idx_;
   const reconcile_options& opts_;
   id_cursor svc_ids_;
   id_cursor be_ids_;
+  std::array<size_t, 2> svc_used_;  // entries in the maps at this plan's peak so far
+  std::array<size_t, 2> be_used_;
   std::set<uint32_t> claimed_svc_;
   // Scratch space of update(), kept across frontends so a full sync does not allocate per one.
   struct have {
@@ -817,7 +894,8 @@ reconcile_result reconcile(const map_state& current, const desired_state& desire
   std::map<frontend_key, const desired_frontend*> want;
   for (const auto& f : desired.frontends) {
     if (!want.emplace(f.key(), &f).second) {
-      d.error(f.key(), f.name, "duplicate frontend (same address, port and protocol)");
+      d.error(f.key(), f.name, "duplicate frontend (same address, port and protocol)",
+              not_programmed_reason::duplicate);
     }
   }
   return plan_all(d, current, want, [](const desired_frontend* f) -> const desired_frontend& {
@@ -838,8 +916,13 @@ void apply_ops(map_state& state, const std::vector<map_op>& ops,
                std::span<const maglev_build> maglev, std::span<const svc_info> info) {
   state.index();  // rebuilt first if hand edits made it stale
   map_index& idx = state.index_;
+  // The record the last frontend_for() returned and the service-map entries it took before.
+  const frontend_record* touched = nullptr;
+  size_t before = 0;
   auto frontend_for = [&](const map_op& op) -> frontend_record& {
     auto [it, inserted] = state.frontends.try_emplace(op.key);
+    touched = &it->second;
+    before = inserted ? 0 : service_entries(it->second);
     if (inserted) {
       use_svc(idx, op.value.svc_id);
     } else if (it->second.svc_id != op.value.svc_id) {
@@ -865,6 +948,11 @@ void apply_ops(map_state& state, const std::vector<map_op>& ops,
     }
     return {rec.affinity_timeout_s, rec.flags, rec.slots};
   };
+  // Entry counts per family change by the difference a slot or master op makes to its record
+  // (unsigned arithmetic: a shrink wraps and the sum comes out right).
+  const auto account = [&](const map_op& op) {
+    idx.service_entries[family_index(op.key.vip.family)] += service_entries(*touched) - before;
+  };
   for (const auto& op : ops) {
     switch (op.kind) {
       case op_kind::put_backend: {
@@ -873,14 +961,17 @@ void apply_ops(map_state& state, const std::vector<map_op>& ops,
           if (it->second.svc_id != op.backend.svc_id) {
             unindex_backend(idx, op.backend_id, it->second.svc_id);
           }
+          --idx.backend_entries[family_index(it->second.addr.family)];
           it->second = op.backend;
         }
+        ++idx.backend_entries[family_index(op.backend.addr.family)];
         index_backend(idx, op.backend_id, it->second);
         break;
       }
       case op_kind::delete_backend:
         if (auto it = state.backends.find(op.backend_id); it != state.backends.end()) {
           unindex_backend(idx, op.backend_id, it->second.svc_id);
+          --idx.backend_entries[family_index(it->second.addr.family)];
           state.backends.erase(it);
         }
         break;
@@ -890,6 +981,7 @@ void apply_ops(map_state& state, const std::vector<map_op>& ops,
           rec.slots.resize(op.slot);
         }
         rec.slots[op.slot - 1] = op.value.backend_id;
+        account(op);
         break;
       }
       case op_kind::put_master: {
@@ -897,6 +989,7 @@ void apply_ops(map_state& state, const std::vector<map_op>& ops,
         rec.affinity_timeout_s = op.value.affinity_timeout;
         rec.flags = op.value.flags;
         rec.slots.resize(op.value.count);
+        account(op);
         break;
       }
       case op_kind::delete_slot: {
@@ -906,9 +999,14 @@ void apply_ops(map_state& state, const std::vector<map_op>& ops,
       }
       case op_kind::delete_master:
         if (auto it = state.frontends.find(op.key); it != state.frontends.end()) {
+          size_t& used = idx.service_entries[family_index(op.key.vip.family)];
           if (op.scope == LB_SCOPE_EXTERNAL) {
+            if (it->second.external) {
+              used -= 1 + it->second.external->slots.size();
+            }
             it->second.external.reset();
           } else {
+            used -= service_entries(it->second);
             unuse_svc(idx, it->second.svc_id);
             state.frontends.erase(it);
           }

@@ -19,6 +19,7 @@
 // A frontend's name and kind (lb_svc_info_v1, read by sluicectl only) go just before its master.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -27,6 +28,7 @@
 #include <set>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "agent/planner/desired.h"
@@ -52,11 +54,21 @@ enum class lb_algorithm : uint8_t {
            ///< so a datapath that hashes a flow into it picks the same backend on any node
 };
 
+/// Entries the agent-written maps can hold (their max_entries as loaded), per family. 0 means
+/// no limit (unit tests of the diff alone).
+struct map_capacity {
+  size_t services4 = 0, services6 = 0;  ///< lb{4,6}_services_v1: masters + slots, both scopes
+  size_t backends4 = 0, backends6 = 0;  ///< lb{4,6}_backends_v1
+};
+
 /// What the diff and the writer need beyond the planner's output. The datapath's per-flow hash
 /// must use the same table size and seed (maglev.seed.flow_hash0/1()) as the tables written here.
 struct reconcile_options {
   lb_algorithm algorithm = lb_algorithm::random;
   maglev_options maglev;  ///< table size M and seed; used with lb_algorithm::maglev only
+  /// A frontend whose new entries do not fit is left as it is and reported (map_full); the
+  /// count is of entries in the maps at once: this plan's puts come before its deletes.
+  map_capacity capacity;
 };
 
 /// The LB_SCOPE_EXTERNAL master and slots of a frontend with externalTrafficPolicy Local. Same
@@ -128,6 +140,10 @@ struct map_index {
   id_space backend_ids{UINT32_MAX};
   size_t frontends = 0;  // sizes of the content the index describes (a cheap staleness check)
   size_t backends = 0;
+  /// Entries the content takes in each family's services map (a master and its slots per
+  /// scope) and backends map: what a capacity check adds new entries to.
+  std::array<size_t, 2> service_entries{};  // [0] IPv4, [1] IPv6
+  std::array<size_t, 2> backend_entries{};
 };
 
 /// The maps' content as the writer knows it (restored from pinned maps at start-up).
@@ -237,10 +253,21 @@ struct maglev_build {
 };
 
 /// Why a frontend could not be planned into the maps.
+enum class not_programmed_reason : uint8_t {
+  duplicate,          ///< another frontend with the same address, port and protocol
+  too_many_backends,  ///< more backends than the slots a frontend has
+  no_service_id,      ///< every service id is taken
+  map_full,           ///< its new entries do not fit a services or backends map
+};
+
+/// The metric label of a reason ("map_full", ...).
+std::string_view to_string(not_programmed_reason r);
+
 struct reconcile_error {
   frontend_key key;
   std::string name;
   std::string what;
+  not_programmed_reason reason = not_programmed_reason::duplicate;
 };
 
 struct reconcile_result {

@@ -98,6 +98,41 @@ void sync_loop::log_conflicts() {
   known_conflicts_ = std::move(now);
 }
 
+void sync_loop::track_not_programmed(const sync_round& round,
+                                     const std::set<frontend_key>& touched) {
+  std::map<frontend_key, reconcile_error> now;
+  if (!round.full) {
+    now = not_programmed_;
+    for (const frontend_key& k : touched) {
+      now.erase(k);
+    }
+  }
+  for (const reconcile_error& e : round.report.errors) {
+    now.insert_or_assign(e.key, e);
+  }
+  for (const auto& [key, e] : now) {
+    const auto was = not_programmed_.find(key);
+    if (was == not_programmed_.end() || was->second.reason != e.reason) {
+      spdlog::error("not programmed: {}: {}", e.name, e.what);
+    }
+  }
+  for (const auto& [key, e] : not_programmed_) {
+    if (!now.contains(key) && cache_.frontends().contains(key)) {
+      spdlog::info("programmed now: {} (was not: {})", e.name, to_string(e.reason));
+    }
+  }
+  not_programmed_ = std::move(now);
+  std::map<not_programmed_reason, size_t> by_reason;
+  for (const auto& [key, e] : not_programmed_) {
+    ++by_reason[e.reason];
+  }
+  for (const auto r : {not_programmed_reason::duplicate, not_programmed_reason::too_many_backends,
+                       not_programmed_reason::no_service_id, not_programmed_reason::map_full}) {
+    metrics_.frontends_not_programmed.with({std::string(to_string(r))})
+        .set(static_cast<double>(by_reason[r]));
+  }
+}
+
 std::optional<std::chrono::steady_clock::time_point> sync_loop::next_due() const {
   if (retry_at_) {
     return retry_at_;
@@ -174,9 +209,7 @@ std::optional<sync_round> sync_loop::run_once(bool force) {
     round.report.syscalls += names.syscalls;
     round.report.failed_ops += names.failed_ops;
   }
-  for (const reconcile_error& e : round.report.errors) {
-    spdlog::error("not programmed: {}: {}", e.name, e.what);
-  }
+  track_not_programmed(round, touched);
   log_conflicts();
   publish_health_checks();
   round.took_us = micros_since(start);
@@ -196,6 +229,21 @@ std::optional<sync_round> sync_loop::run_once(bool force) {
   retry_at_.reset();
   retry_backoff_ = std::chrono::seconds(1);
   need_full_ = false;
+  if (std::ranges::any_of(not_programmed_, [](const auto& e) {
+        return e.second.reason == not_programmed_reason::map_full;
+      })) {
+    // Room may come from this round's deletes (they follow its writes) or from later ones:
+    // plan everything again, soon after a round that changed the maps, else backing off while
+    // they stay full.
+    if (round.report.ops > 0) {
+      full_retry_backoff_ = std::chrono::seconds(1);
+    }
+    need_full_ = true;
+    retry_at_ = steady::now() + full_retry_backoff_;
+    full_retry_backoff_ = std::min(full_retry_backoff_ * 2, std::chrono::seconds(30));
+  } else {
+    full_retry_backoff_ = std::chrono::seconds(1);
+  }
   ++generation_;
   round.generation = generation_;
   {
@@ -222,10 +270,11 @@ std::optional<sync_round> sync_loop::run_once(bool force) {
     extra += fmt::format(" latency_us={}", *round.programming_latency_us);
   }
   spdlog::info(
-      "synced generation={} frontends={} backends={} ops={} touched={} full={} conflicts={}{} "
-      "took_us={}",
+      "synced generation={} frontends={} backends={} ops={} touched={} full={} conflicts={} "
+      "not_programmed={}{} took_us={}",
       generation_, round.report.frontends, round.report.backends, round.report.ops,
-      round.touched, round.full ? 1 : 0, known_conflicts_.size(), extra, round.took_us);
+      round.touched, round.full ? 1 : 0, known_conflicts_.size(), not_programmed_.size(), extra,
+      round.took_us);
   return round;
 }
 

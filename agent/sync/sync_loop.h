@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <set>
 #include <string>
@@ -67,6 +68,7 @@ class sync_loop {
   void update_gauges(const cluster& state);
   void publish_health_checks();
   void log_conflicts();
+  void track_not_programmed(const sync_round& round, const std::set<frontend_key>& touched);
 
   sync_loop_options opts_;
   map_writer& writer_;
@@ -86,6 +88,9 @@ class sync_loop {
   std::vector<desired_health_check> published_checks_;
   bool checks_published_ = false;
   std::set<std::string> known_conflicts_;
+  /// Frontends the writer could not program, as of the last round that planned them.
+  std::map<frontend_key, reconcile_error> not_programmed_;
+  std::chrono::seconds full_retry_backoff_{1};  ///< while a map is full: full syncs back off
   std::string source_note_;
 };
 

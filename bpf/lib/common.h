@@ -4,6 +4,7 @@
 #define SLUICE_BPF_LIB_COMMON_H
 
 #include <linux/bpf.h>
+#include <linux/errno.h>
 #include <linux/if_ether.h>
 #include <linux/in.h>
 #include <linux/in6.h>
@@ -24,6 +25,20 @@ typedef _Bool bool;
 #define false 0
 
 #define NSEC_PER_SEC 1000000000ULL
+
+/*
+ * 0 in every build but the upgrade test's second agent (tests/e2e/CMakeLists.txt), which sets
+ * another number: each packet program then holds one more instruction that changes nothing
+ * (another program tag, the same behaviour), a "new build" to replace a running datapath with.
+ */
+#ifndef LB_DATAPATH_REVISION
+#define LB_DATAPATH_REVISION 0
+#endif
+#if LB_DATAPATH_REVISION
+#define lb_revision_mark() asm volatile("r0 = %[rev]" : : [rev] "i"(LB_DATAPATH_REVISION) : "r0")
+#else
+#define lb_revision_mark() do { } while (0)
+#endif
 
 /*
  * An address of either family: IPv4 lives in a[0], a[1..3] stay zero, so one comparison and

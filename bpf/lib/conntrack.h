@@ -121,15 +121,50 @@ struct {
 	__uint(max_entries, 1);
 } lb_ct_scratch SEC(".maps");
 
+/*
+ * lb_ct_counts_v1[*key]: one more entry created (true) or deleted (false). The caller's key
+ * slot is reused: lb_ct_write() is the deepest frame of the new-flow path, whose combined stack
+ * the verifier caps at 512 bytes (each frame rounded up to 16).
+ */
+static __always_inline void lb_ct_count(__u32 *key, bool created)
+{
+	struct lb_ct_count *c = bpf_map_lookup_elem(&lb_ct_counts_v1, key);
+
+	if (!c)
+		return;
+	if (created)
+		c->created++;
+	else
+		c->deleted++;
+}
+
+/*
+ * BPF_NOEXIST first even for BPF_ANY: only an insert where no entry was counts as created, so
+ * the agent can tell from the counts and the table's size how many entries the LRU evicted.
+ * Overwrites (a reused port's stale REPLY entry) are rare and cost a second update.
+ */
+static __always_inline int lb_ct_update(void *map, const void *k, const void *v, __u32 *key,
+					__u64 flags)
+{
+	int rc = bpf_map_update_elem(map, k, v, BPF_NOEXIST);
+
+	if (rc == 0)
+		lb_ct_count(key, true);
+	else if (rc == -EEXIST && flags == BPF_ANY)
+		rc = bpf_map_update_elem(map, k, v, BPF_ANY);
+	return rc;
+}
+
 static __noinline int lb_ct_write(const struct lb_tuple *t, const struct lb_ct_state *st,
 				  const struct lb_ct_nat *nat, __u64 flags)
 {
-	__u32 zero = 0;
-	union lb_ct_buf *b = bpf_map_lookup_elem(&lb_ct_scratch, &zero);
+	__u32 key = 0;
+	union lb_ct_buf *b = bpf_map_lookup_elem(&lb_ct_scratch, &key);
 
 	if (!b)
 		return -1;
 	__builtin_memset(b, 0, sizeof(*b));
+	key = t->family == 4 ? 0 : 1;	/* now lb_ct_counts_v1's index */
 	if (t->family == 4) {
 		b->v4.k.saddr = t->s.a[0];
 		b->v4.k.daddr = t->d.a[0];
@@ -139,7 +174,7 @@ static __noinline int lb_ct_write(const struct lb_tuple *t, const struct lb_ct_s
 		b->v4.v.state = *st;
 		b->v4.v.nat_addr = nat->addr.a[0];
 		b->v4.v.snat_addr = nat->snat.a[0];
-		return bpf_map_update_elem(&lb4_ct_v2, &b->v4.k, &b->v4.v, flags);
+		return lb_ct_update(&lb4_ct_v2, &b->v4.k, &b->v4.v, &key, flags);
 	}
 	__builtin_memcpy(b->v6.k.saddr, t->s.a, 16);
 	__builtin_memcpy(b->v6.k.daddr, t->d.a, 16);
@@ -149,22 +184,26 @@ static __noinline int lb_ct_write(const struct lb_tuple *t, const struct lb_ct_s
 	b->v6.v.state = *st;
 	__builtin_memcpy(b->v6.v.nat_addr, nat->addr.a, 16);
 	__builtin_memcpy(b->v6.v.snat_addr, nat->snat.a, 16);
-	return bpf_map_update_elem(&lb6_ct_v2, &b->v6.k, &b->v6.v, flags);
+	return lb_ct_update(&lb6_ct_v2, &b->v6.k, &b->v6.v, &key, flags);
 }
 
 static __always_inline void lb_ct_delete(const struct lb_tuple *t)
 {
+	__u32 key = t->family == 4 ? 0 : 1;
+
 	if (t->family == 4) {
 		struct lb4_ct_key k = { .saddr = t->s.a[0], .daddr = t->d.a[0], .sport = t->sport,
 					.dport = t->dport, .proto = t->proto };
 
-		bpf_map_delete_elem(&lb4_ct_v2, &k);
+		if (bpf_map_delete_elem(&lb4_ct_v2, &k) == 0)
+			lb_ct_count(&key, false);
 	} else {
 		struct lb6_ct_key k = { .sport = t->sport, .dport = t->dport, .proto = t->proto };
 
 		__builtin_memcpy(k.saddr, t->s.a, 16);
 		__builtin_memcpy(k.daddr, t->d.a, 16);
-		bpf_map_delete_elem(&lb6_ct_v2, &k);
+		if (bpf_map_delete_elem(&lb6_ct_v2, &k) == 0)
+			lb_ct_count(&key, false);
 	}
 }
 

@@ -37,6 +37,15 @@ LB_AGENT_HASH(lb6_backends_v1, __u32, struct lb6_backend, LB_MAX_BACKENDS);
 
 LB_FLOW_LRU(lb4_ct_v2, struct lb4_ct_key, struct lb4_ct_value, LB_MAX_CT_ENTRIES);
 LB_FLOW_LRU(lb6_ct_v2, struct lb6_ct_key, struct lb6_ct_value, LB_MAX_CT_ENTRIES);
+/* Created and deleted conntrack entries per family (maps/sluice_abi.h, struct lb_ct_count). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct lb_ct_count);
+	__uint(max_entries, 2);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_ct_counts_v1 SEC(".maps");
+
 LB_FLOW_LRU(lb4_affinity_v1, struct lb4_affinity_key, struct lb_affinity_value, LB_MAX_AFFINITY);
 LB_FLOW_LRU(lb6_affinity_v1, struct lb6_affinity_key, struct lb_affinity_value, LB_MAX_AFFINITY);
 LB_FLOW_LRU(lb4_frags_v1, struct lb4_frag_key, struct lb_frag_value, LB_MAX_FRAGMENTS);

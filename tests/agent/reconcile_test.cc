@@ -323,6 +323,8 @@ void check_index(const map_state& st) {
     }
   }
   CHECK(a.svc_users == b.svc_users);
+  CHECK(a.service_entries == b.service_entries);  // kept by apply_ops, counted by reindex
+  CHECK(a.backend_entries == b.backend_entries);
   CHECK(a.svc_ids.free_intervals() == b.svc_ids.free_intervals());
   CHECK(a.backend_ids.free_intervals() == b.backend_ids.free_intervals());
 }
@@ -1150,6 +1152,123 @@ TEST_CASE("Services not proxied: the diff writes what changed, deletes what went
       make_unproxied(std::vector<unproxied_service>{{"n", "x", unproxied_reason::external_name,
                                                      std::string(300, 'e')}});
   CHECK(long_name.begin()->second.external_name.size() == LB_EXTERNAL_NAME_LEN - 1);
+}
+
+}  // namespace
+}  // namespace sluice
+
+namespace sluice {
+namespace {
+
+// ---- map capacity: a frontend that does not fit is left out whole ---------------------------
+
+// Service-map entries of a state: a master and its slots per scope.
+size_t service_entries(const map_state& st, ip_family fam) {
+  size_t n = 0;
+  for (const auto& [k, f] : st.frontends) {
+    if (k.vip.family == fam) {
+      n += 1 + f.slots.size() + (f.external ? 1 + f.external->slots.size() : 0);
+    }
+  }
+  return n;
+}
+
+TEST_CASE("reconcile: frontends beyond the services map's capacity are reported, others written") {
+  // Capacity 10 IPv4 service entries: web (1 + 3) and db (1 + 2) fit, big (1 + 5) does not.
+  reconcile_options opts;
+  opts.capacity.services4 = 10;
+  desired_state want{{fe(v4("10.96.0.10"), 80, {"10.244.0.1", "10.244.0.2", "10.244.0.3"}),
+                      fe(v4("10.96.0.20"), 80, {"10.244.0.4", "10.244.0.5"}),
+                      fe(v4("10.96.0.30"), 80,
+                         {"10.244.0.6", "10.244.0.7", "10.244.0.8", "10.244.0.9", "10.244.1.1"}),
+                      fe(v6("fd00::10"), 80, {"fd00::1", "fd00::2", "fd00::3"})}};
+  map_state st;
+  auto r = reconcile(st, want, opts);
+  REQUIRE(r.errors.size() == 1);
+  CHECK(r.errors[0].key == want.frontends[2].key());
+  CHECK(r.errors[0].reason == not_programmed_reason::map_full);
+  CHECK(r.errors[0].what.find("lb4_services_v1 is full") != std::string::npos);
+  CHECK(to_string(r.errors[0].reason) == "map_full");
+  // Not a single op for it: no backend, no slot, no master.
+  for (const map_op& op : r.ops) {
+    CHECK_FALSE(op.key == want.frontends[2].key());
+    if (op.kind == op_kind::put_backend) {
+      CHECK(op.backend.addr != v4("10.244.0.6"));
+    }
+  }
+  apply_ops(st, r);
+  CHECK(st.frontends.size() == 3);
+  CHECK(service_entries(st, ip_family::v4) == 7);
+  CHECK(st.index().service_entries[0] == 7);
+  CHECK(st.index().service_entries[1] == 4);  // IPv6 has no limit here
+  check_index(st);
+  // Nothing changed: the same error again, no op (no churn for the others).
+  auto again = reconcile(st, want, opts);
+  CHECK(again.ops.empty());
+  REQUIRE(again.errors.size() == 1);
+  // db goes: its entries are deleted after this plan's writes, so big still does not fit now...
+  desired_state less = want;
+  less.frontends.erase(less.frontends.begin() + 1);
+  auto r2 = reconcile(st, less, opts);
+  REQUIRE(r2.errors.size() == 1);
+  apply_ops(st, r2);
+  CHECK(service_entries(st, ip_family::v4) == 4);
+  // ...and the next plan writes it.
+  auto r3 = reconcile(st, less, opts);
+  CHECK(r3.errors.empty());
+  apply_ops(st, r3);
+  check_matches(st, less);
+  CHECK(service_entries(st, ip_family::v4) == 10);
+  check_index(st);
+}
+
+TEST_CASE("reconcile: a frontend that would grow past a full map keeps its current backends") {
+  reconcile_options opts;
+  opts.capacity.backends4 = 4;
+  desired_state want{{fe(v4("10.96.0.10"), 80, {"10.244.0.1", "10.244.0.2"}),
+                      fe(v4("10.96.0.20"), 80, {"10.244.0.3"})}};
+  map_state st;
+  auto r = reconcile(st, want, opts);
+  REQUIRE(r.errors.empty());
+  apply_ops(st, r);
+  // web wants two more backends: 5 > 4. It stays as it is; db's change still goes through.
+  want.frontends[0] = fe(v4("10.96.0.10"), 80, {"10.244.0.1", "10.244.0.2", "10.244.0.5", "10.244.0.6"});
+  want.frontends[1] = fe(v4("10.96.0.20"), 80, {"10.244.0.7"});
+  const map_state before = st;
+  auto r2 = reconcile(st, want, opts);
+  REQUIRE(r2.errors.size() == 1);
+  CHECK(r2.errors[0].key == want.frontends[0].key());
+  CHECK(r2.errors[0].what.find("lb4_backends_v1 is full") != std::string::npos);
+  apply_ops(st, r2);
+  CHECK(st.frontends.at(want.frontends[0].key()) == before.frontends.at(want.frontends[0].key()));
+  const auto& db = st.frontends.at(want.frontends[1].key());
+  REQUIRE(db.slots.size() == 1);
+  CHECK(st.backends.at(db.slots[0]).addr == v4("10.244.0.7"));
+  CHECK(st.index().backend_entries[0] == 3);
+  check_index(st);
+  // The same diff restricted to web (an incremental sync) refuses it the same way.
+  auto sub = reconcile_subset(st, by_key(want), {want.frontends[0].key()}, opts);
+  REQUIRE(sub.errors.size() == 1);
+  CHECK(sub.ops.empty());
+}
+
+TEST_CASE("reconcile: EXTERNAL entries of eTP=Local count against the services map") {
+  reconcile_options opts;
+  opts.capacity.services4 = 5;
+  desired_frontend f = fe(v4("192.0.2.10"), 80, {"10.244.0.1", "10.244.0.2"});
+  f.kind = frontend_kind::load_balancer;
+  f.external_local = true;
+  f.external_backends = {{v4("10.244.0.1"), 8080, false}};
+  map_state st;
+  auto r = reconcile(st, desired_state{{f}}, opts);  // 1 + 2 + 1 + 1 = 5: fits
+  CHECK(r.errors.empty());
+  apply_ops(st, r);
+  CHECK(st.index().service_entries[0] == 5);
+  f.external_backends.push_back({v4("10.244.0.2"), 8080, false});  // 6 > 5
+  auto r2 = reconcile(st, desired_state{{f}}, opts);
+  REQUIRE(r2.errors.size() == 1);
+  CHECK(r2.ops.empty());
+  check_index(st);
 }
 
 }  // namespace

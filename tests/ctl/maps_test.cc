@@ -322,6 +322,7 @@ TEST_CASE("bpftool map dump pinned prints named fields for every map the agent p
       {LB_SVC_INFO_MAP, "\"port_name\""},   {LB_UNPROXIED_MAP, "\"external_name\""},
       {LB_TRACE_MAP, "\"nonce\""},       {LB4_SOCK_REVNAT_MAP, "\"cookie\""},
       {LB6_SOCK_REVNAT_MAP, "\"netns_cookie\""}, {LB_SOCK_AFFINITY_MAP, "\"svc_id\""},
+      {LB_CT_COUNTS_MAP, "\"created\""},
   };
   size_t maps = 0;
   for (const auto& e : std::filesystem::directory_iterator(a.root())) {

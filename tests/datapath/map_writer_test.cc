@@ -252,22 +252,65 @@ TEST_CASE("load: the pin of the replaced lb_stats_v1 is removed, lb_stats_v3 has
 
 TEST_CASE("map writer: a large sync that overflows the backends map leaves a mirror of the kernel") {
   // Above parallel_apply_min_ops the mirror is updated on a second thread during the writes;
-  // when some writes fail it must still end up equal to what the maps hold.
+  // when some writes fail it must still end up equal to what the maps hold. The writer leaves
+  // out what does not fit by itself (map_full), so the kernel is made to refuse writes the
+  // writer expected to fit: entries it does not know about fill the backends map first.
   temp_bpffs fs;
   REQUIRE(ensure_bpffs(fs.root()));
-  auto want = dptest::scale_state(27'000, 10);  // 270k backends per family > LB_MAX_BACKENDS
+  auto want = dptest::scale_state(2'000, 10);  // 20k backends per family
   std::erase_if(want.frontends,
                 [](const desired_frontend& f) { return f.vip.family == ip_family::v6; });
   auto dp = datapath::load(fs.root());
   REQUIRE(dp);
   map_writer w(dp->skel());
   REQUIRE(w.restore());
+  const int fd = bpf_map__fd(dp->skel()->maps.lb4_backends_v1);
+  const lb4_backend junk{};
+  for (uint32_t id = 0x7f000000; id < 0x7f000000 + LB_MAX_BACKENDS - 15'000; ++id) {
+    REQUIRE(bpf_map_update_elem(fd, &id, &junk, BPF_NOEXIST) == 0);
+  }
   const auto rep = w.sync(want);
   CHECK(rep.failed_ops > 0);
-  CHECK(w.mirror().backends.size() == LB_MAX_BACKENDS);
+  CHECK(rep.errors.empty());
   map_writer fresh(dp->skel());
   REQUIRE(fresh.restore());
   CHECK(fresh.mirror() == w.mirror());
+}
+
+TEST_CASE("map writer: what does not fit the maps is reported per frontend, never half written") {
+  // 2 x 10 backends per family fit 64 backend entries; the IPv4 services map (16 entries)
+  // takes one master + 10 slots once: the second frontend of each family is left out whole.
+  temp_bpffs fs;
+  REQUIRE(ensure_bpffs(fs.root()));
+  auto want = dptest::scale_state(2, 10);
+  auto dp = datapath::load(fs.root(), {.services_max = 16, .backends_max = 64});
+  REQUIRE(dp);
+  CHECK(bpf_map__max_entries(dp->skel()->maps.lb4_services_v1) == 16);
+  CHECK(bpf_map__max_entries(dp->skel()->maps.lb6_backends_v1) == 64);
+  map_writer w(dp->skel());
+  REQUIRE(w.restore());
+  auto rep = w.sync(want);
+  CHECK(rep.failed_ops == 0);
+  REQUIRE(rep.errors.size() == 2);
+  for (const auto& e : rep.errors) {
+    CHECK(e.reason == not_programmed_reason::map_full);
+    CHECK(e.what.find("_services_v1 is full") != std::string::npos);
+  }
+  CHECK(w.mirror().frontends.size() == 2);
+  CHECK(w.mirror().backends.size() == 20);
+  auto n = count_entries(bpf_map__fd(dp->skel()->maps.lb4_services_v1));
+  REQUIRE(n);
+  CHECK(*n == 11);
+  n = count_entries(bpf_map__fd(dp->skel()->maps.lb4_backends_v1));
+  REQUIRE(n);
+  CHECK(*n == 10);  // nothing of the frontend left out
+  map_writer fresh(dp->skel());
+  REQUIRE(fresh.restore());
+  CHECK(fresh.mirror() == w.mirror());
+  // Unchanged: reported again, nothing written.
+  rep = w.sync(want);
+  CHECK(rep.ops == 0);
+  CHECK(rep.errors.size() == 2);
 }
 
 }  // namespace

@@ -1,9 +1,10 @@
 # shellcheck shell=bash
-# Helpers for test_kube.sh: the agent in Kubernetes API mode against
+# Helpers for test_kube.sh and test_faults.sh: the agent in Kubernetes API mode against
 # tests/kube/fake_apiserver.py (TLS + bearer token, in the node netns on
 # 127.0.0.1), realistic object JSON, the fake server's control socket, and
 # the agent's HTTP endpoints. Source after lib.sh.
 #
+#   kube_preflight                  root, tools, binaries (77 = skip)
 #   kube_setup                      PKI, token, kubeconfig under $E2E_WORK/kube
 #   kube_start_apiserver PRELOAD    fake API server (pid in E2E_PIDS), waits for "ready"
 #   kube_gen KIND key=value...      one object as JSON (service|slice|node|pod)
@@ -15,6 +16,7 @@
 #   kube_stop_apiserver             SIGTERM by pid, sockets removed
 #   kube_stream_bg NAME POD URL EXPECT STOPFILE   new connections back to back until STOPFILE
 #   kube_stream_count NAME / kube_wait_stream NAME N TIMEOUT   its progress
+#   kube_fault_no_churn NAME FAULT KIND PROBE   a watch fault causes no map write; probe programmed
 
 KUBE_DIR=""
 KUBE_CTL_SOCK=""
@@ -25,6 +27,21 @@ KUBE_TOKEN="e2e-$(od -An -N8 -tx1 /dev/urandom 2>/dev/null | tr -d ' \n')"
 KUBE_KUBECONFIG=""
 KUBE_FAKE="$E2E_ROOT/tests/kube/fake_apiserver.py"
 KUBE_REMOTE_NODE="e2e-node-b"
+
+# kube_preflight: what the Kubernetes-mode tests need (lib.sh's preflight, curl, openssl, the
+# binaries): 0, or 77 (skip) / 1 (not built) with the reason printed
+kube_preflight() {
+    e2e_preflight || return $?
+    local t
+    for t in curl openssl; do
+        command -v "$t" >/dev/null 2>&1 || {
+            echo "SKIP: '$t' not found"
+            return 77
+        }
+    done
+    # shellcheck disable=SC2119
+    e2e_require_binaries
+}
 
 # kube_setup: throwaway CA + server certificate (SAN IP:127.0.0.1, DNS:localhost),
 # a token file and a kubeconfig (certificate-authority + tokenFile).
@@ -158,97 +175,13 @@ kube_ep_list() {
 #   node    name= ips=A,B podcidrs=C,D
 #   pod     name= node= ips=A,B
 kube_gen() {
-    "$E2E_PY" - "$@" <<'EOF'
-import json, sys, uuid
-kind, args = sys.argv[1], dict(a.split("=", 1) for a in sys.argv[2:])
-ns = args.get("ns", "default")
-ts = "2026-01-01T00:00:00Z"
-def uid(s):
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, "sluice-e2e/" + s))
-def lst(s):
-    return [x for x in (s or "").split(",") if x]
-if kind == "service":
-    name, ips = args["name"], lst(args["ips"])
-    typ = args.get("type", "ClusterIP")
-    ports = []
-    for p in lst(args["ports"]):
-        f = p.split(":")
-        d = {"name": f[0], "protocol": f[3], "port": int(f[1]), "targetPort": int(f[2])}
-        if len(f) > 4:
-            d["nodePort"] = int(f[4])
-        ports.append(d)
-    spec = {"ports": ports, "selector": {"app": name}, "clusterIP": ips[0], "clusterIPs": ips,
-            "type": typ, "sessionAffinity": "None",
-            "ipFamilies": ["IPv6" if ":" in ip else "IPv4" for ip in ips],
-            "ipFamilyPolicy": "RequireDualStack" if len(ips) > 1 else "SingleStack",
-            "internalTrafficPolicy": "Cluster"}
-    status = {"loadBalancer": {}}
-    if typ in ("NodePort", "LoadBalancer"):
-        spec["externalTrafficPolicy"] = args.get("etp", "Cluster")
-    if typ == "LoadBalancer":
-        spec["allocateLoadBalancerNodePorts"] = True
-        if "hc" in args:
-            spec["healthCheckNodePort"] = int(args["hc"])
-        if "lbip" in args:
-            status = {"loadBalancer": {"ingress": [{"ip": args["lbip"], "ipMode": "VIP"}]}}
-    obj = {"metadata": {"name": name, "namespace": ns, "uid": uid("svc/" + name),
-                        "creationTimestamp": ts, "labels": {"app": name},
-                        "annotations": {"e2e.sluice.dev/owner": "test_kube.sh"}},
-           "spec": spec, "status": status}
-elif kind == "slice":
-    name, svc, fam = args["name"], args["svc"], args["fam"]
-    eps = []
-    for e in lst(args.get("eps")):
-        addr, pod, node, st = e.split("/")
-        cond = {"ready": {"ready": True, "serving": True, "terminating": False},
-                "nr": {"ready": False, "serving": False, "terminating": False},
-                "term": {"ready": False, "serving": True, "terminating": True}}[st]
-        eps.append({"addresses": [addr], "conditions": cond, "nodeName": node,
-                    "zone": "zone-a" if node == "e2e-node" else "zone-b",
-                    "targetRef": {"kind": "Pod", "namespace": ns, "name": pod,
-                                  "uid": uid("pod/" + pod)}})
-    ports = []
-    for p in lst(args["ports"]):
-        pn, port, proto = p.split(":")
-        ports.append({"name": pn, "protocol": proto, "port": int(port)})
-    obj = {"metadata": {"name": name, "generateName": svc + "-", "namespace": ns,
-                        "creationTimestamp": ts,
-                        "labels": {"app": svc, "kubernetes.io/service-name": svc,
-                                   "endpointslice.kubernetes.io/managed-by":
-                                       "endpointslice-controller.k8s.io"},
-                        "annotations": {"endpoints.kubernetes.io/last-change-trigger-time": ts},
-                        "ownerReferences": [{"apiVersion": "v1", "kind": "Service", "name": svc,
-                                             "uid": uid("svc/" + svc), "controller": True,
-                                             "blockOwnerDeletion": True}]},
-           "addressType": "IPv6" if fam == "6" else "IPv4",
-           "endpoints": eps or None, "ports": ports}
-elif kind == "node":
-    name, ips = args["name"], lst(args["ips"])
-    obj = {"metadata": {"name": name, "uid": uid("node/" + name), "creationTimestamp": ts,
-                        "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
-                                   "kubernetes.io/arch": "amd64",
-                                   "topology.kubernetes.io/zone": "zone-a"}},
-           "spec": {"podCIDR": lst(args["podcidrs"])[0], "podCIDRs": lst(args["podcidrs"])},
-           "status": {"addresses": [{"type": "InternalIP", "address": ip} for ip in ips]
-                                   + [{"type": "Hostname", "address": name}],
-                      "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
-                                      "message": "kubelet is posting ready status",
-                                      "lastHeartbeatTime": ts, "lastTransitionTime": ts}]}}
-elif kind == "pod":
-    name, ips = args["name"], lst(args["ips"])
-    obj = {"metadata": {"name": name, "namespace": ns, "uid": uid("pod/" + name),
-                        "creationTimestamp": ts, "labels": {"app": args.get("app", name)}},
-           "spec": {"nodeName": args["node"], "restartPolicy": "Always",
-                    "containers": [{"name": "server", "image": "sluice-e2e/podserver:1",
-                                    "ports": [{"containerPort": 8080, "protocol": "TCP"},
-                                              {"containerPort": 5353, "protocol": "UDP"}]}]},
-           "status": {"phase": "Running", "hostIP": args.get("hostip", ""),
-                      "podIP": ips[0], "podIPs": [{"ip": ip} for ip in ips],
-                      "conditions": [{"type": "Ready", "status": "True"}]}}
-else:
-    sys.exit(f"kube_gen: unknown kind {kind}")
-print(json.dumps(obj, separators=(",", ":")))
-EOF
+    "$E2E_PY" "$E2E_DIR/kube_gen.py" "$@"
+}
+
+# kube_gen_lines: one object per input line ("KIND key=value ..."), one JSON per output line
+# (one Python process for all: a preload of many objects)
+kube_gen_lines() {
+    "$E2E_PY" "$E2E_DIR/kube_gen.py" --lines
 }
 
 # kube_sync_lines_since N: the agent log's sync lines after line N of $E2E_AGENT_LOG
@@ -297,55 +230,18 @@ for r in json.load(sys.stdin)[n:]:
 ' "$1" "$KUBE_TOKEN"
 }
 
-# kube_stream_bg LOGNAME POD URL EXPECT STOPFILE: background client in pod POD
-# opening new TCP connections (one GET each, Connection: close) back to back
-# until STOPFILE appears (at most 120 s, 100000 connections). Every 0.1 s it
-# writes "<connections> <errors>" to $E2E_RUN/LOGNAME.count; at the end a
-# summary, error samples (with time stamps) and OK / FAIL (any error, or a
-# backend outside EXPECT) in logs/LOGNAME.log. E2E_BG_PID = its pid.
+# kube_stream_bg LOGNAME POD URL EXPECT STOPFILE [ARGS...]: background client in pod POD
+# opening new TCP connections (one GET each, Connection: close) back to back until STOPFILE
+# appears (at most 150 s, 100000 connections; podclient.py conns). Every 0.1 s it writes
+# "<connections> <errors>" to $E2E_RUN/LOGNAME.count; at the end a summary, error samples (with
+# time stamps) and OK / FAIL (any error, or a backend outside EXPECT) in logs/LOGNAME.log.
+# ARGS go to podclient (e.g. --forbid-file F). E2E_BG_PID = its pid.
 kube_stream_bg() {
     local name=$1 pod=$2 url=$3 expect=$4 stop=$5
+    shift 5
     rm -f "$E2E_RUN/$name.count"
-    e2e_bg "$name" timeout -k 5 150 ip netns exec "$(e2e_pod_ns "$pod")" "$E2E_PY" -c '
-import http.client, os, sys, time, urllib.parse
-url, expect, stop, countf = sys.argv[1], set(sys.argv[2].split(",")), sys.argv[3], sys.argv[4]
-u = urllib.parse.urlsplit(url)
-t0 = time.monotonic(); end = t0 + 120
-n = errors = 0; backends = {}; samples = []; last = 0.0
-def progress():
-    with open(countf + ".tmp", "w") as f:
-        f.write(f"{n} {errors}\n")
-    os.replace(countf + ".tmp", countf)
-while n < 100000 and time.monotonic() < end and not os.path.exists(stop):
-    n += 1
-    c = http.client.HTTPConnection(u.hostname, u.port or 80, timeout=2)
-    try:
-        c.request("GET", "/", headers={"Connection": "close"})
-        r = c.getresponse(); b = r.read().decode(errors="replace").strip()
-        if r.status != 200:
-            raise RuntimeError(f"HTTP {r.status}")
-        backends[b] = backends.get(b, 0) + 1
-    except Exception as e:
-        errors += 1
-        if len(samples) < 10:
-            samples.append(f"t={time.monotonic() - t0:.3f}s #{n}: {type(e).__name__}: {e}")
-    finally:
-        c.close()
-    if time.monotonic() - last >= 0.1:
-        progress(); last = time.monotonic()
-progress()
-el = time.monotonic() - t0
-print(f"stream {url}: {n} new connections in {el:.1f}s ({n / el:.0f}/s): "
-      + " ".join(f"{k}={v}" for k, v in sorted(backends.items())) + f" errors={errors}")
-for s in samples:
-    print("  error " + s)
-bad = sorted(set(backends) - expect)
-if errors or bad or not os.path.exists(stop):
-    print("FAIL" + (f" {errors} errors" if errors else "") + (f" unexpected backends {bad}" if bad else "")
-          + ("" if os.path.exists(stop) else " (ended before the stop file)"))
-    sys.exit(1)
-print("OK")
-' "$url" "$expect" "$stop" "$E2E_RUN/$name.count"
+    E2E_CLIENT_TIMEOUT=170 e2e_client_bg "$name" "$pod" conns "$url" --expect "$expect" \
+        --stop-file "$stop" --count-file "$E2E_RUN/$name.count" --max-duration 150 "$@"
 }
 
 # kube_stream_count LOGNAME: connections the stream has completed so far
@@ -363,4 +259,72 @@ kube_wait_stream() {
         sleep 0.05
     done
     echo "stream $1: $(kube_stream_count "$1") connections"
+}
+
+# kube_wait_requests N0 KIND TIMEOUT: until every resource has a KIND request after the first N0
+kube_wait_requests() {
+    local n0=$1 kind=$2 deadline=$((SECONDS + $3)) reqs r missing
+    while :; do
+        reqs=$(kube_requests_since "$n0")
+        missing=""
+        for r in services endpointslices nodes pods; do
+            grep -q "^200 $kind $r 1 " <<<"$reqs" || missing+=" $r"
+        done
+        if [[ -z $missing ]]; then
+            echo "after the fault: $(grep -c ' list ' <<<"$reqs") lists, $(grep -c ' watch ' <<<"$reqs") watches"
+            return 0
+        fi
+        ((SECONDS >= deadline)) && { echo "no $kind of$missing within $3s"; return 1; }
+        sleep 0.1
+    done
+}
+
+# kube_fault_no_churn NAME FAULT_JSON KIND PROBE_SLICE_JSON
+#   inject FAULT; wait until every resource has a new KIND request (list = relist,
+#   watch = re-watch); then make one real change (the probe). Every sync line
+#   between the fault and the probe must say ops=0 (with the same frontends
+#   count); the probe's sync (the first with ops>0 after it) must come.
+kube_fault_no_churn() {
+    local name=$1 fault=$2 kind=$3 probe=$4 n0 l0 l1 fe0 line lines rc=0
+    n0=$(kube_requests_count) || return 1
+    l0=$(kube_log_lines)
+    fe0=$(kube_field "$(grep 'synced generation=' "$E2E_AGENT_LOG" | tail -n 1)" frontends)
+    kube_fault "$fault" || { echo "fault injection failed"; return 1; }
+    kube_wait_requests "$n0" "$kind" 20 || rc=1
+    [[ $kind == list ]] && { kube_wait_requests "$n0" watch 20 || rc=1; }
+    kube_wait_watches 20 >/dev/null || { echo "watches not open again within 20 s"; rc=1; }
+    l1=$(kube_log_lines)
+    kube_put endpointslices "$probe" || { echo "probe write failed"; return 1; }
+    # the sync lines after the fault, "RELATIVE_LINE_NUMBER:line"; wait for the first
+    # one with ops>0, which must be the probe's (written after line l1)
+    local deadline=$((SECONDS + 15)) first="" nbefore=0
+    while :; do
+        lines=$(tail -n +"$((l0 + 1))" "$E2E_AGENT_LOG" | grep -n 'synced generation=')
+        first=$(grep -v -m 1 ' ops=0 ' <<<"$lines")
+        [[ -n $first ]] && break
+        ((SECONDS >= deadline)) && { echo "no sync with ops>0 within 15 s of the probe"; rc=1; break; }
+        sleep 0.1
+    done
+    while IFS= read -r line; do
+        [[ -n $line ]] || continue
+        [[ $line == "$first" ]] && break
+        nbefore=$((nbefore + 1))
+        echo "  ${line#*synced }"
+        [[ $(kube_field "$line" ops) == 0 ]] || { echo "  ^ map churn without a change"; rc=1; }
+        [[ $(kube_field "$line" frontends) == "$fe0" ]] || { echo "  ^ frontends changed (was $fe0)"; rc=1; }
+    done <<<"$lines"
+    echo "sync lines after the fault before the first with ops>0: $nbefore"
+    if [[ -n $first ]]; then
+        echo "first sync with ops>0: ${first#*synced }"
+        ((${first%%:*} > l1 - l0)) || { echo "  ^ written before the probe: map churn from the fault"; rc=1; }
+    fi
+    if [[ $kind == watch ]]; then
+        # a broken watch is resumed from the last resourceVersion, as client-go: no relist
+        local nl
+        nl=$(kube_requests_since "$n0" | grep -c '^[0-9]* list ')
+        echo "list requests after the fault: $nl (want 0: watch again from the last resourceVersion)"
+        ((nl == 0)) || rc=1
+    fi
+    grep -i -E 'relist|410|expired|watch' <(tail -n +"$((l0 + 1))" "$E2E_AGENT_LOG") | head -n 4 | sed 's/^/  agent: /'
+    return "$rc"
 }

@@ -11,7 +11,7 @@
 # in each node netns, then lib.sh's e2e_cleanup (other processes, namespaces, bpffs).
 #
 #   source northsouth_lib.sh
-#   e2e_preflight || exit $?; e2e_setup "sn$$-"; ns_install_traps; e2e_watchdog 280
+#   ns_preflight || exit $?; e2e_setup "sn$$-"; ns_install_traps; e2e_watchdog 280
 #   ns_topology; ns_start_servers; ns_write_manifests allow
 #   ns_start_agent 1 --lb-mode dsr ...; ns_start_agent 2 --lb-mode dsr ...
 
@@ -44,6 +44,18 @@ NS_AGENT_ARGS2=()
 NS_AGENT_STARTED=0
 NS_FINISHED=0    # set by the test once it printed its summary
 NS_AGENT_RUNS=0  # how many times ns_start_agent ran (log names agent-nodeN.K.log)
+
+# ns_preflight: lib.sh's preflight and the tools the north-south tests need; 0 or 77 (skip)
+ns_preflight() {
+    e2e_preflight || return $?
+    local tool
+    for tool in ethtool clang bpftool curl; do
+        if ! command -v "$tool" >/dev/null 2>&1; then
+            echo "SKIP: $tool not found (scripts/install-deps.sh installs it)"
+            return 77
+        fi
+    done
+}
 
 # ------------------------------------------------------------------ names and addresses
 ns_pod_ns() { printf '%s%s' "$E2E_PREFIX" "$1"; }
@@ -388,6 +400,7 @@ ns_agent_missing_flags() {
 
 # ns_start_agent N EXTRA_ARGS...: sluice-agent in node N's netns with its own manifests,
 # --node-name and bpffs root; log logs/agent-nodeN.K.log (K counts the starts of the run).
+# NS_AGENT_BIN, when set, is the binary (the upgrade test's other build).
 ns_start_agent() {
     local n=$1 log
     shift
@@ -398,7 +411,7 @@ ns_start_agent() {
     if ((n == 1)); then NS_AGENT_ARGS1=("${args[@]}"); else NS_AGENT_ARGS2=("${args[@]}"); fi
     e2e_log "starting sluice-agent in ${NS_NODE[n]}: ${args[*]} (log logs/$log.log)"
     NS_AGENT_LOG[n]=$E2E_LOGS/$log.log
-    e2e_bg "$log" ip netns exec "${NS_NODE[n]}" "$E2E_AGENT_BIN" "${args[@]}"
+    e2e_bg "$log" ip netns exec "${NS_NODE[n]}" "${NS_AGENT_BIN:-$E2E_AGENT_BIN}" "${args[@]}"
     NS_AGENT_PID[n]=$E2E_BG_PID
     NS_AGENT_STARTED=1
 }

@@ -11,6 +11,13 @@ errors.
   udp HOST PORT     N datagrams, a fresh socket (new source port) each
   persist URL       K keep-alive connections, one GET on each every interval,
                     until --stop-file appears (+ --extra-rounds) or --max-duration
+  conns URL         new connections back to back (one GET each) until --stop-file
+                    appears (or --max / --max-duration); progress "N ERRORS" in
+                    --count-file; backends listed in --forbid-file (when it appears)
+                    must not answer a connection opened after that
+  streams URL       K long-lived streams (GET /stream: a line every --interval-ms)
+                    until --stop-file; a stream breaks on an error, a gap longer
+                    than --max-gap or a lost line
   reuse URL         service connection from port P, then direct to its backend
                     from the same port P: must work (stale NAT state must not hit)
   refused HOST PORT TCP connect must fail with ECONNREFUSED within --within s
@@ -40,6 +47,7 @@ import select
 import socket
 import struct
 import sys
+import threading
 import time
 import urllib.parse
 
@@ -329,6 +337,177 @@ def cmd_persist(args):
            "conns": [c.as_dict() for c in conns]}
     summary = (f"persist {args.url} {args.conns} conns, {rounds} rounds "
                f"(stop at {stop_round}): " + "; ".join(per))
+    return emit(summary, res, problems)
+
+
+# ---------------------------------------------------------------- conns
+def write_atomic(path, text):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def cmd_conns(args):
+    host, port, path = split_url(args.url)
+    expect = set(csv(args.expect))
+    t0 = time.monotonic()
+    end = t0 + args.max_duration
+    n = errors = violated = 0
+    backends, samples, violations = {}, [], []
+    forbidden, forbid_since = set(), None
+    last = 0.0
+
+    def progress():
+        if args.count_file:
+            write_atomic(args.count_file, f"{n} {errors}\n")
+
+    while n < args.max and time.monotonic() < end and not (
+            args.stop_file and os.path.exists(args.stop_file)):
+        if args.forbid_file and forbid_since is None and os.path.exists(args.forbid_file):
+            with open(args.forbid_file) as f:
+                forbidden = set(csv(f.read().strip()))
+            forbid_since = n + 1
+        n += 1
+        t = time.monotonic() - t0
+        try:
+            b = http_once(host, port, path, args.timeout)
+            backends[b] = backends.get(b, 0) + 1
+            if b in forbidden:
+                violated += 1
+                if len(violations) < 10:
+                    violations.append(f"t={t:.3f}s #{n}: {b} answered after it was removed")
+        except Exception as e:
+            errors += 1
+            if len(samples) < 10:
+                samples.append(f"t={t:.3f}s #{n}: {type(e).__name__}: {e}")
+        if time.monotonic() - last >= 0.1:
+            progress()
+            last = time.monotonic()
+    progress()
+    el = max(time.monotonic() - t0, 1e-6)
+    problems = []
+    if errors > args.max_errors:
+        problems.append(f"{errors} of {n} connections failed")
+    bad = sorted(set(backends) - expect) if expect else []
+    if bad:
+        problems.append(f"unexpected backends {bad}")
+    if violated:
+        problems.append(f"{violated} connections reached a removed backend")
+    if args.stop_file and not os.path.exists(args.stop_file):
+        problems.append("ended before the stop file appeared")
+    res = {"count": n, "errors": errors, "backends": backends, "error_samples": samples,
+           "forbidden": sorted(forbidden), "forbidden_from": forbid_since,
+           "violated": violated, "violations": violations, "elapsed_s": round(el, 2)}
+    summary = (f"conns {args.url}: {n} new connections in {el:.1f}s ({n / el:.0f}/s): "
+               f"{fmt_counts(backends)} errors={errors}")
+    if forbid_since is not None:
+        summary += f"; {','.join(sorted(forbidden))} removed from connection #{forbid_since} on"
+    for line in samples + violations:
+        summary += "\n  " + line
+    return emit(summary, res, problems)
+
+
+# ---------------------------------------------------------------- streams
+class StreamConn(threading.Thread):
+    """One GET /stream: reads "NAME SEQ" lines; broken on an error, EOF, a gap, a lost line."""
+
+    def __init__(self, idx, host, port, interval_ms, max_gap):
+        super().__init__(daemon=True)
+        self.idx, self.max_gap = idx, max_gap
+        self.conn = http.client.HTTPConnection(host, port, timeout=max_gap)
+        self.path = f"/stream?interval_ms={interval_ms}"
+        self.backend = None
+        self.lines = 0
+        self.worst_gap = 0.0
+        self.error = None
+        self.broken_at = None
+        self.started = threading.Event()
+        self.stopping = False
+
+    def run(self):
+        t0 = time.monotonic()
+        try:
+            self.conn.request("GET", self.path)
+            r = self.conn.getresponse()
+            if r.status != 200:
+                raise RuntimeError(f"HTTP status {r.status}")
+            expect_seq, last = 0, time.monotonic()
+            while not self.stopping:
+                line = r.readline()
+                now = time.monotonic()
+                if not line:
+                    raise RuntimeError("stream ended")
+                name, seq = line.decode().split()
+                if self.backend is None:
+                    self.backend = name
+                    self.started.set()
+                elif name != self.backend:
+                    raise RuntimeError(f"backend changed {self.backend} -> {name}")
+                if int(seq) != expect_seq:
+                    raise RuntimeError(f"line {expect_seq} expected, got {seq}")
+                expect_seq += 1
+                self.lines += 1
+                self.worst_gap = max(self.worst_gap, now - last)
+                last = now
+        except Exception as e:
+            if not self.stopping:
+                self.error = f"{type(e).__name__}: {e}"
+                self.broken_at = round(time.monotonic() - t0, 3)
+        finally:
+            self.started.set()
+            self.conn.close()
+
+    def stop(self):
+        self.stopping = True
+        try:
+            self.conn.sock and self.conn.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+def cmd_streams(args):
+    host, port, _ = split_url(args.url)
+    conns = [StreamConn(i, host, port, args.interval_ms, args.max_gap) for i in range(args.conns)]
+    for c in conns:
+        c.start()
+    end = time.monotonic() + args.max_duration
+    for c in conns:
+        c.started.wait(max(0.0, end - time.monotonic()))
+    problems = []
+    failed_early = [c for c in conns if c.error]
+    if failed_early:
+        problems.append("streams failed before ready: " +
+                        "; ".join(f"#{c.idx}: {c.error}" for c in failed_early))
+    elif args.ready_file:
+        write_atomic(args.ready_file, json.dumps({c.idx: c.backend for c in conns}))
+    while not failed_early and time.monotonic() < end and not (
+            args.stop_file and os.path.exists(args.stop_file)):
+        if all(c.error for c in conns):
+            break
+        time.sleep(0.05)
+    if args.stop_file and not os.path.exists(args.stop_file) and not failed_early:
+        problems.append(f"max duration {args.max_duration}s reached before the stop file")
+    for c in conns:
+        c.stop()
+    for c in conns:
+        c.join(5)
+    removed = set(csv(args.removed))
+    by_backend = {}
+    for c in conns:
+        by_backend.setdefault(c.backend or "(none)", []).append(c)
+        if c.error and c.backend not in removed:
+            problems.append(f"stream #{c.idx} to {c.backend} broke after {c.broken_at}s: {c.error}")
+    per = []
+    for b, cs in sorted(by_backend.items()):
+        tag = " (removed)" if b in removed else ""
+        per.append(f"{b}{tag}: {len(cs)} streams, {sum(c.lines for c in cs)} lines, "
+                   f"{sum(1 for c in cs if c.error)} broken, "
+                   f"longest gap {max(c.worst_gap for c in cs) * 1000:.0f} ms")
+    res = {"streams": [{"idx": c.idx, "backend": c.backend, "lines": c.lines,
+                        "worst_gap_ms": round(c.worst_gap * 1000), "error": c.error,
+                        "broken_at_s": c.broken_at} for c in conns]}
+    summary = f"streams {args.url} x{args.conns} (a line every {args.interval_ms} ms): " + "; ".join(per)
     return emit(summary, res, problems)
 
 
@@ -774,6 +953,30 @@ def main():
     p.add_argument("--max-duration", type=float, default=60.0)
     p.add_argument("--removed", help="comma list of backends whose conns may fail")
     p.set_defaults(fn=cmd_persist)
+
+    p = sub.add_parser("conns")
+    p.add_argument("url")
+    p.add_argument("--stop-file", help="its appearance ends the run")
+    p.add_argument("--count-file", help="progress: 'CONNECTIONS ERRORS', every 0.1 s")
+    p.add_argument("--forbid-file", help="comma list of backends removed from the service")
+    p.add_argument("--expect", help="comma list: no other backend may answer")
+    p.add_argument("--max", type=int, default=100000)
+    p.add_argument("--max-duration", type=float, default=120.0)
+    p.add_argument("--max-errors", type=int, default=0)
+    p.add_argument("--timeout", type=float, default=2.0, help="per connection")
+    p.set_defaults(fn=cmd_conns)
+
+    p = sub.add_parser("streams")
+    p.add_argument("url")
+    p.add_argument("--conns", type=int, default=4)
+    p.add_argument("--interval-ms", type=int, default=50)
+    p.add_argument("--max-gap", type=float, default=2.0,
+                   help="seconds without a line that break a stream")
+    p.add_argument("--ready-file", help="written once every stream delivered its first line")
+    p.add_argument("--stop-file", help="its appearance ends the run")
+    p.add_argument("--max-duration", type=float, default=120.0)
+    p.add_argument("--removed", help="comma list of backends whose streams may break")
+    p.set_defaults(fn=cmd_streams)
 
     p = sub.add_parser("reuse")
     p.add_argument("url", help="service URL")

@@ -9,7 +9,9 @@ with IPV6_V6ONLY=0 per protocol):
     X-Peer (the client address as this pod sees it) help debugging.
     GET /peer answers "NAME PEER_IP PEER_PORT" (the source address and port
     this pod saw: source preservation / SNAT checks). GET /bytes/N answers N
-    bytes (up to 64 MiB; path MTU checks of downloads). POST (any path) reads the
+    bytes (up to 64 MiB; path MTU checks of downloads). GET /stream?interval_ms=I
+    is a long-lived stream: chunked, one line "NAME SEQ" every I ms (default 50)
+    until the client leaves (at most 600 s). POST (any path) reads the
     body (Content-Length, up to 64 MiB) and answers "NAME received N".
   * UDP echo on 5353: every datagram is answered with the pod name; a
     datagram starting with b"peer" is answered "NAME PEER_IP PEER_PORT".
@@ -26,6 +28,7 @@ import socket
 import socketserver
 import sys
 import threading
+import time
 
 
 class DualStackHTTPServer(http.server.ThreadingHTTPServer):
@@ -40,6 +43,7 @@ class DualStackHTTPServer(http.server.ThreadingHTTPServer):
 
 
 MAX_UPLOAD = 64 << 20
+STREAM_MAX_S = 600
 
 
 def peer_text(pod_name, addr):
@@ -73,6 +77,8 @@ def make_handler(pod_name):
                 self.reply(peer_text(pod_name, self.client_address).encode())
             elif path.startswith("/bytes/"):
                 self.send_bytes(path[len("/bytes/"):])
+            elif path == "/stream":
+                self.send_stream()
             else:
                 self.reply(name_body)
 
@@ -95,6 +101,33 @@ def make_handler(pod_name):
                 k = min(len(chunk), n - sent)
                 self.wfile.write(chunk[:k])
                 sent += k
+
+        def send_stream(self):
+            query = self.path.split("?", 1)[1] if "?" in self.path else ""
+            params = dict(kv.split("=", 1) for kv in query.split("&") if "=" in kv)
+            try:
+                interval = min(max(int(params.get("interval_ms", "50")), 1), 10000) / 1000.0
+            except ValueError:
+                self.send_error(400, "bad interval_ms")
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.send_header("X-Pod", pod_name)
+            self.end_headers()
+            end = time.monotonic() + STREAM_MAX_S
+            seq = 0
+            try:
+                while time.monotonic() < end:
+                    line = f"{pod_name} {seq}\n".encode()
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(line), line))
+                    self.wfile.flush()
+                    seq += 1
+                    time.sleep(interval)
+                self.wfile.write(b"0\r\n\r\n")
+            except OSError:
+                pass  # the client left
+            self.close_connection = True
 
         def do_POST(self):
             try:

@@ -12,8 +12,9 @@
 # Service without endpoints then with, UDP 0 -> N, healthCheckNodePort 200/503);
 # watch faults (410 relist, dropped watches) without map churn; kill -9 of the
 # agent during a stream of new connections (zero failures, persistent
-# connections survive, first sync ops=0); an endpoint change while the agent is
-# dead (the restarted agent's first sync writes exactly the delta).
+# connections and long-lived streams survive, also a second kill during start-up,
+# first sync ops=0, totals printed as "figures:"); an endpoint change while the agent
+# is dead (the restarted agent's first sync writes exactly the delta).
 #
 # Exit: 0 all passed, 1 a check failed, 77 skipped (not root / no ip netns / no curl, openssl).
 # Env: SLUICE_BIN_DIR (default <repo>/build/bin), E2E_KEEP=1 keeps the logs.
@@ -34,15 +35,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 # shellcheck source=kube_lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/kube_lib.sh"
 
-e2e_preflight || exit $?
-for t in curl openssl; do
-    command -v "$t" >/dev/null 2>&1 || {
-        echo "SKIP: '$t' not found"
-        exit 77
-    }
-done
-# shellcheck disable=SC2119
-e2e_require_binaries || exit 1
+kube_preflight || exit $?
 
 NPODS=5
 HC_PORT=32100
@@ -384,80 +377,13 @@ e2e_check "lb clusterIP $LB4:80 -> pod3 only now" \
 
 # ---------------------------------------------------------------- faults
 echo "--- watch faults ---"
-# wait_requests N0 KIND TIMEOUT: until every resource has a KIND request after the first N0
-wait_requests() {
-    local n0=$1 kind=$2 deadline=$((SECONDS + $3)) reqs r missing
-    while :; do
-        reqs=$(kube_requests_since "$n0")
-        missing=""
-        for r in services endpointslices nodes pods; do
-            grep -q "^200 $kind $r 1 " <<<"$reqs" || missing+=" $r"
-        done
-        if [[ -z $missing ]]; then
-            echo "after the fault: $(grep -c ' list ' <<<"$reqs") lists, $(grep -c ' watch ' <<<"$reqs") watches"
-            return 0
-        fi
-        ((SECONDS >= deadline)) && { echo "no $kind of$missing within $3s"; return 1; }
-        sleep 0.1
-    done
-}
-
-# fault_no_churn NAME FAULT_JSON KIND PROBE_SLICE_JSON
-#   inject FAULT; wait until every resource has a new KIND request (list = relist,
-#   watch = re-watch); then make one real change (the probe). Every sync line
-#   between the fault and the probe must say ops=0 (with the same frontends
-#   count); the probe's sync (the first with ops>0 after it) must come.
-fault_no_churn() {
-    local name=$1 fault=$2 kind=$3 probe=$4 n0 l0 l1 fe0 line lines rc=0
-    n0=$(kube_requests_count) || return 1
-    l0=$(kube_log_lines)
-    fe0=$(kube_field "$(grep 'synced generation=' "$E2E_AGENT_LOG" | tail -n 1)" frontends)
-    kube_fault "$fault" || { echo "fault injection failed"; return 1; }
-    wait_requests "$n0" "$kind" 20 || rc=1
-    [[ $kind == list ]] && { wait_requests "$n0" watch 20 || rc=1; }
-    kube_wait_watches 20 >/dev/null || { echo "watches not open again within 20 s"; rc=1; }
-    l1=$(kube_log_lines)
-    kube_put endpointslices "$probe" || { echo "probe write failed"; return 1; }
-    # the sync lines after the fault, "RELATIVE_LINE_NUMBER:line"; wait for the first
-    # one with ops>0, which must be the probe's (written after line l1)
-    local deadline=$((SECONDS + 15)) first="" nbefore=0
-    while :; do
-        lines=$(tail -n +"$((l0 + 1))" "$E2E_AGENT_LOG" | grep -n 'synced generation=')
-        first=$(grep -v -m 1 ' ops=0 ' <<<"$lines")
-        [[ -n $first ]] && break
-        ((SECONDS >= deadline)) && { echo "no sync with ops>0 within 15 s of the probe"; rc=1; break; }
-        sleep 0.1
-    done
-    while IFS= read -r line; do
-        [[ -n $line ]] || continue
-        [[ $line == "$first" ]] && break
-        nbefore=$((nbefore + 1))
-        echo "  ${line#*synced }"
-        [[ $(kube_field "$line" ops) == 0 ]] || { echo "  ^ map churn without a change"; rc=1; }
-        [[ $(kube_field "$line" frontends) == "$fe0" ]] || { echo "  ^ frontends changed (was $fe0)"; rc=1; }
-    done <<<"$lines"
-    echo "sync lines after the fault before the first with ops>0: $nbefore"
-    if [[ -n $first ]]; then
-        echo "first sync with ops>0: ${first#*synced }"
-        ((${first%%:*} > l1 - l0)) || { echo "  ^ written before the probe: map churn from the fault"; rc=1; }
-    fi
-    if [[ $kind == watch ]]; then
-        # a broken watch is resumed from the last resourceVersion, as client-go: no relist
-        local nl
-        nl=$(kube_requests_since "$n0" | grep -c '^[0-9]* list ')
-        echo "list requests after the fault: $nl (want 0: watch again from the last resourceVersion)"
-        ((nl == 0)) || rc=1
-    fi
-    grep -i -E 'relist|410|expired|watch' <(tail -n +"$((l0 + 1))" "$E2E_AGENT_LOG") | head -n 4 | sed 's/^/  agent: /'
-    return "$rc"
-}
 e2e_check "fault error_410_on_watches: every resource relisted, no map churn, next change programmed" \
-    fault_no_churn 410 '{"error_410_on_watches":true}' list \
+    kube_fault_no_churn 410 '{"error_410_on_watches":true}' list \
     "$(slice late-v4aaa late 4 "$WEB_PORTS" "5:L 4:L")"
 e2e_check "late $LATE4:80 -> pod4,pod5 after the relist" \
     e2e_client 1 http "$(e2e_url "$LATE4" 80)" --count 40 --timeout 2 --deadline 30 --expect pod4,pod5 --only --min-each 4
 e2e_check "fault drop_watches: every resource watched again (no relist), no map churn, next change programmed" \
-    fault_no_churn drop '{"drop_watches":true}' watch \
+    kube_fault_no_churn drop '{"drop_watches":true}' watch \
     "$(slice late-v4aaa late 4 "$WEB_PORTS" "5:L")"
 e2e_check "late $LATE4:80 -> pod5 only after the re-watch" \
     e2e_client 1 http "$(e2e_url "$LATE4" 80)" --count 20 --timeout 2 --deadline 30 --expect pod5 --only --min-each 20
@@ -474,7 +400,7 @@ printf '%s\n' "$KUBE_TOKEN" >"$KUBE_DIR/token.tmp" && mv -f "$KUBE_DIR/token.tmp
 e2e_log "token rotated: the server accepts only the new one, the agent's tokenFile holds it"
 check_token_rotation() {
     local n0=$ROTATE_N0 reqs rc=0
-    fault_no_churn rotate '{"error_410_on_watches":true}' list \
+    kube_fault_no_churn rotate '{"error_410_on_watches":true}' list \
         "$(slice late-v4aaa late 4 "$WEB_PORTS" "5:L 2:L")" || rc=1
     reqs=$(kube_requests_since "$n0")
     echo "requests after the rotation: $(grep -c ' 1 ' <<<"$reqs") with the new token, $(grep -c '^401 ' <<<"$reqs") answered 401"
@@ -488,18 +414,27 @@ e2e_check "late $LATE4:80 -> pod2,pod5 after the rotation" \
     e2e_client 1 http "$(e2e_url "$LATE4" 80)" --count 40 --timeout 2 --deadline 30 --expect pod2,pod5 --only --min-each 4
 
 # ---------------------------------------------------------------- kill -9
-echo "--- kill -9 of the agent during a stream of new connections ---"
+echo "--- kill -9 of the agent during new connections and long-lived streams ---"
 KEPT=(2 4) # web's ready backends now
 
 persist_start() { # persist_start TAG VIP
     e2e_client_bg "persist-$1" 1 persist "$(e2e_url "$2" 80)" --conns 8 --interval 0.1 --timeout 2 \
         --ready-file "$E2E_RUN/persist-$1.ready" --stop-file "$E2E_RUN/persist-$1.stop" \
-        --extra-rounds 10 --max-duration 90
+        --extra-rounds 10 --max-duration 100
     PERSIST_PID[$1]=$E2E_BG_PID
 }
-declare -A PERSIST_PID STREAM_PID
+# Long-lived streams: a line every 50 ms each; a gap over 1 s or a lost line breaks one.
+flows_start() { # flows_start TAG VIP
+    E2E_CLIENT_TIMEOUT=130 e2e_client_bg "flows-$1" 1 streams "$(e2e_url "$2" 80)" --conns 4 \
+        --interval-ms 50 --max-gap 1 --ready-file "$E2E_RUN/flows-$1.ready" \
+        --stop-file "$E2E_RUN/stream.stop" --max-duration 110
+    FLOWS_PID[$1]=$E2E_BG_PID
+}
+declare -A PERSIST_PID STREAM_PID FLOWS_PID
 persist_start 4 "$WEB4"
 persist_start 6 "$WEB6"
+flows_start 4 "$WEB4"
+flows_start 6 "$WEB6"
 ready=0
 for fam in 4 6; do
     if e2e_wait_file_or_exit "$E2E_RUN/persist-$fam.ready" "${PERSIST_PID[$fam]}" 15; then
@@ -508,8 +443,14 @@ for fam in 4 6; do
         grep -v '^{' "$E2E_LOGS/persist-$fam.log" | sed 's/^/    /'
         ready=1
     fi
+    if e2e_wait_file_or_exit "$E2E_RUN/flows-$fam.ready" "${FLOWS_PID[$fam]}" 15; then
+        echo "    IPv$fam long-lived streams (stream -> backend): $(cat "$E2E_RUN/flows-$fam.ready")"
+    else
+        grep -v '^{' "$E2E_LOGS/flows-$fam.log" | sed 's/^/    /'
+        ready=1
+    fi
 done
-e2e_result "kill -9: 2 x 8 persistent connections to web open" "$ready"
+e2e_result "kill -9: 2 x 8 persistent connections and 2 x 4 long-lived streams to web open" "$ready"
 
 # new connections back to back from pod1, one stream per family, until the stop file
 for fam in 4 6; do
@@ -534,19 +475,31 @@ kill_agent() {
     e2e_forget_pid "$pid"
     E2E_AGENT_PID=""
 }
+more_conns() { # more_conns N: both streams make N more connections (30 s)
+    local s4 s6
+    s4=$(kube_stream_count stream4) s6=$(kube_stream_count stream6)
+    kube_wait_stream stream4 $((s4 + $1)) 30 && kube_wait_stream stream6 $((s6 + $1)) 30
+}
 kill_agent
 e2e_result "kill -9: agent killed with SIGKILL" $?
-s4=$(kube_stream_count stream4) s6=$(kube_stream_count stream6)
-e2e_log "agent killed; streams at $s4 (IPv4) and $s6 (IPv6) connections"
+e2e_log "agent killed; streams at $(kube_stream_count stream4) (IPv4) and $(kube_stream_count stream6) (IPv6) connections"
 e2e_check "kill -9: the datapath serves the streams while no agent runs (100 more connections each)" \
-    eval "kube_wait_stream stream4 $((s4 + 100)) 30 && kube_wait_stream stream6 $((s6 + 100)) 30"
+    more_conns 100
+
+# A crash while starting: the restarted agent is killed again as soon as it has loaded the
+# datapath (pins reused, new programs pinned, nothing attached or written yet), then started
+# once more. Neither may disturb the datapath the first agent left running.
+e2e_restart_agent agent-crashloop
+e2e_check "kill -9 during start-up: the restarted agent loaded the datapath" \
+    e2e_wait_log "$E2E_AGENT_LOG" 'datapath loaded' 30 "$E2E_AGENT_PID"
+kill_agent
+e2e_result "kill -9 during start-up: killed with SIGKILL before its first sync" $?
+e2e_check "kill -9 during start-up: the streams go on (100 more connections each)" more_conns 100
 
 e2e_restart_agent agent-restart
 e2e_check "kill -9: new agent synced generation=1 (within 30 s)" e2e_wait_generation_gt 0 30
 e2e_check "kill -9: new agent re-attached lb_pod_ingress to veth-p1..veth-p$NPODS" wait_attached
-s4=$(kube_stream_count stream4) s6=$(kube_stream_count stream6)
-e2e_check "kill -9: streams go on after the restart (100 more connections each)" \
-    eval "kube_wait_stream stream4 $((s4 + 100)) 30 && kube_wait_stream stream6 $((s6 + 100)) 30"
+e2e_check "kill -9: streams go on after the restart (100 more connections each)" more_conns 100
 touch "$E2E_RUN/stream.stop" "$E2E_RUN/persist-4.stop" "$E2E_RUN/persist-6.stop"
 
 check_first_sync() { # check_first_sync WANT(zero|delta)
@@ -574,26 +527,35 @@ check_restored() {
 e2e_check "kill -9: agent restored as many frontends from the pins as there were" check_restored
 echo "    info: lb_pod_ingress on veth-p1: prog id ${prog_before:-none} before the kill, $(e2e_tc_ingress_prog_id veth-p1) after"
 
-for fam in 4 6; do
-    pid=${STREAM_PID[$fam]}
-    if e2e_wait_pid_exit "$pid" 20; then wait "$pid"; src=$?; else e2e_kill_pid "$pid"; src=124; fi
+# reap PID: wait for a background client (20 s), its exit status (124: killed)
+reap() {
+    local pid=$1 rc
+    if e2e_wait_pid_exit "$pid" 20; then wait "$pid"; rc=$?; else e2e_kill_pid "$pid"; rc=124; fi
     e2e_forget_pid "$pid"
-    e2e_check "kill -9: IPv$fam stream of new connections had zero failures (before, during, after the restart)" \
-        eval "cat '$E2E_LOGS/stream$fam.log'; exit $src"
+    return "$rc"
+}
+for fam in 4 6; do
+    reap "${STREAM_PID[$fam]}"
+    src=$?
+    e2e_check "kill -9: IPv$fam stream of new connections had zero failures (before, during, after two kills)" \
+        eval "grep -v '^{' '$E2E_LOGS/stream$fam.log'; exit $src"
 done
 for fam in 4 6; do
-    pid=${PERSIST_PID[$fam]}
-    if e2e_wait_pid_exit "$pid" 20; then
-        wait "$pid"
-        prc=$?
-    else
-        e2e_kill_pid "$pid"
-        prc=124
-    fi
-    e2e_forget_pid "$pid"
+    reap "${PERSIST_PID[$fam]}"
+    prc=$?
     grep -v '^{' "$E2E_LOGS/persist-$fam.log" | sed 's/^/    /'
     e2e_result "kill -9: IPv$fam 8 persistent connections survived (zero failures)" "$prc"
+    reap "${FLOWS_PID[$fam]}"
+    prc=$?
+    grep -v '^{' "$E2E_LOGS/flows-$fam.log" | sed 's/^/    /'
+    e2e_result "kill -9: IPv$fam 4 long-lived streams unbroken (no lost line, no gap over 1 s)" "$prc"
 done
+# The denominators, in one line per kind (docs/reliability.md quotes them).
+kill_figures() {
+    "$E2E_PY" "$E2E_DIR/load_figures.py" "$E2E_LOGS" "kill -9 x2 (one during start-up)" \
+        --conns stream4 stream6 --persist persist-4 persist-6 --streams flows-4 flows-6
+}
+e2e_check "kill -9: totals" kill_figures
 e2e_check "kill -9: /healthz 200 again from the new agent" check_healthz
 e2e_check "kill -9: healthCheckNodePort served again by the new agent (503, localEndpoints 0)" wait_hc 503 0 10
 

@@ -50,13 +50,7 @@ esac
 # shellcheck source=northsouth_lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/northsouth_lib.sh"
 
-e2e_preflight || exit $?
-for tool in ethtool clang bpftool curl; do
-    if ! command -v "$tool" >/dev/null 2>&1; then
-        echo "SKIP: $tool not found (scripts/install-deps.sh installs it)"
-        exit 77
-    fi
-done
+ns_preflight || exit $?
 EMULATE=${NS_EMULATE:-}
 if [[ -n $EMULATE ]]; then
     if [[ $EMULATE != nft || $MODE != snat ]] || ! command -v nft >/dev/null 2>&1; then

@@ -5,6 +5,7 @@
 
 #include <fstream>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -42,8 +43,10 @@ struct fixture {
   int requests = 0;
   std::unique_ptr<http_endpoints> srv;
 
-  explicit fixture(std::chrono::seconds health_timeout = std::chrono::seconds(60)) {
+  explicit fixture(std::chrono::seconds health_timeout = std::chrono::seconds(60),
+                   proxy_health::unreachable_fn source = {}) {
     http_options o;
+    o.source_unreachable_since = std::move(source);
     o.health_address = "unix:" + health_sock();
     o.metrics_address = "unix:" + metrics_sock();
     o.health_checks = health_check_bind::unix_directory(dir.path());
@@ -190,6 +193,43 @@ TEST_CASE("health server: an ineligible node fails /healthz but not /livez") {
   f.apply({{"default", "web", 30001, 1}});
   check_hc(f, 30001, "default", "web", 1, true);
   f.srv->set_node_eligible(true);
+  auto back = http_get(f.health_sock(), "/healthz");
+  REQUIRE(back);
+  CHECK(back->status == 200);
+}
+
+TEST_CASE("health server: an unreachable API server fails /healthz after healthTimeout only") {
+  std::mutex mu;
+  std::optional<time_point> since;
+  fixture f(std::chrono::seconds(20), [&]() -> std::optional<time_point> {
+    const std::lock_guard lock(mu);
+    return since;
+  });
+  const auto set = [&](std::optional<time_point> t) {
+    const std::lock_guard lock(mu);
+    since = t;
+  };
+  f.srv->updated();
+  f.apply({{"default", "web", 30002, 1}});
+  set(f.clock.now());  // the API server stops answering
+  f.clock.advance(std::chrono::seconds(19));
+  auto early = http_get(f.health_sock(), "/healthz");
+  REQUIRE(early);
+  CHECK(early->status == 200);
+  f.clock.advance(std::chrono::seconds(1));  // 20 s: stale
+  auto stale = http_get(f.health_sock(), "/healthz");
+  REQUIRE(stale);
+  CHECK(stale->status == 503);
+  CHECK(stale->body ==
+        "{\"lastUpdated\": \"2025-03-04 10:25:41.5 +0000 UTC\",\"currentTime\": \"2025-03-04 "
+        "10:26:01.5 +0000 UTC\", \"nodeEligible\": true}");
+  // /livez and the health-check ports stay kube-proxy's: a restart cannot bring the API server
+  // back, and every node is as stale as this one.
+  auto livez = http_get(f.health_sock(), "/livez");
+  REQUIRE(livez);
+  CHECK(livez->status == 200);
+  check_hc(f, 30002, "default", "web", 1, true);
+  set(std::nullopt);  // it answers again
   auto back = http_get(f.health_sock(), "/healthz");
   REQUIRE(back);
   CHECK(back->status == 200);

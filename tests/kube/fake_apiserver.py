@@ -75,9 +75,9 @@ Control protocol (HTTP/1.1 over --control Unix socket, JSON in/out, no auth)
 POST /objects   {"resource":R,"object":{...}} (or {"resource":R,"objects":[...]}) -> {"resourceVersion":"N"}
 POST /delete    {"resource":R,"namespace":ns,"name":n} -> 200 {"resourceVersion":"N"} | 404
 POST /faults    any of split, compact, error_410_on_watches, drop_watches, fail_next,
-                bookmark_interval_ms, max_page, large_every, large_bytes -> {"ok":true}
+                bookmark_interval_ms, max_page, large_every, large_bytes, down -> {"ok":true}
 GET  /requests  -> [{"method","path","query","authorization","status","client_cert_cn","time"}...]
-GET  /state     -> {"resourceVersion","compactedResourceVersion","open_watches","objects"}
+GET  /state     -> {"resourceVersion","compactedResourceVersion","open_watches","objects","api_up"}
 POST /wait      {"open_watches":{R:n},"timeout_ms":T} -> 200 | 408
 POST /reset_requests -> {"ok":true}
 See tests/kube/README.md for details.
@@ -1429,6 +1429,15 @@ class ControlHandler(http.server.BaseHTTPRequestHandler):
         return self._reply(200, {"resourceVersion": str(rv)})
 
     def _faults(self, body):
+        if "down" in body:
+            # Outside the store lock: down() waits for the accept loop, whose handlers take it.
+            if body["down"]:
+                API.down()
+            else:
+                try:
+                    API.up()
+                except OSError as e:
+                    return self._reply(500, {"error": f"cannot listen again: {e}"})
         with STATE.lock:
             if "split" in body:
                 if body["split"] not in ("none", "random", "bytewise", "midline"):
@@ -1486,7 +1495,8 @@ def state_json():
         return {"resourceVersion": str(STATE.store.rv),
                 "compactedResourceVersion": str(STATE.store.compacted),
                 "open_watches": dict(STATE.open_watches),
-                "objects": {k: len(v) for k, v in STATE.store.objects.items()}}
+                "objects": {k: len(v) for k, v in STATE.store.objects.items()},
+                "api_up": API is not None and API.server is not None}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1498,8 +1508,20 @@ class _Mixin(socketserver.ThreadingMixIn):
     daemon_threads = True
     block_on_close = False
     ssl_ctx = None
+    conns = None  # the API server's open connections (a set), so "down" can cut them
 
     def finish_request(self, request, client_address):
+        if self.conns is not None:
+            with STATE.lock:
+                self.conns.add(request)
+        try:
+            self._finish_request(request, client_address)
+        finally:
+            if self.conns is not None:
+                with STATE.lock:
+                    self.conns.discard(request)
+
+    def _finish_request(self, request, client_address):
         if self.ssl_ctx is not None:
             try:
                 request.settimeout(10)
@@ -1544,6 +1566,56 @@ def make_unix_server(path, handler):
     except FileNotFoundError:
         pass
     return UnixServer(path, handler)
+
+
+class ApiListener:
+    """The API server's listener, which the "down" fault closes and reopens (same address, TLS
+    context and handler) while the store, its resourceVersions and the control socket stay: an
+    API server that is gone for a while and comes back, as after a restart with etcd intact."""
+
+    def __init__(self, args, ctx):
+        self.args, self.ctx = args, ctx
+        self.server = None
+        self.thread = None
+
+    def up(self):
+        if self.server is not None:
+            return
+        a = self.args
+        srv = make_unix_server(a.unix, ApiHandler) if a.unix else make_tcp_server(a.listen, ApiHandler)
+        srv.ssl_ctx = self.ctx
+        srv.conns = set()
+        self.server = srv
+        self.thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.2},
+                                       daemon=True)
+        self.thread.start()
+
+    def down(self):
+        """Stop accepting (connections are refused), end every watch and cut every open API
+        connection mid-request, as a dead process's sockets are."""
+        srv = self.server
+        if srv is None:
+            return
+        self.server = None
+        srv.shutdown()
+        srv.server_close()
+        with STATE.lock:
+            for w in list(STATE.active):
+                w.drop()
+            conns = list(srv.conns)
+        for c in conns:
+            try:
+                socket.socket.shutdown(c, socket.SHUT_RDWR)
+            except OSError:
+                pass
+        if self.args.unix:
+            try:
+                os.unlink(self.args.unix)
+            except OSError:
+                pass
+
+
+API = None  # ApiListener, set in main()
 
 
 def load_preload(path):
@@ -1601,8 +1673,9 @@ def main(argv=None):
             ctx.verify_mode = ssl.CERT_OPTIONAL
         ctx.set_alpn_protocols(["http/1.1"])
 
-    api = make_unix_server(args.unix, ApiHandler) if args.unix else make_tcp_server(args.listen, ApiHandler)
-    api.ssl_ctx = ctx
+    global API
+    API = ApiListener(args, ctx)
+    API.up()
     ctl = make_unix_server(args.control, ControlHandler)
 
     stop = threading.Event()
@@ -1612,10 +1685,7 @@ def main(argv=None):
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    threads = [threading.Thread(target=s.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
-               for s in (api, ctl)]
-    for t in threads:
-        t.start()
+    threading.Thread(target=ctl.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True).start()
     sys.stdout.write("ready\n")
     sys.stdout.flush()
     while not stop.wait(0.5):
@@ -1624,9 +1694,9 @@ def main(argv=None):
     with STATE.lock:
         for w in list(STATE.active):
             w.drop()
-    for s in (api, ctl):
-        s.shutdown()
-        s.server_close()
+    API.down()
+    ctl.shutdown()
+    ctl.server_close()
     for p in (args.unix, args.control):
         if p:
             try:

@@ -5,7 +5,8 @@ Starts the server on Unix sockets in a temporary directory (never TCP) and check
 control protocol: auth (token rotation, mTLS, wrong CA), paging consistency under concurrent
 writes, expired continue tokens, list/watch at old RVs, watch from RV, bookmarks, 410 paths,
 chunk split modes (reassembled and parsed), selectors incl. ADDED/DELETED on selector
-transitions, drop_watches, error_410_on_watches, fail_next with Retry-After, /wait, preload +
+transitions, drop_watches, error_410_on_watches, fail_next with Retry-After, down (gone and
+back, store intact), /wait, preload +
 --compact-keep.  Exit 0 on success; on failure prints the failing check and exits 1.
 Every wait is bounded; servers are killed in finally blocks.
 """
@@ -640,6 +641,38 @@ def t_faults(s):
     check(log == [], "reset_requests")
 
 
+def t_down(s):
+    # The API server is gone: watches cut without terminator, new connections refused; the
+    # store goes on (a change while down), and after "up" a watch from the last RV gets it.
+    w = s.watch("/api/v1/services", {"resourceVersion": "0"})
+    s.wait_watches({"services": 1})
+    st, lst, _ = s.get("/api/v1/services")
+    rv = lst["metadata"]["resourceVersion"]
+    s.faults(down=True)
+    w.until_end()
+    check(w.eof and not w.ended, "down must cut watches without terminator")
+    try:
+        s.get("/api/v1/services")
+        check(False, "a request while down must be refused")
+    except OSError:
+        pass
+    st, state = s.control("GET", "/state")
+    check(st == 200 and state["api_up"] is False and state["open_watches"]["services"] == 0,
+          f"state while down: {state}")
+    new_rv = s.put("services", svc("while-down", ip="10.96.9.9"))
+    check(new_rv > int(rv), "writes go on while down")
+    s.faults(down=False)
+    st, state = s.control("GET", "/state")
+    check(state["api_up"] is True, f"state after up: {state}")
+    w = s.watch("/api/v1/services", {"resourceVersion": rv})
+    ev = w.events(1)
+    check(ev[0]["type"] == "ADDED" and ev[0]["object"]["metadata"]["name"] == "while-down"
+          and int(ev[0]["object"]["metadata"]["resourceVersion"]) == new_rv,
+          f"the change made while down, from the old RV: {ev}")
+    w.close()
+    s.delete("services", "default", "while-down")
+
+
 def t_compact_keep(tmp):
     pre = os.path.join(tmp, "pre.json")
     subprocess.run([sys.executable, GEN, "--services", "20", "--endpoints", "150", "--per-slice", "10",
@@ -767,7 +800,7 @@ def main():
     try:
         s = Server(tmp, "plain", ["--bookmark-interval-ms", "1000"])
         for t in (t_basics, t_paging, t_compaction, t_watch_from_rv, t_bookmarks, t_selectors,
-                  t_split_modes, t_faults):
+                  t_split_modes, t_faults, t_down):
             current = t.__name__
             t0 = time.monotonic()
             t(s)

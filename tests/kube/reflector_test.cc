@@ -602,6 +602,43 @@ TEST_CASE("reflector: 500s and 503 with Retry-After back off, then converge") {
   CHECK(r.stats().errors_4xx.load() == 2);
 }
 
+TEST_CASE("reflector: a server that is gone is unreachable until it answers; wake() ends a backoff") {
+  temp_dir dir;
+  fake_apiserver server(dir, {.tls = false});
+  model m{{}, &server};
+  m.add("default", "a");
+  recording_sink sink;
+  reflector_options o = service_options();
+  // One long backoff: after the first refused connection the reflector sleeps up to 30 s,
+  // unless woken.
+  o.backoff_initial = std::chrono::seconds(30);
+  o.backoff_max = std::chrono::seconds(30);
+  std::atomic<int> recovered{0};
+  reflector r(server.config(), o, sink);
+  r.set_on_recovered([&] { ++recovered; });
+  r.start();
+  REQUIRE(converged(sink, m));
+  REQUIRE(server.wait_watches("services", 1));
+  CHECK(r.stats().failing_since_unix_ms.load() == 0);
+  CHECK(recovered.load() == 0);  // never failed: nothing to recover from
+
+  const auto before_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                             std::chrono::system_clock::now().time_since_epoch())
+                             .count();
+  server.faults({{"down", true}});
+  REQUIRE(wait_until([&] { return r.stats().failing_since_unix_ms.load() != 0; }));
+  CHECK(r.stats().failing_since_unix_ms.load() >= before_ms);
+  CHECK(r.stats().errors_transport.load() >= 1);
+  m.add("default", "b");  // written while the server is gone
+  server.faults({{"down", false}});
+  r.wake();
+  // Within two seconds of the wake-up, not after the 30 s backoff.
+  CHECK(wait_until([&] { return sink.view() == m.objects; }, std::chrono::seconds(2)));
+  CHECK(wait_until([&] { return r.stats().failing_since_unix_ms.load() == 0; }));
+  CHECK(recovered.load() == 1);
+  CHECK(r.stats().relists.load() == 0);  // resumed from the last resourceVersion
+}
+
 TEST_CASE("reflector: label and field selectors are sent as configured") {
   temp_dir dir;
   fake_apiserver server(dir, {.tls = false});

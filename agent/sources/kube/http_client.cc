@@ -132,6 +132,8 @@ struct http_client::impl {
 
   // Per-transfer state read by the callbacks.
   const data_fn* on_data = nullptr;
+  const std::function<void()>* on_open = nullptr;
+  bool opened = false;
   std::string* body = nullptr;
   std::string error_body;
   std::optional<std::chrono::seconds> retry_after;
@@ -156,6 +158,14 @@ struct http_client::impl {
     const std::string_view line(data, size * n);
     if (line.starts_with("HTTP/")) {
       self->retry_after.reset();  // a new response (after 100-continue, for instance)
+    } else if (line == "\r\n" || line == "\n") {
+      long status = 0;
+      curl_easy_getinfo(self->easy, CURLINFO_RESPONSE_CODE, &status);
+      if (status >= 200 && status < 300 && !self->opened && self->on_open != nullptr &&
+          *self->on_open) {
+        self->opened = true;
+        (*self->on_open)();
+      }
     } else if (line.size() > 12 && strncasecmp(line.data(), "retry-after:", 12) == 0) {
       std::string v = trim(std::string(line.substr(12)));
       long secs = 0;
@@ -343,6 +353,8 @@ std::expected<long, http_error> http_client::perform(std::string_view path_and_q
   curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, opts.low_speed_time.count() > 0 ? 1L : 0L);
   curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, static_cast<long>(opts.low_speed_time.count()));
   d.on_data = on_data;
+  d.on_open = &opts.on_open;
+  d.opened = false;
   d.body = body;
   d.error_body.clear();
   d.retry_after.reset();

@@ -73,6 +73,9 @@ struct request_options {
   /// Abort when fewer than 1 byte/s arrive for this long (0: off). Lists use it; watches do
   /// not, because an idle watch is healthy.
   std::chrono::seconds low_speed_time{60};
+  /// Called once, on the client's thread, when the headers of a 2xx answer are complete: the
+  /// server is there even if the body (an idle watch) is slow to come.
+  std::function<void()> on_open;
 };
 
 /// HTTP client for one thread. Not thread-safe except abort().

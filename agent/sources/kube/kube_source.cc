@@ -85,6 +85,33 @@ kube_source::kube_source(const api_config& cfg, cluster_store& store, kube_sourc
     o.watch_timeout_max = opts_.watch_timeout_max;
     reflectors_.push_back(std::make_unique<reflector>(cfg, std::move(o), *this, tokens));
   }
+  // After an outage each reflector retries on its own backoff (up to 30 s, jittered). The first
+  // one that gets through wakes the others, so the whole view is current again within one
+  // round trip of that, not of the slowest backoff.
+  for (auto& r : reflectors_) {
+    r->set_on_recovered([this, self = r.get()] {
+      spdlog::info("kube {}: API server reachable again", self->options().resource);
+      for (auto& other : reflectors_) {
+        if (other.get() != self) {
+          other->wake();
+        }
+      }
+    });
+  }
+}
+
+std::optional<std::chrono::system_clock::time_point> kube_source::unreachable_since() const {
+  std::int64_t earliest = 0;
+  for (const auto& r : reflectors_) {
+    const std::int64_t t = r->stats().failing_since_unix_ms.load(std::memory_order_relaxed);
+    if (t != 0 && (earliest == 0 || t < earliest)) {
+      earliest = t;
+    }
+  }
+  if (earliest == 0) {
+    return std::nullopt;
+  }
+  return std::chrono::system_clock::time_point(std::chrono::milliseconds(earliest));
 }
 
 kube_source::~kube_source() { stop(); }

@@ -6,7 +6,9 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -42,6 +44,11 @@ class kube_source final : public reflector_sink {
   /// True once Services, EndpointSlices, our Node and our Pods have each been listed once:
   /// planning earlier would program services without their endpoints.
   bool synced() const;
+
+  /// Since when the API server has not been reachable: the earliest time a reflector's requests
+  /// started failing without one getting through since. nullopt while every reflector gets
+  /// answers. Any thread.
+  std::optional<std::chrono::system_clock::time_point> unreachable_since() const;
 
   /// The reflectors, for their counters.
   const std::vector<std::unique_ptr<reflector>>& reflectors() const { return reflectors_; }

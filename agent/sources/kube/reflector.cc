@@ -160,9 +160,30 @@ void reflector::set_rv(std::string rv) {
 
 void reflector::mark_synced() { stats_.last_sync_unix_ms.store(now_unix_ms()); }
 
+void reflector::mark_failing() {
+  std::int64_t none = 0;
+  stats_.failing_since_unix_ms.compare_exchange_strong(none, now_unix_ms());
+}
+
+void reflector::mark_reachable() {
+  if (stats_.failing_since_unix_ms.exchange(0) != 0 && on_recovered_) {
+    on_recovered_();
+  }
+}
+
+void reflector::wake() {
+  {
+    std::lock_guard lock(mu_);
+    woken_ = true;
+  }
+  cv_.notify_all();
+}
+
 bool reflector::sleep_for(std::chrono::milliseconds d) {
   std::unique_lock lock(mu_);
-  return !cv_.wait_for(lock, d, [this] { return stopping_; });
+  const bool stopping = cv_.wait_for(lock, d, [this] { return stopping_ || woken_; }) && stopping_;
+  woken_ = false;
+  return !stopping;
 }
 
 void reflector::backoff(std::optional<std::chrono::seconds> retry_after) {
@@ -234,6 +255,7 @@ reflector::failure reflector::classify(const http_error& err, const char* what) 
     spdlog::info("kube {}: {} expired ({}); relisting", opts_.resource, what, err.message);
     return {outcome::relist, {}};
   }
+  mark_failing();
   spdlog::warn("kube {}: {} failed: {}", opts_.resource, what, err.message);
   return {outcome::retry, err.retry_after};
 }
@@ -293,10 +315,12 @@ reflector::failure reflector::list() {
         return f;
       }
       stats_.list_pages.fetch_add(1);
+      mark_reachable();
       // On-Demand over the body in place: metadata, then the items one by one. The body must
       // outlive the items (they are read from it), so it is released only with `resp`.
       const auto not_a_list = [&](std::string_view why) -> failure {
         stats_.decode_errors.fetch_add(1);
+        mark_failing();
         spdlog::warn("kube {}: list page {}", opts_.resource, why);
         sink_.list_abort(opts_.resource);
         sink_.synced(opts_.resource, false);
@@ -511,6 +535,7 @@ reflector::failure reflector::watch() {
   request_options ro;
   ro.max_duration = std::chrono::seconds(timeout) + std::chrono::seconds(30);
   ro.low_speed_time = std::chrono::seconds(0);
+  ro.on_open = [this] { mark_reachable(); };
   const std::string q = query(true, {}, timeout);
   stats_.watches.fetch_add(1);
   spdlog::debug("kube {}: watching from resourceVersion {}", opts_.resource,

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <future>
 #include <memory>
 #include <mutex>
@@ -106,6 +107,9 @@ struct reflector_stats {
   /// Last time (ms since the Unix epoch) the view was known current: list end, event,
   /// bookmark or clean end of a watch. 0 = never.
   std::atomic<std::int64_t> last_sync_unix_ms{0};
+  /// Since when (ms since the Unix epoch) requests have failed without one getting through
+  /// (refused, timed out, 5xx, 401, ...); 0 while the API server answers. A 410 is an answer.
+  std::atomic<std::int64_t> failing_since_unix_ms{0};
 };
 
 /// One resource's list/watch loop. start() spawns the thread; stop() (or the destructor)
@@ -122,6 +126,12 @@ class reflector {
 
   void start();
   void stop();
+
+  /// Called on the reflector's thread when a request gets through after failures (before
+  /// start()). kube_source wakes the other reflectors then: the server is back.
+  void set_on_recovered(std::function<void()> fn) { on_recovered_ = std::move(fn); }
+  /// Ends a backoff sleep now (any thread): the next attempt starts at once.
+  void wake();
 
   const reflector_stats& stats() const { return stats_; }
   const reflector_options& options() const { return opts_; }
@@ -144,6 +154,8 @@ class reflector {
   bool sleep_for(std::chrono::milliseconds d);  // false when stopping
   void set_rv(std::string rv);
   void mark_synced();
+  void mark_failing();
+  void mark_reachable();
   std::string query(bool for_watch, std::string_view continue_token,
                     unsigned timeout_seconds) const;
   using get_result = std::expected<http_response, http_error>;
@@ -164,6 +176,8 @@ class reflector {
   std::condition_variable cv_;
   std::string rv_;
   bool stopping_ = false;
+  bool woken_ = false;  // wake(): cut the current or next backoff sleep short
+  std::function<void()> on_recovered_;
 
   std::mt19937_64 rng_;
   unsigned backoff_step_ = 0;
