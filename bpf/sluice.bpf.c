@@ -171,21 +171,27 @@ static __always_inline bool lb_use_dsr(const struct lb_pkt *p)
  * ever walks the helper calls valid for the program type.
  */
 struct lb_flow {
+	/* Cleared for every packet (lb_run). */
 	struct lb_pkt p;
 	struct lb_tuple t;
 	struct lb_out out;
-	__u64 now;
+	__u64 now;		/* lb_now(), read only where a flow's time is needed */
 	bool replace;
-	/* lb_new_flow()'s working set: the flow's two conntrack entries. */
-	struct lb_backend_info b;
-	struct lb_ct_state st, rst;
-	struct lb_ct_nat nat, rnat;
-	struct lb_tuple rt;
 	__u16 svc_flags;	/* the ALL master's */
 	/* A dry run (p.dry_run): the run's nonce, and whether a known flow's entry was used. */
 	bool trace_hit;
 	__u32 trace_nonce;
+	/*
+	 * lb_new_flow()'s working set, the flow's two conntrack entries: cleared only when a
+	 * packet gets that far (lb_handle), so a known flow's packet does not pay for it.
+	 */
+	struct lb_backend_info b;
+	struct lb_ct_state st, rst;
+	struct lb_ct_nat nat, rnat;
+	struct lb_tuple rt;
 };
+
+#define LB_FLOW_NEW_OFF __builtin_offsetof(struct lb_flow, b)
 
 /*
  * Per-CPU home of struct lb_flow: on the entry's stack it would count in every call chain's
@@ -215,7 +221,7 @@ static __noinline int lb_pick_backend(void *ctx, enum lb_hook hook, struct lb_fl
 		if (hook == LB_HOOK_POD)
 			lb_ct_forget_reply(p, &f->t);
 		else if (p->has_dsr && p->frag != LB_FRAG_LATER) {
-			f->rst.last_seen_ns = f->now;
+			f->rst.last_seen_ns = lb_now();
 			return lb_dsr_learn(p, &f->t, &f->rst, &f->rnat, &f->rt);
 		}
 		return LB_STAT_PASS;
@@ -224,6 +230,7 @@ static __noinline int lb_pick_backend(void *ctx, enum lb_hook hook, struct lb_fl
 	if (external && !(svc->flags & LB_SVC_F_EXTERNAL))
 		return LB_STAT_PASS;
 	f->svc_flags = svc->flags;	/* the ALL master's: the EXTERNAL one has no kind flags */
+	f->now = lb_now();
 	if (external && (svc->flags & LB_SVC_F_EXT_LOCAL)) {
 		scope = LB_SCOPE_EXTERNAL;
 		svc = lb_svc_lookup(p, 0, scope);
@@ -480,9 +487,10 @@ static __noinline int lb_handle(void *ctx, enum lb_hook hook, struct lb_flow *f)
 	if (p->frag == LB_FRAG_LATER && !lb_frag_recall(p))
 		return LB_STAT_PASS_FRAG_UNKNOWN;
 	lb_tuple_of(&f->t, p);
-	f->now = bpf_ktime_get_ns();
 
 	st = lb_ct_lookup(&f->t, &f->nat);
+	if (st)
+		f->now = lb_now();
 	if (st && st->dir == LB_CT_FORWARD && hook != LB_HOOK_NODE_OUT &&
 	    lb_ct_renew(p, &f->t, st, &f->nat, f->now)) {
 		/* The old backend's reply entry would rewrite unrelated traffic later. */
@@ -495,7 +503,7 @@ static __noinline int lb_handle(void *ctx, enum lb_hook hook, struct lb_flow *f)
 	} else if (st) {
 		f->replace = true;	/* an expired REPLY entry holds the tuple: overwrite it */
 	}
-	__builtin_memset(&f->nat, 0, sizeof(f->nat));
+	__builtin_memset((void *)f + LB_FLOW_NEW_OFF, 0, sizeof(*f) - LB_FLOW_NEW_OFF);
 	return lb_new_flow(ctx, hook, f);
 }
 
@@ -570,14 +578,24 @@ static __always_inline int lb_run(void *ctx, enum lb_hook hook, struct lb_out *o
 {
 	__u32 zero = 0;
 	struct lb_flow *f = bpf_map_lookup_elem(&lb_work, &zero);
+	void *data, *data_end;
 	int stat;
 
 	if (!f)
 		return LB_STAT_PASS;	/* cannot happen: a one-entry per-CPU array */
-	__builtin_memset(f, 0, sizeof(*f));
+	__builtin_memset(f, 0, LB_FLOW_NEW_OFF);
 	f->p.ifindex = lb_ifindex(ctx, hook);
 	f->p.dry_run = lb_dry_run(ctx, hook, &f->trace_nonce);
-	stat = lb_parse(ctx, hook, &f->p);
+	if (f->p.dry_run)	/* lb_trace_write() reads the new-flow part on every path */
+		__builtin_memset((void *)f + LB_FLOW_NEW_OFF, 0, sizeof(*f) - LB_FLOW_NEW_OFF);
+	if (hook == LB_HOOK_XDP) {
+		data = (void *)(long)((struct xdp_md *)ctx)->data;
+		data_end = (void *)(long)((struct xdp_md *)ctx)->data_end;
+	} else {
+		data = (void *)(long)((struct __sk_buff *)ctx)->data;
+		data_end = (void *)(long)((struct __sk_buff *)ctx)->data_end;
+	}
+	stat = lb_parse(ctx, hook, &f->p, data, data_end);
 	if (stat == LB_CONTINUE)
 		stat = lb_handle(ctx, hook, f);
 	if (stat == LB_STAT_REJECT && hook != LB_HOOK_XDP && lb_reject(ctx, &f->p) < 0)

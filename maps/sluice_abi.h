@@ -224,7 +224,7 @@ struct lb_ct_state {
 	__u32 svc_id;		/* host */
 	__be16 snat_port;	/* be: with LB_CT_F_SNAT, see there */
 	__u8 pad[2];
-	__u64 created_ns;	/* host: bpf_ktime_get_ns() (CLOCK_MONOTONIC) at creation */
+	__u64 created_ns;	/* host: CLOCK_MONOTONIC_COARSE (lb_now()) at creation */
 	__u64 last_seen_ns;	/* host: CLOCK_MONOTONIC, refreshed at most every LB_CT_REFRESH_S */
 };
 

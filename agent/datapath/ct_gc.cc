@@ -31,9 +31,15 @@ struct timeouts {
   uint64_t tcp = 0, tcp_close = 0, tcp_fin = 0, udp = 0;
 };
 
-// bpf/lib/conntrack.h lb_ct_expired(): the ABI's rule, the same unsigned arithmetic.
+// bpf/lib/common.h lb_older_than(): signed, so a stamp written after `now` was read is fresh.
+bool older_than(uint64_t now, uint64_t then, uint64_t span) {
+  return static_cast<int64_t>(now - then) > static_cast<int64_t>(span);
+}
+
+// bpf/lib/conntrack.h lb_ct_expired(): the ABI's rule, the same arithmetic.
 bool expired(const lb_ct_state& st, uint8_t proto, uint64_t now, const timeouts& t) {
-  return now - st.last_seen_ns > lb_ct_timeout_ns(st.flags, proto, t.tcp, t.tcp_close, t.tcp_fin, t.udp);
+  return older_than(now, st.last_seen_ns,
+                    lb_ct_timeout_ns(st.flags, proto, t.tcp, t.tcp_close, t.tcp_fin, t.udp));
 }
 
 // What the sweep needs to know about the services, from the writer's mirror.
@@ -227,7 +233,7 @@ class affinity_pass {
       const auto it = affinity.find(k.svc_id);
       const uint64_t timeout = it == affinity.end() ? 0 : it->second * k_nsec_per_sec;
       // lb_select_backend(): an entry is used while now - last_used <= timeout.
-      if (now_ - v.last_used_ns > timeout) {
+      if (older_than(now_, v.last_used_ns, timeout)) {
         counter = &c_.affinity_expired;
       }
     }

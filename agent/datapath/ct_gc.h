@@ -23,7 +23,7 @@ struct ct_sweep_counts {
 };
 
 struct ct_sweep_options {
-  uint64_t now_ns = 0;  // CLOCK_MONOTONIC (bpf_ktime_get_ns's clock) in ns; 0 = read it now
+  uint64_t now_ns = 0;  // CLOCK_MONOTONIC in ns (the datapath stamps with its coarse form); 0 = now
   size_t budget = 0;    // entries to look at in this call, over all maps; 0 = one full pass
 };
 

@@ -49,6 +49,17 @@ static __always_inline void lb_addr_copy(__be32 *dst, const __be32 *src, __u8 fa
 	}
 }
 
+/*
+ * Whether more than `span` ns lie between `then` and `now` (CLOCK_MONOTONIC). Signed: a stamp a
+ * little ahead of `now` is fresh, not 584 years old. That happens when it came from a finer
+ * clock than lb_now()'s tick-resolution one (a test, or entries an earlier build wrote with
+ * bpf_ktime_get_ns() that an upgraded program reads).
+ */
+static __always_inline bool lb_older_than(__u64 now, __u64 then, __u64 span)
+{
+	return (__s64)(now - then) > (__s64)span;
+}
+
 /* Folds a 32-bit one's complement sum (as bpf_csum_diff returns it) into a checksum field. */
 static __always_inline __u16 lb_csum_fold(__s64 sum)
 {

@@ -195,7 +195,9 @@ static __always_inline bool lb_select_backend(const struct lb_pkt *p,
 	if (affinity) {
 		struct lb_affinity_value *av = lb_affinity_lookup(p, svc->svc_id);
 
-		if (av && now - av->last_used_ns <= (__u64)svc->affinity_timeout * NSEC_PER_SEC &&
+		if (av &&
+		    !lb_older_than(now, av->last_used_ns,
+				   (__u64)svc->affinity_timeout * NSEC_PER_SEC) &&
 		    lb_backend_get(p->family, av->backend_id, svc->svc_id, b)) {
 			b->pick = LB_PICK_AFFINITY;
 			goto chosen;

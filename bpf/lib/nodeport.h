@@ -365,7 +365,7 @@ static __noinline int lb_dsr_learn(const struct lb_pkt *p, const struct lb_tuple
 	old = lb_ct_lookup(rt, nat);
 	if (old && old->dir == LB_CT_REPLY && old->nat_port == p->dsr_port &&
 	    lb_addr_eq(&nat->addr, &p->dsr_addr)) {
-		if (!p->dry_run && now - old->last_seen_ns > LB_CT_REFRESH_S * NSEC_PER_SEC)
+		if (!p->dry_run && lb_older_than(now, old->last_seen_ns, LB_CT_REFRESH_S * NSEC_PER_SEC))
 			old->last_seen_ns = now;
 		return LB_STAT_DSR_LEARNT;
 	}

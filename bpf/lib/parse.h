@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /*
- * Packet parsing into struct lb_pkt. Reads go through lb_load() (the skb/xdp load helpers):
+ * Packet parsing into struct lb_pkt. Headers in the linear part of the packet are read directly
+ * (lb_peek(): a bounds check and a copy, no helper call: every packet pays for parsing); a
+ * header beyond it goes through lb_load() (the skb/xdp load helpers):
  * offsets after IPv4 options and IPv6 extension headers are variable, and the helpers
  * bounds-check against the real packet (linear or not), which keeps the verifier simple and
  * never reads past the packet. ICMP errors are parsed too (their quoted packet may belong to a
@@ -58,25 +60,46 @@ struct lb_pkt {
 #define LB_TCP_RST 0x04
 #define LB_TCP_ACK 0x10
 
+/*
+ * len bytes at off: straight from the packet when they lie in [data, data_end), else by the load
+ * helper (a header in a non-linear part). data/data_end come from the entry program's context
+ * (lb_run), so the verifier sees packet pointers here.
+ */
+static __always_inline long lb_peek(void *ctx, enum lb_hook hook, void *data, void *data_end,
+				    __u32 off, void *to, __u32 len)
+{
+	/*
+	 * The verifier marks a checked packet range only when the pointer's largest offset plus
+	 * len stays within 64 KiB (MAX_PACKET_OFF): bound off well below that. Headers never lie
+	 * 4 KiB deep.
+	 */
+	if (off < 4096 && data + off + len <= data_end) {
+		__builtin_memcpy(to, data + off, len);
+		return 0;
+	}
+	return lb_load(ctx, hook, off, to, len);
+}
+
 /* Ports, TCP flags and checksum of a packet that carries its L4 header. */
-static __always_inline int lb_parse_l4(void *ctx, enum lb_hook hook, struct lb_pkt *p)
+static __always_inline int lb_parse_l4(void *ctx, enum lb_hook hook, struct lb_pkt *p,
+				       void *data, void *data_end)
 {
 	__u8 tcp[14];
 	struct udphdr udp;
 
 	if (p->proto == IPPROTO_TCP) {
 		/* A TCP header is at least 20 bytes; anything shorter is corrupt. */
-		if (lb_load(ctx, hook, p->l4_off, tcp, sizeof(tcp)) < 0 ||
+		if (lb_peek(ctx, hook, data, data_end, p->l4_off, tcp, sizeof(tcp)) < 0 ||
 		    lb_len(ctx, hook) < p->l4_off + sizeof(struct tcphdr))
 			return LB_STAT_PASS_MALFORMED;
 		__builtin_memcpy(&p->sport, &tcp[0], 2);
 		__builtin_memcpy(&p->dport, &tcp[2], 2);
 		p->tcp_flags = tcp[13];
-		if (lb_load(ctx, hook, p->l4_off + 16, &p->l4_csum, 2) < 0)
+		if (lb_peek(ctx, hook, data, data_end, p->l4_off + 16, &p->l4_csum, 2) < 0)
 			return LB_STAT_PASS_MALFORMED;
 		return LB_CONTINUE;
 	}
-	if (lb_load(ctx, hook, p->l4_off, &udp, sizeof(udp)) < 0)
+	if (lb_peek(ctx, hook, data, data_end, p->l4_off, &udp, sizeof(udp)) < 0)
 		return LB_STAT_PASS_MALFORMED;
 	p->sport = udp.source;
 	p->dport = udp.dest;
@@ -84,12 +107,14 @@ static __always_inline int lb_parse_l4(void *ctx, enum lb_hook hook, struct lb_p
 	return LB_CONTINUE;
 }
 
-static __always_inline int lb4_parse(void *ctx, enum lb_hook hook, struct lb_pkt *p)
+static __always_inline int lb4_parse(void *ctx, enum lb_hook hook, struct lb_pkt *p,
+				     void *data, void *data_end)
 {
 	struct iphdr ip;
 	__u16 frag_off;
 
-	if (lb_load(ctx, hook, ETH_HLEN, &ip, sizeof(ip)) < 0 || ip.ihl < 5 || ip.version != 4)
+	if (lb_peek(ctx, hook, data, data_end, ETH_HLEN, &ip, sizeof(ip)) < 0 || ip.ihl < 5 ||
+	    ip.version != 4)
 		return LB_STAT_PASS_MALFORMED;
 	p->family = 4;
 	p->l3_len = ip.ihl * 4;
@@ -104,7 +129,7 @@ static __always_inline int lb4_parse(void *ctx, enum lb_hook hook, struct lb_pkt
 		struct lb_dsr_opt4 opt;
 
 		/* Only ever the sole option, as lb4_dsr_insert() writes it. */
-		if (lb_load(ctx, hook, ETH_HLEN + sizeof(ip), &opt, sizeof(opt)) == 0 &&
+		if (lb_peek(ctx, hook, data, data_end, ETH_HLEN + sizeof(ip), &opt, sizeof(opt)) == 0 &&
 		    opt.type == LB_DSR_OPT4_TYPE && opt.len == sizeof(opt)) {
 			p->has_dsr = 1;
 			p->dsr_port = opt.port;
@@ -127,7 +152,7 @@ static __always_inline int lb4_parse(void *ctx, enum lb_hook hook, struct lb_pkt
 	}
 	if (frag_off & 0x2000)		/* IP_MF */
 		p->frag = LB_FRAG_FIRST;
-	return lb_parse_l4(ctx, hook, p);
+	return lb_parse_l4(ctx, hook, p, data, data_end);
 }
 
 struct lb6_ext {
@@ -138,7 +163,8 @@ struct lb6_ext {
 	__be32 w1;	/* fragment: identification */
 };
 
-static __always_inline int lb6_parse(void *ctx, enum lb_hook hook, struct lb_pkt *p)
+static __always_inline int lb6_parse(void *ctx, enum lb_hook hook, struct lb_pkt *p,
+				     void *data, void *data_end)
 {
 	struct ipv6hdr ip6;
 	struct lb6_ext ext;
@@ -146,7 +172,7 @@ static __always_inline int lb6_parse(void *ctx, enum lb_hook hook, struct lb_pkt
 	__u8 nh;
 	int i;
 
-	if (lb_load(ctx, hook, ETH_HLEN, &ip6, sizeof(ip6)) < 0 || ip6.version != 6)
+	if (lb_peek(ctx, hook, data, data_end, ETH_HLEN, &ip6, sizeof(ip6)) < 0 || ip6.version != 6)
 		return LB_STAT_PASS_MALFORMED;
 	p->family = 6;
 	p->df = 1;
@@ -168,7 +194,7 @@ static __always_inline int lb6_parse(void *ctx, enum lb_hook hook, struct lb_pkt
 		if (nh != IPPROTO_HOPOPTS && nh != IPPROTO_DSTOPTS && nh != IPPROTO_ROUTING &&
 		    nh != IPPROTO_FRAGMENT && nh != IPPROTO_AH)
 			return LB_STAT_PASS;	/* ICMPv6, no next header, ESP, ... */
-		if (lb_load(ctx, hook, off, &ext, sizeof(ext)) < 0)
+		if (lb_peek(ctx, hook, data, data_end, off, &ext, sizeof(ext)) < 0)
 			return LB_STAT_PASS_MALFORMED;
 		if (nh == IPPROTO_FRAGMENT) {
 			__u16 fo = ((__u16)ext.b2 << 8) | ext.b3;
@@ -187,7 +213,7 @@ static __always_inline int lb6_parse(void *ctx, enum lb_hook hook, struct lb_pkt
 			    ext.b2 == LB_DSR_OPT6_TYPE && ext.hdrlen == 2) {
 				struct lb_dsr_opt6 opt;
 
-				if (lb_load(ctx, hook, off, &opt, sizeof(opt)) == 0 &&
+				if (lb_peek(ctx, hook, data, data_end, off, &opt, sizeof(opt)) == 0 &&
 				    opt.opt_len == 18) {
 					p->has_dsr = 1;
 					p->dsr_port = opt.port;
@@ -213,20 +239,21 @@ static __always_inline int lb6_parse(void *ctx, enum lb_hook hook, struct lb_pkt
 	p->l3_len = off - ETH_HLEN;
 	if (p->frag == LB_FRAG_LATER)
 		return LB_CONTINUE;
-	return lb_parse_l4(ctx, hook, p);
+	return lb_parse_l4(ctx, hook, p, data, data_end);
 }
 
 /* Returns LB_CONTINUE for a TCP/UDP packet to consider, else the enum lb_stat to count. */
-static __noinline int lb_parse(void *ctx, enum lb_hook hook, struct lb_pkt *p)
+static __noinline int lb_parse(void *ctx, enum lb_hook hook, struct lb_pkt *p, void *data,
+				    void *data_end)
 {
 	__be16 proto;
 
-	if (lb_load(ctx, hook, 12, &proto, sizeof(proto)) < 0)
+	if (lb_peek(ctx, hook, data, data_end, 12, &proto, sizeof(proto)) < 0)
 		return LB_STAT_PASS_MALFORMED;
 	if (proto == bpf_htons(ETH_P_IP))
-		return lb4_parse(ctx, hook, p);
+		return lb4_parse(ctx, hook, p, data, data_end);
 	if (proto == bpf_htons(ETH_P_IPV6))
-		return lb6_parse(ctx, hook, p);
+		return lb6_parse(ctx, hook, p, data, data_end);
 	return LB_STAT_PASS;
 }
 

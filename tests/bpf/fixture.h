@@ -92,7 +92,7 @@ inline constexpr std::uint32_t kXdpDoneMark = 0x51ce0d0e;
 
 using StatArray = std::array<std::uint64_t, LB_STAT_MAX>;  // packets per enum lb_stat
 
-// CLOCK_MONOTONIC in ns, the clock of bpf_ktime_get_ns().
+// CLOCK_MONOTONIC_COARSE in ns: the datapath's clock (bpf_ktime_get_coarse_ns(), lb_now()).
 std::uint64_t monotonic_ns();
 
 class Fixture {

@@ -279,11 +279,13 @@ e2e_check "sluicectl service list: web's frontends with kind and name, db and ex
     check_ctl_service_list
 
 check_ctl_trace() {
+    # 61999 lies above the default ephemeral range (32768-60999): no real client
+    # of the earlier steps can own a flow from that port and make the check fail
     local fam=$1 src dst out flows
     if [[ $fam == 4 ]]; then
-        src="$(e2e_pod_ip4 1):45000" dst="$E2E_WEB_V4:80"
+        src="$(e2e_pod_ip4 1):61999" dst="$E2E_WEB_V4:80"
     else
-        src="[$(e2e_pod_ip6 1)]:45000" dst="[$E2E_WEB_V6]:80"
+        src="[$(e2e_pod_ip6 1)]:61999" dst="[$E2E_WEB_V6]:80"
     fi
     out=$(e2e_ctl -j trace pod dev veth-p1 tcp "$src" "$dst") || { echo "$out"; return 1; }
     "$E2E_PY" - "$out" <<'EOF' || return 1
@@ -294,7 +296,7 @@ print(f"{t['verdict']} ({t['action']}): backend {t['backend']['address']}, outpu
 sys.exit(0 if t["verdict"] == "forward_new" and t["action"] == "TC_ACT_OK"
          and t["output_checksums"] == "ok" and t["service"]["name"] == "default/web:http" else 1)
 EOF
-    flows=$(e2e_ctl -j ct list port 45000) || { echo "$flows"; return 1; }
+    flows=$(e2e_ctl -j ct list port 61999) || { echo "$flows"; return 1; }
     [[ $flows == "[]" ]] || { echo "the trace left conntrack entries: $flows"; return 1; }
 }
 for fam in 4 6; do

@@ -44,7 +44,7 @@ std::expected<snapshot, std::string> read_snapshot(const std::string& root, unsi
 std::expected<size_t, std::string> flush_ct(const std::string& root,
                                             const std::function<bool(const ct_entry&)>& match);
 
-/// CLOCK_MONOTONIC in ns (bpf_ktime_get_ns()'s clock).
+/// CLOCK_MONOTONIC in ns (the datapath stamps with CLOCK_MONOTONIC_COARSE: never ahead of it).
 uint64_t monotonic_ns();
 
 }  // namespace sluice::ctl
