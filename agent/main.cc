@@ -25,6 +25,8 @@
 #include "agent/datapath/links.h"
 #include "agent/datapath/map_writer.h"
 #include "agent/datapath/native_devices.h"
+#include "agent/datapath/sock_destroy.h"
+#include "agent/datapath/sock_lb.h"
 #include "agent/http/http_endpoints.h"
 #include "agent/metrics/agent_metrics.h"
 #include "agent/sources/derive.h"
@@ -61,6 +63,12 @@ struct options {
   std::string lb_mode = "snat";
   std::string snat_ports = "61000-65535";
   bool cleanup = false;
+  // socket-LB
+  bool socket_lb = true;
+  std::string cgroup;
+  bool socket_lb_host_only = false;
+  bool localhost_nodeports = true;
+  bool external_ip_mitigation = false;
   // endpoints
   std::string healthz_bind_address = "0.0.0.0:10256";
   std::string metrics_bind_address = "127.0.0.1:10249";
@@ -82,6 +90,7 @@ struct options {
   uint16_t node_port_min = 30000, node_port_max = 32767;
   sluice::xdp_mode xdp = sluice::xdp_mode::native;
   sluice::datapath_options datapath;
+  std::optional<std::string> sock_lb_cgroup;  // where socket-LB attaches; none = off
 };
 
 int libbpf_log(libbpf_print_level level, const char* fmt, va_list args) {
@@ -139,9 +148,11 @@ class agent {
 
  private:
   void attach_matching(const std::vector<sluice::link_info>& links);
+  void attach_sock_lb();
   void load_manifests();
   bool source_synced() const;
   void gc_step();
+  void reap_sockets();
 
   const options& opts_;
   sluice::datapath dp_;
@@ -156,6 +167,8 @@ class agent {
   sluice::allocator allocator_;
   bool attached_ = false;
   std::optional<clock_type::time_point> gc_due_;
+  std::optional<clock_type::time_point> reap_due_;  ///< socket-LB: next stale-socket pass
+  clock_type::time_point last_reap_{};
   bool gc_in_pass_ = false;   ///< a sweep pass is under way (it runs in budgeted steps)
   bool gc_again_ = false;     ///< a sync asked for a pass while one was under way
   clock_type::time_point gc_pass_start_{};
@@ -177,6 +190,22 @@ void agent::attach_matching(const std::vector<sluice::link_info>& links) {
       continue;
     }
     spdlog::info("attached {} to {} (ifindex {})", LB_POD_INGRESS_PROG, l.name, l.ifindex);
+  }
+}
+
+// Socket-LB on --cgroup, after the first sync like the devices. A failure leaves the node's
+// own processes without services but pods keep the packet path: logged as an error, not fatal.
+void agent::attach_sock_lb() {
+  if (!opts_.sock_lb_cgroup) {
+    return;
+  }
+  auto done = sluice::attach_sock_lb(dp_.skel(), opts_.bpffs_root, *opts_.sock_lb_cgroup);
+  if (!done) {
+    spdlog::error("socket-LB: {}", done.error().message());
+    return;
+  }
+  for (const auto& line : *done) {
+    spdlog::info("socket-LB: {}", line);
   }
 }
 
@@ -212,10 +241,17 @@ void agent::load_manifests() {
 bool agent::source_synced() const { return kube_ == nullptr || kube_->synced(); }
 
 // After a sync that changed the maps: backends may have left, so their UDP flows are swept
-// soon. At most one such pass starts per second however fast changes come (a pass walks every
-// conntrack map), and a request during a pass gets a pass of its own after it: the one under
-// way may already be past the removed backend's flows.
+// soon (and socket-LB's stale sockets looked for, see reap_sockets). At most one such pass
+// starts per second however fast changes come (a pass walks every conntrack map), and a
+// request during a pass gets a pass of its own after it: the one under way may already be past
+// the removed backend's flows.
 void agent::request_gc() {
+  if (opts_.sock_lb_cgroup) {
+    const auto at = std::max(clock_type::now(), last_reap_ + 1s);
+    if (!reap_due_ || at < *reap_due_) {
+      reap_due_ = at;
+    }
+  }
   if (gc_in_pass_) {
     gc_again_ = true;
     return;
@@ -223,6 +259,31 @@ void agent::request_gc() {
   const auto at = std::max(clock_type::now(), gc_pass_start_ + 1s);
   if (!gc_due_ || at < *gc_due_) {
     gc_due_ = at;
+  }
+}
+
+// Socket-LB's counterpart of the UDP conntrack cleanup: connected UDP sockets whose backend
+// left are destroyed, so a DNS client reopens instead of blackholing. Soon after every sync
+// that changed the maps (at most one pass a second: a pass reads the reverse maps whole) and
+// every --ct-gc-interval.
+void agent::reap_sockets() {
+  last_reap_ = clock_type::now();
+  reap_due_ = last_reap_ + std::chrono::seconds(opts_.ct_gc_interval_s);
+  if (!opts_.sock_lb_cgroup) {
+    return;
+  }
+  auto done = sluice::destroy_stale_udp_sockets(dp_.skel(), writer_.mirror(), *opts_.sock_lb_cgroup);
+  if (!done) {
+    spdlog::error("socket-LB: destroying sockets of removed backends: {}", done.error().message());
+    return;
+  }
+  metrics_.socket_lb_destroyed_total.inc(static_cast<double>(done->destroyed));
+  spdlog::debug("socket-LB: {} reverse entries, {} of UDP backends that left", done->entries,
+                done->stale);
+  if (done->stale > 0) {
+    spdlog::info("socket-LB: {} UDP reverse entries of backends that left their service; "
+                 "destroyed {} connected sockets in {} network namespaces",
+                 done->stale, done->destroyed, done->namespaces);
   }
 }
 
@@ -306,7 +367,10 @@ int agent::run() {
   sluice::sync_loop_options sopts;
   sopts.plan = {.node_name = opts_.node_name,
                 .nodeport_addresses = opts_.nodeport_prefixes,
-                .service_proxy_name = opts_.service_proxy_name};
+                .service_proxy_name = opts_.service_proxy_name,
+                // 127.0.0.1 frontends exist only for socket-LB to serve
+                .localhost_nodeports = opts_.sock_lb_cgroup && opts_.localhost_nodeports,
+                .external_ip_mitigation = opts_.external_ip_mitigation};
   sopts.full_sync_period = std::chrono::seconds(opts_.full_sync_period_s);
   loop_.emplace(sopts, writer_, store_, metrics_, http_.get());
 
@@ -325,6 +389,7 @@ int agent::run() {
     sluice::add_kube_collectors(metrics_, *kube_);
   }
   gc_due_ = clock_type::now() + std::chrono::seconds(opts_.ct_gc_interval_s);
+  reap_due_ = gc_due_;
 
   bool waiting_logged = false;
   for (;;) {
@@ -337,6 +402,7 @@ int agent::run() {
     merge_timeout(timeout, load_due);
     merge_timeout(timeout, rewatch_due);
     merge_timeout(timeout, gc_due_);
+    merge_timeout(timeout, reap_due_);
     merge_timeout(timeout, loop_->next_due());
     if (poll(fds.data(), fds.size(), timeout) < 0 && errno != EINTR) {
       spdlog::critical("poll: {}", strerror(errno));
@@ -395,6 +461,7 @@ int agent::run() {
           // state.
           attach_matching(sluice::list_links());
           native_.prune();  // entries of devices an earlier run had and that are gone now
+          attach_sock_lb();
           attached_ = true;
         }
         if (round->report.ops > 0) {
@@ -429,6 +496,9 @@ int agent::run() {
     }
     if (due_now(gc_due_)) {
       gc_step();
+    }
+    if (due_now(reap_due_)) {
+      reap_sockets();
     }
   }
 }
@@ -604,6 +674,28 @@ int main(int argc, char** argv) {
                  "LOW-HIGH source ports for SNAT to other nodes; must not overlap "
                  "--node-port-range (the default lies above Linux's ephemeral ports)")
       ->capture_default_str();
+  app.add_flag("--socket-lb,!--no-socket-lb", o.socket_lb,
+               "socket-level load balancing (cgroup connect/sendmsg/recvmsg/getpeername "
+               "programs on --cgroup): the node's own processes reach services, pods' service "
+               "traffic needs no per-packet NAT; --socket-lb=false puts everything on the "
+               "per-packet path (and detaches programs an earlier run left)")
+      ->capture_default_str();
+  app.add_option("--cgroup", o.cgroup,
+                 "cgroup v2 directory socket-LB attaches to (default: the cgroup v2 root: "
+                 "/run/sluice/cgroupv2 if mounted there, else from /proc/mounts; only when the "
+                 "agent runs in PID 1's network namespace)");
+  app.add_flag("--socket-lb-host-only", o.socket_lb_host_only,
+               "socket-LB only in the agent's own network namespace (the node's processes); "
+               "pods use the per-packet path, so service meshes see service addresses");
+  app.add_flag("--localhost-nodeports,!--no-localhost-nodeports", o.localhost_nodeports,
+               "with socket-LB: NodePorts also on 127.0.0.1 for the node's own processes "
+               "(kube-proxy iptables mode's localhost NodePorts, IPv4, without route_localnet)")
+      ->capture_default_str();
+  app.add_flag("--external-ip-mitigation", o.external_ip_mitigation,
+               "CVE-2020-8554: an ExternalIP that is none of the Node's addresses is served only "
+               "to traffic from outside the node; pods and the node reach the real address "
+               "(Cilium's default; off = kube-proxy's behaviour, which the "
+               "DenyServiceExternalIPs admission plugin guards)");
   app.add_option("--node-name", o.node_name, "this node's name (default: the host name)");
   app.add_option("--bpffs-root", o.bpffs_root, "directory on bpffs where maps are pinned")
       ->capture_default_str();
@@ -716,12 +808,50 @@ int main(int argc, char** argv) {
     spdlog::critical("{}", r.error().message());
     return 1;
   }
+  if (auto cookie = sluice::current_netns_cookie(); cookie) {
+    o.datapath.host_netns_cookie = *cookie;
+  } else {
+    spdlog::critical("{}", cookie.error().message());
+    return 1;
+  }
+  o.datapath.sock_host_only = o.socket_lb_host_only;
+  if (o.socket_lb) {
+    std::string why;
+    auto cg = sluice::resolve_sock_lb_cgroup(o.cgroup, why);
+    if (!cg) {
+      spdlog::critical("socket-LB: {}", cg.error().message());
+      return 1;
+    }
+    o.sock_lb_cgroup = *cg;
+    if (!o.sock_lb_cgroup) {
+      spdlog::warn("socket-LB off: {}", why);
+    }
+  } else if (!o.cgroup.empty() || o.socket_lb_host_only) {
+    spdlog::warn("--cgroup and --socket-lb-host-only have no effect with --socket-lb=false");
+  }
+  if (!o.sock_lb_cgroup) {
+    // Off: every service flow takes the per-packet path, also where an earlier run attached.
+    auto gone = sluice::detach_sock_lb(o.bpffs_root);
+    if (!gone) {
+      spdlog::critical("socket-LB: {}", gone.error().message());
+      return 1;
+    }
+    for (const auto& line : *gone) {
+      spdlog::info("socket-LB: {}", line);
+    }
+  }
   auto dp = sluice::datapath::load(o.bpffs_root, o.datapath);
   if (!dp) {
     spdlog::critical("{}", dp.error().message());
     return 1;
   }
   spdlog::info("datapath loaded, maps pinned under {}, node {}", o.bpffs_root, o.node_name);
+  if (o.sock_lb_cgroup) {
+    spdlog::info("socket-LB: cgroup {}, node network namespace cookie {}{}; attached after the "
+                 "first sync",
+                 *o.sock_lb_cgroup, o.datapath.host_netns_cookie,
+                 o.socket_lb_host_only ? ", host namespace only" : "");
+  }
   sluice::metrics::registry registry;
   sluice::metrics::agent_metrics metrics(registry);
   metrics.agent_start_time_seconds.set(

@@ -13,6 +13,7 @@
 #include "lib/lb.h"
 #include "lib/reject.h"
 #include "lib/nodeport.h"
+#include "lib/sock.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -57,7 +58,11 @@ static __always_inline void lb_count(__u32 stat, __u32 len, const struct lb_out 
 		s->reply_bytes += len;
 		break;
 	case LB_STAT_REJECT:
+	case LB_STAT_SOCK_REFUSED:
 		s->rejected++;
+		break;
+	case LB_STAT_SOCK_XLATE:	/* a backend chosen at connect()/sendmsg() */
+		s->new_flows++;
 		break;
 	}
 }
@@ -226,6 +231,12 @@ static __noinline int lb_pick_backend(void *ctx, enum lb_hook hook, struct lb_fl
 		}
 		return LB_STAT_PASS;
 	}
+	/*
+	 * A loopback frontend exists only at the socket; an outside-only one (an ExternalIP under
+	 * --external-ip-mitigation) is the real address for pods (CVE-2020-8554).
+	 */
+	if (hook == LB_HOOK_POD && (svc->flags & (LB_SVC_F_LOOPBACK | LB_SVC_F_OUTSIDE_ONLY)))
+		return LB_STAT_PASS;
 	/* A ClusterIP is not reachable from outside the node (kube-proxy: no rule there). */
 	if (external && !(svc->flags & LB_SVC_F_EXTERNAL))
 		return LB_STAT_PASS;
@@ -717,4 +728,91 @@ int lb_node_egress(struct __sk_buff *skb)
 	ret = stat >= LB_STAT_DROP_FIRST ? TC_ACT_SHOT : TC_ACT_OK;
 	lb_count(stat, skb->len, &out);
 	return ret;
+}
+
+/*
+ * Socket-LB (lib/sock.h), attached to --cgroup. connect() and sendmsg() fail with the errno
+ * lb_sock_fwd() returns (bpf_set_retval; returning 0 alone would give EPERM); recvmsg() and
+ * getpeername() must return 1. Counted per call, without bytes.
+ */
+static __always_inline int lb_sock_fwd_run(struct bpf_sock_addr *ctx, bool v6, bool sendmsg)
+{
+	struct lb_sock_out out = {};
+	int err = lb_sock_fwd(ctx, v6, sendmsg, &out);
+	struct lb_out counted = { .svc_id = out.svc_id };	/* a socket call: never a dry run */
+
+	if (out.stat != LB_STAT_MAX)
+		lb_count(out.stat, 0, &counted);
+	if (!err)
+		return 1;
+	bpf_set_retval(-err);
+	return 0;
+}
+
+static __always_inline int lb_sock_rev_run(struct bpf_sock_addr *ctx, bool v6)
+{
+	struct lb_sock_out out = {};
+	struct lb_out counted = {};
+
+	lb_sock_rev(ctx, v6, &out);
+	counted.svc_id = out.svc_id;
+	if (out.stat != LB_STAT_MAX)
+		lb_count(out.stat, 0, &counted);
+	return 1;
+}
+
+SEC("cgroup/connect4")
+int lb4_connect(struct bpf_sock_addr *ctx)
+{
+	return lb_sock_fwd_run(ctx, false, false);
+}
+
+SEC("cgroup/connect6")
+int lb6_connect(struct bpf_sock_addr *ctx)
+{
+	return lb_sock_fwd_run(ctx, true, false);
+}
+
+SEC("cgroup/sendmsg4")
+int lb4_sendmsg(struct bpf_sock_addr *ctx)
+{
+	return lb_sock_fwd_run(ctx, false, true);
+}
+
+SEC("cgroup/sendmsg6")
+int lb6_sendmsg(struct bpf_sock_addr *ctx)
+{
+	return lb_sock_fwd_run(ctx, true, true);
+}
+
+SEC("cgroup/recvmsg4")
+int lb4_recvmsg(struct bpf_sock_addr *ctx)
+{
+	return lb_sock_rev_run(ctx, false);
+}
+
+SEC("cgroup/recvmsg6")
+int lb6_recvmsg(struct bpf_sock_addr *ctx)
+{
+	return lb_sock_rev_run(ctx, true);
+}
+
+SEC("cgroup/getpeername4")
+int lb4_getpeername(struct bpf_sock_addr *ctx)
+{
+	return lb_sock_rev_run(ctx, false);
+}
+
+SEC("cgroup/getpeername6")
+int lb6_getpeername(struct bpf_sock_addr *ctx)
+{
+	return lb_sock_rev_run(ctx, true);
+}
+
+/* close(): the socket's reverse entry goes (lib/sock.h). Must return 1. */
+SEC("cgroup/sock_release")
+int lb_sock_release(struct bpf_sock *sk)
+{
+	lb_sock_forget(sk);
+	return 1;
 }

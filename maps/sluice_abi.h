@@ -29,6 +29,15 @@
 #define LB_MAX_SRC_RANGES	65536	/* loadBalancerSourceRanges prefixes, per family */
 #define LB_MAX_DEVICES		64	/* native devices (--devices) */
 /*
+ * Socket-LB reverse entries, per family: one per (socket, backend) a connect() or sendmsg() to a
+ * service chose. LRU: a full table forgets the least recently used (recvmsg()/getpeername()
+ * lookups keep a live socket's entry young); a forgotten entry shows the backend's address, it
+ * never misroutes. Cilium's lb{4,6}_reverse_sk is 256Ki; LRU maps are preallocated and their
+ * creation is most of the agent's start-up (bench/README.md), so 64Ki each here.
+ */
+#define LB_MAX_SOCK_REVNAT	65536
+#define LB_MAX_SOCK_AFFINITY	16384	/* socket-LB ClientIP affinity, (netns, svc_id) pairs */
+/*
  * Maglev lookup table size (entries, a prime). Cilium's default is 16381; at 100 backends that
  * moves up to 1.51% of the other backends' flows when one backend goes (measured over seeds,
  * tests/agent/maglev_test.cc), above the 1.5% sluice promises, so the default is the next size
@@ -60,6 +69,9 @@
 #define LB6_SRC_RANGES_MAP	"lb6_src_ranges_v1"
 #define LB_MAGLEV_MAP		"lb_maglev_v2"	/* v2: one element per table, 4 bytes an entry */
 #define LB_DEVICES_MAP		"lb_devices_v1"
+#define LB4_SOCK_REVNAT_MAP	"lb4_sock_revnat_v1"
+#define LB6_SOCK_REVNAT_MAP	"lb6_sock_revnat_v1"
+#define LB_SOCK_AFFINITY_MAP	"lb_sock_affinity_v1"
 /* Written by the agent for sluicectl only; the datapath never reads them. */
 #define LB_SVC_INFO_MAP		"lb_svc_info_v1"
 #define LB_UNPROXIED_MAP	"lb_unproxied_v1"
@@ -76,6 +88,22 @@
 #define LB_NODE_XDP_PROG	"lb_node_xdp"		/* XDP on native devices (--devices) */
 #define LB_NODE_INGRESS_PROG	"lb_node_ingress"	/* tc ingress of native devices */
 #define LB_NODE_EGRESS_PROG	"lb_node_egress"	/* tc egress of native devices */
+/* Socket-LB: cgroup sock_addr programs on --cgroup (bpf/lib/sock.h). */
+#define LB4_CONNECT_PROG	"lb4_connect"
+#define LB6_CONNECT_PROG	"lb6_connect"
+#define LB4_SENDMSG_PROG	"lb4_sendmsg"
+#define LB6_SENDMSG_PROG	"lb6_sendmsg"
+#define LB4_RECVMSG_PROG	"lb4_recvmsg"
+#define LB6_RECVMSG_PROG	"lb6_recvmsg"
+#define LB4_GETPEERNAME_PROG	"lb4_getpeername"
+#define LB6_GETPEERNAME_PROG	"lb6_getpeername"
+#define LB_SOCK_RELEASE_PROG	"lb_sock_release"	/* close(): the reverse entry goes */
+/*
+ * Their cgroup links are pinned under --bpffs-root as LB_SOCK_LINK_PREFIX + program name, so
+ * the programs stay attached while no agent runs (an agent restart replaces the program inside
+ * each link; --cleanup unpins them, which detaches them).
+ */
+#define LB_SOCK_LINK_PREFIX	"link_cgroup_"
 /* tc filter identity on the clsact ingress hook; the agent replaces/detaches by these. */
 #define LB_TC_HANDLE		0x51ce
 #define LB_TC_PRIORITY		0x51
@@ -107,6 +135,18 @@ enum lb_svc_flags {
 	LB_SVC_F_SOURCE_RANGES = 1 << 4,
 	/* Traffic from outside the node picks its backend from lb_maglev_v2[svc_id]. */
 	LB_SVC_F_MAGLEV = 1 << 5,
+	/*
+	 * A loopback frontend (127.0.0.1:nodePort, a hostPort with a loopback hostIP): translated
+	 * only at the socket and only in the host network namespace; the packet programs pass it
+	 * (a pod's 127.0.0.1 is its own, and nothing from outside may reach the node's loopback).
+	 */
+	LB_SVC_F_LOOPBACK = 1 << 6,
+	/*
+	 * Served to traffic from outside the node only: pods and the node's own processes reach
+	 * the address itself, untranslated. --external-ip-mitigation sets it on ExternalIPs that
+	 * are not this node's (CVE-2020-8554: a Service claiming someone else's address).
+	 */
+	LB_SVC_F_OUTSIDE_ONLY = 1 << 7,
 };
 
 struct lb4_svc_key {
@@ -285,6 +325,60 @@ struct lb_affinity_value {
 	__u32 pad;
 };
 
+/* ---- socket-LB: the service behind a socket's backend, and affinity per netns ---------- */
+
+/*
+ * lb{4,6}_sock_revnat_v1: written by connect()/sendmsg() when they point a socket at a backend;
+ * read by recvmsg()/getpeername() to show the service's address instead, and by the agent to
+ * find connected UDP sockets whose backend has left (it destroys them).
+ */
+struct lb4_sock_revnat_key {
+	__u64 cookie;		/* host: bpf_get_socket_cookie() */
+	__be32 addr;		/* be: backend address */
+	__be16 port;		/* be: backend port */
+	__u8 pad[2];
+};
+
+struct lb6_sock_revnat_key {
+	__u64 cookie;		/* host: bpf_get_socket_cookie() */
+	__be32 addr[4];		/* be: backend address (a v4-mapped socket uses the v4 map) */
+	__be16 port;		/* be: backend port */
+	__u8 pad[6];
+};
+
+struct lb4_sock_revnat_value {
+	__u64 netns_cookie;	/* host: the socket's network namespace (bpf_get_netns_cookie) */
+	__be32 vip;		/* be: service address */
+	__be16 port;		/* be: service port */
+	__u8 proto;		/* IPPROTO_TCP / IPPROTO_UDP */
+	__u8 pad;
+	__u32 svc_id;		/* host: the frontend; a reverse entry of another svc_id is stale */
+	__u32 backend_id;	/* host: the backend chosen */
+};
+
+struct lb6_sock_revnat_value {
+	__u64 netns_cookie;	/* host */
+	__be32 vip[4];		/* be */
+	__be16 port;		/* be */
+	__u8 proto;
+	__u8 pad;
+	__u32 svc_id;		/* host */
+	__u32 backend_id;	/* host */
+	__u32 pad2;
+};
+
+/*
+ * lb_sock_affinity_v1: ClientIP affinity at the socket, where the client's address is not known
+ * yet (connect() runs before the source is chosen). A pod has one address per family, so its
+ * network namespace stands for it (Cilium does the same); the node's processes share one.
+ * svc_ids are unique across families. Value: struct lb_affinity_value.
+ */
+struct lb_sock_affinity_key {
+	__u64 netns_cookie;	/* host */
+	__u32 svc_id;		/* host */
+	__u32 pad;
+};
+
 /* ---- fragments: L4 ports of a fragmented datagram, learnt from its first fragment -------- */
 
 struct lb4_frag_key {
@@ -420,8 +514,26 @@ enum lb_stat {
 	/* IPv4 without DF, too big once SNATed: the stack would drop it as a martian, sluice
 	 * cannot fragment. */
 	LB_STAT_DROP_TOO_BIG,
+	/*
+	 * Socket-LB (cgroup hooks): socket calls, not packets (bytes stay 0), and no drop;
+	 * LB_STAT_IS_DROP() leaves this block out. Packet drops added later go after it.
+	 */
+	LB_STAT_SOCK_FIRST,
+	LB_STAT_SOCK_XLATE = LB_STAT_SOCK_FIRST, /* connect()/sendmsg() to a service: backend set */
+	LB_STAT_SOCK_REVNAT,		/* recvmsg()/getpeername(): the backend shown as the service */
+	LB_STAT_SOCK_REFUSED,		/* no usable endpoint: the call fails with ECONNREFUSED */
+	LB_STAT_SOCK_UNREACHABLE,	/* Local policy without a local endpoint: EHOSTUNREACH */
+	LB_STAT_SOCK_NO_BACKEND,	/* slot/backend vanished mid-update: EHOSTUNREACH */
+	LB_STAT_SOCK_OUTSIDE_ONLY,	/* LB_SVC_F_OUTSIDE_ONLY: left to reach the real address */
+	LB_STAT_SOCK_SOURCE_RANGES,	/* LB_SVC_F_SOURCE_RANGES: left to the packet path */
+	LB_STAT_SOCK_REVNAT_STALE,	/* reverse entry of a removed service: dropped, not applied */
+	LB_STAT_SOCK_LAST = LB_STAT_SOCK_REVNAT_STALE,
 	LB_STAT_MAX,			/* <= LB_STATS_SLOTS */
 };
+
+/* Packet drops (TC_ACT_SHOT / XDP_DROP): from LB_STAT_DROP_FIRST on, the socket block aside. */
+#define LB_STAT_IS_DROP(s)	((s) >= LB_STAT_DROP_FIRST && \
+				 ((s) < LB_STAT_SOCK_FIRST || (s) > LB_STAT_SOCK_LAST))
 
 #define LB_STAT_NAMES_INIT { \
 	[LB_STAT_PASS] = "pass", \
@@ -448,6 +560,14 @@ enum lb_stat {
 	[LB_STAT_DROP_FIB] = "drop_fib", \
 	[LB_STAT_DROP_FRAG_NEEDED] = "drop_frag_needed", \
 	[LB_STAT_DROP_TOO_BIG] = "drop_too_big", \
+	[LB_STAT_SOCK_XLATE] = "sock_translated", \
+	[LB_STAT_SOCK_REVNAT] = "sock_reverse", \
+	[LB_STAT_SOCK_REFUSED] = "sock_refused", \
+	[LB_STAT_SOCK_UNREACHABLE] = "sock_unreachable", \
+	[LB_STAT_SOCK_NO_BACKEND] = "sock_no_backend", \
+	[LB_STAT_SOCK_OUTSIDE_ONLY] = "sock_outside_only", \
+	[LB_STAT_SOCK_SOURCE_RANGES] = "sock_source_ranges", \
+	[LB_STAT_SOCK_REVNAT_STALE] = "sock_reverse_stale", \
 }
 
 struct lb_stat_value {

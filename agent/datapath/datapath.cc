@@ -178,6 +178,8 @@ result<datapath> datapath::load(const std::string& bpffs_root, const datapath_op
   s->rodata->cfg_maglev_size = o.maglev_table_size;
   s->rodata->cfg_maglev_seed0 = o.maglev_seed0;
   s->rodata->cfg_maglev_seed1 = o.maglev_seed1;
+  s->rodata->cfg_host_netns_cookie = o.host_netns_cookie;
+  s->rodata->cfg_sock_host_only = o.sock_host_only ? 1 : 0;
   // Maglev tables hold all entries in one value: the template's value size follows the size.
   if (int rc = bpf_map__set_value_size(bpf_map__inner_map(s->maps.lb_maglev_v2),
                                        LB_MAGLEV_TABLE_BYTES(o.maglev_table_size));

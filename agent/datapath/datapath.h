@@ -34,6 +34,10 @@ struct datapath_options {
   uint32_t maglev_table_size = LB_MAGLEV_DEFAULT_SIZE;
   uint32_t maglev_seed0 = 0x71dcda46;  ///< the per-flow hash's seeds (maglev_seed::flow_hash0/1)
   uint32_t maglev_seed1 = 0x92505688;
+  /// Socket-LB: the agent's network namespace (current_netns_cookie()), the node's to the
+  /// socket programs; with sock_host_only they translate there only (--socket-lb-host-only).
+  uint64_t host_netns_cookie = 0;
+  bool sock_host_only = false;
 };
 
 enum class xdp_mode { native, generic, off };

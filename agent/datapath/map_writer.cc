@@ -18,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "agent/datapath/fd.h"
 #include "agent/datapath/map_access.h"
 #include "sluice_bpf.skel.h"
 
@@ -42,22 +43,8 @@ void fill_range_key(Key& k, uint32_t svc_id, const ip_prefix& p) {
   std::memcpy(&k.addr, p.addr.bytes.data(), sizeof(k.addr));
 }
 
-// An owned map fd (inner Maglev maps, maps opened by id), closed on every way out.
-class map_fd {
- public:
-  explicit map_fd(int fd) : fd_(fd) {}
-  ~map_fd() {
-    if (fd_ >= 0) {
-      close(fd_);
-    }
-  }
-  map_fd(const map_fd&) = delete;
-  map_fd& operator=(const map_fd&) = delete;
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
+// An owned map fd (inner Maglev maps, maps opened by id).
+using map_fd = owned_fd;
 
 template <typename Key>
 frontend_key key_from(const Key& k, ip_family fam) {

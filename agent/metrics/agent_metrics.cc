@@ -100,6 +100,11 @@ agent_metrics::agent_metrics(registry& r)
       frontend_conflicts_total(
           r.add_counter("sluice_frontend_conflicts_total",
                         "Frontends left out because another Service claims the same VIP and port")
+              .get()),
+      socket_lb_destroyed_total(
+          r.add_counter("sluice_socket_lb_sockets_destroyed_total",
+                        "Connected UDP sockets destroyed because socket-LB had pointed them at "
+                        "a backend that left its service")
               .get()) {}
 
 }  // namespace sluice::metrics

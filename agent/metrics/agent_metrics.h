@@ -55,6 +55,7 @@ struct agent_metrics {
   gauge& health_check_ports;                   ///< healthCheckNodePorts being served
   counter& health_check_bind_errors_total;     ///< healthCheckNodePort listen failures
   counter& frontend_conflicts_total;           ///< frontends dropped because another claims them
+  counter& socket_lb_destroyed_total;  ///< connected UDP sockets whose backend left, destroyed
 };
 
 }  // namespace sluice::metrics

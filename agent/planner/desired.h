@@ -82,6 +82,12 @@ struct desired_frontend {
   /// plus every LB ingress IP of that family when a range contains the node's primary address,
   /// as kube-proxy does); empty = everyone.
   std::vector<ip_prefix> source_ranges;
+  /// A loopback VIP (127.0.0.1:nodePort, a hostPort on a loopback hostIP): served only at the
+  /// socket, in the node's own network namespace (LB_SVC_F_LOOPBACK), never from outside.
+  bool loopback = false;
+  /// Served to traffic from outside the node only (LB_SVC_F_OUTSIDE_ONLY): an ExternalIP that is
+  /// not this node's under plan_options::external_ip_mitigation.
+  bool outside_only = false;
 
   frontend_key key() const { return {vip, port, proto}; }
 

@@ -40,6 +40,13 @@ bool is_unspecified(const ip_addr& addr) {
   return std::all_of(addr.bytes.begin(), addr.bytes.end(), [](uint8_t b) { return b == 0; });
 }
 
+ip_addr loopback_v4() {
+  ip_addr a;
+  a.bytes[0] = 127;
+  a.bytes[3] = 1;
+  return a;
+}
+
 ip_prefix host_prefix(const ip_addr& addr) { return {addr, max_prefix_length(addr.family)}; }
 
 std::optional<ip_addr> first_of_family(const std::vector<ip_addr>& addrs, ip_family family) {
@@ -171,6 +178,8 @@ node_context make_node_context(const cluster& state, const plan_options& options
   node_context out;
   out.node_name = options.node_name;
   out.service_proxy_name = options.service_proxy_name;
+  out.localhost_nodeports = options.localhost_nodeports;
+  out.external_ip_mitigation = options.external_ip_mitigation;
   if (!state.self_node) {
     return out;
   }
@@ -357,6 +366,11 @@ service_plan plan_service(const service& svc, std::span<const endpoint_slice* co
       };
       for (const ip_addr& vip : external_ips) {
         add(vip, port.port, frontend_kind::external_ip);
+        // CVE-2020-8554: a Service must not capture in-cluster traffic to an address that is
+        // not the node's; only what arrives at the node for it is the Service's.
+        out.frontends.back().outside_only =
+            node.external_ip_mitigation &&
+            std::find(node.addresses.begin(), node.addresses.end(), vip) == node.addresses.end();
       }
       for (const ip_addr& vip : lb_ips) {
         add(vip, port.port, frontend_kind::load_balancer);
@@ -364,6 +378,16 @@ service_plan plan_service(const service& svc, std::span<const endpoint_slice* co
       if (port.node_port != 0) {
         for (const ip_addr& vip : node_ips) {
           add(vip, port.node_port, frontend_kind::node_port);
+        }
+        if (node.localhost_nodeports && family == ip_family::v4) {
+          // The node's own processes only: the cluster set, as node sources get (§1.4).
+          desired_frontend f = base;
+          f.vip = loopback_v4();
+          f.port = port.node_port;
+          f.kind = frontend_kind::node_port;
+          f.backends = *sets.cluster;
+          f.loopback = true;
+          out.frontends.push_back(std::move(f));
         }
       }
     }
@@ -412,6 +436,7 @@ std::vector<desired_frontend> plan_host_ports(const pod& p, const node_context& 
         f.port = port.host_port;
         f.proto = port.protocol;
         f.kind = frontend_kind::host_port;
+        f.loopback = is_loopback(vip);
         f.name = fmt::format("{}/{}:{}", p.namespace_, p.name, port.host_port);
         f.backends.push_back({*pod_ip, port.container_port, false});
         out.push_back(std::move(f));

@@ -24,12 +24,21 @@ struct plan_options {
   /// Node's first InternalIP of each family (first ExternalIP when it has no InternalIP of that
   /// family). Otherwise every address of the Node (status InternalIPs and ExternalIPs) inside
   /// one of these prefixes. The planner only knows the addresses the Node object lists, not
-  /// the host's interfaces, and never serves loopback (as nftables mode).
+  /// the host's interfaces, and never selects loopback here (as nftables mode): see
+  /// localhost_nodeports.
   std::vector<ip_prefix> nodeport_addresses;
   /// --service-proxy-name: empty = kube-proxy's rule (skip every Service labelled
   /// service.kubernetes.io/service-proxy-name); otherwise serve exactly the Services labelled
   /// with this value (to run beside kube-proxy, or next to another proxy).
   std::string service_proxy_name;
+  /// kube-proxy's localhost NodePorts (iptables mode, IPv4): every NodePort also on
+  /// 127.0.0.1, as a loopback frontend (desired_frontend::loopback). Only socket-LB serves those,
+  /// in the node's own network namespace, so no route_localnet is needed (CVE-2020-8558).
+  bool localhost_nodeports = false;
+  /// CVE-2020-8554 mitigation (Cilium's default): an ExternalIP that is none of the Node's
+  /// addresses is served to traffic from outside the node only (desired_frontend::outside_only);
+  /// pods and the node's processes reach the real address. Off: kube-proxy's behaviour.
+  bool external_ip_mitigation = false;
 
   bool operator==(const plan_options&) const = default;
 };
@@ -42,13 +51,15 @@ struct plan_options {
 /// service is planned once per family it has a cluster IP in; in that family each TCP or UDP
 /// port gives (SCTP ports are skipped: the datapath has no SCTP support yet):
 /// - cluster_ip: the cluster IP;
-/// - external_ip: each spec.externalIPs of the family;
+/// - external_ip: each spec.externalIPs of the family (outside_only with external_ip_mitigation
+///   when it is none of the Node's addresses);
 /// - load_balancer: each status.loadBalancer.ingress IP of the family whose ipMode is not
 ///   Proxy, with source_ranges = the family's loadBalancerSourceRanges, plus every such LB IP
 ///   of the family (as /32 or /128) when a range contains the Node's primary address of the
 ///   family (kube-proxy's allowFromNode); a family without ranges is not filtered, even when
 ///   the other family has some;
-/// - node_port: when nodePort != 0, each node address picked by nodeport_addresses;
+/// - node_port: when nodePort != 0, each node address picked by nodeport_addresses, and with
+///   localhost_nodeports 127.0.0.1 (IPv4; loopback, cluster set only, no source ranges);
 /// - host_port (not a kube-proxy feature: the CNI portmap plugin's): each hostPort of a Pod
 ///   scheduled on this node, see plan_host_ports().
 /// Backends follow kube-proxy's CategorizeEndpoints (topology.h): a ClusterIP uses the cluster
@@ -73,6 +84,8 @@ struct node_context {
   std::optional<ip_addr> primary_v4;        ///< kube-proxy's node IP per family
   std::optional<ip_addr> primary_v6;
   std::string service_proxy_name;           ///< plan_options::service_proxy_name
+  bool localhost_nodeports = false;         ///< plan_options::localhost_nodeports
+  bool external_ip_mitigation = false;      ///< plan_options::external_ip_mitigation
 
   /// The primary address of `family`, if the Node has one.
   const std::optional<ip_addr>& primary(ip_family family) const {
@@ -114,7 +127,7 @@ service_plan plan_service(const service& svc, std::span<const endpoint_slice* co
 /// (Succeeded/Failed), not hostNetwork. Each TCP/UDP container port with hostPort != 0 gives,
 /// for each family the Pod has an IP in, a frontend {hostIP, or each node address of that
 /// family when hostIP is unset or unspecified; hostPort; protocol} -> {pod IP, containerPort},
-/// named "namespace/pod:hostPort". Readiness does not matter (the CNI portmap plugin forwards
+/// named "namespace/pod:hostPort" (loopback when hostIP is). Readiness does not matter (the CNI portmap plugin forwards
 /// as soon as the sandbox exists), so the one backend is never flagged terminating.
 std::vector<desired_frontend> plan_host_ports(const pod& p, const node_context& node);
 

@@ -62,6 +62,24 @@ SLUICE_ABI(struct lb6_frag_key, 40);
 SLUICE_OFF(struct lb6_frag_key, id, 32);
 SLUICE_ABI(struct lb_frag_value, 4);
 
+SLUICE_ABI(struct lb4_sock_revnat_key, 16);
+SLUICE_OFF(struct lb4_sock_revnat_key, addr, 8);
+SLUICE_OFF(struct lb4_sock_revnat_key, port, 12);
+SLUICE_ABI(struct lb6_sock_revnat_key, 32);
+SLUICE_OFF(struct lb6_sock_revnat_key, port, 24);
+SLUICE_ABI(struct lb4_sock_revnat_value, 24);
+SLUICE_OFF(struct lb4_sock_revnat_value, vip, 8);
+SLUICE_OFF(struct lb4_sock_revnat_value, port, 12);
+SLUICE_OFF(struct lb4_sock_revnat_value, proto, 14);
+SLUICE_OFF(struct lb4_sock_revnat_value, svc_id, 16);
+SLUICE_OFF(struct lb4_sock_revnat_value, backend_id, 20);
+SLUICE_ABI(struct lb6_sock_revnat_value, 40);
+SLUICE_OFF(struct lb6_sock_revnat_value, port, 24);
+SLUICE_OFF(struct lb6_sock_revnat_value, svc_id, 28);
+SLUICE_OFF(struct lb6_sock_revnat_value, backend_id, 32);
+SLUICE_ABI(struct lb_sock_affinity_key, 16);
+SLUICE_OFF(struct lb_sock_affinity_key, svc_id, 8);
+
 SLUICE_ABI(struct lb_stat_value, 16);
 SLUICE_ABI(struct lb_svc_stat_value, 48);
 

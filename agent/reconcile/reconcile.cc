@@ -275,8 +275,15 @@ uint16_t master_flags(const desired_frontend& f) {
   if (f.when_empty == empty_verdict::drop) {
     flags |= LB_SVC_F_DROP_EMPTY;
   }
-  if (f.kind != frontend_kind::cluster_ip) {
+  // A loopback frontend is never for traffic from outside (nor a pod's): socket only.
+  if (f.kind != frontend_kind::cluster_ip && !f.loopback) {
     flags |= LB_SVC_F_EXTERNAL;
+  }
+  if (f.loopback) {
+    flags |= LB_SVC_F_LOOPBACK;
+  }
+  if (f.outside_only) {
+    flags |= LB_SVC_F_OUTSIDE_ONLY;
   }
   if (!f.source_ranges.empty()) {
     flags |= LB_SVC_F_SOURCE_RANGES;
@@ -533,7 +540,8 @@ class differ {
   // order). Returns whether the frontend has one, i.e. gets LB_SVC_F_MAGLEV.
   bool plan_maglev(const frontend_key& key, const desired_frontend& f, uint32_t svc_id,
                    std::span<const desired_backend> list, std::span<const uint32_t> ids) {
-    bool want = opts_.algorithm == lb_algorithm::maglev && f.kind != frontend_kind::cluster_ip;
+    bool want = opts_.algorithm == lb_algorithm::maglev && f.kind != frontend_kind::cluster_ip &&
+                !f.loopback;
     maglev_build build;
     if (want) {
       // Unique by id (a backend listed twice has one id), ascending: the mirror's form.

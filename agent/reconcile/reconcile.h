@@ -263,9 +263,11 @@ struct reconcile_result {
 ///
 /// What a frontend becomes:
 /// - ALL master flags: LB_SVC_F_AFFINITY when affinity_timeout_s > 0, LB_SVC_F_DROP_EMPTY when
-///   when_empty == drop, LB_SVC_F_EXTERNAL when kind != cluster_ip, LB_SVC_F_SOURCE_RANGES when
-///   source_ranges is non-empty, LB_SVC_F_EXT_LOCAL when external_local, LB_SVC_F_MAGLEV when
-///   options.algorithm is maglev, kind != cluster_ip and the table is non-empty.
+///   when_empty == drop, LB_SVC_F_EXTERNAL when kind != cluster_ip and not loopback,
+///   LB_SVC_F_LOOPBACK when loopback, LB_SVC_F_OUTSIDE_ONLY when outside_only,
+///   LB_SVC_F_SOURCE_RANGES when source_ranges is non-empty, LB_SVC_F_EXT_LOCAL when
+///   external_local, LB_SVC_F_MAGLEV when options.algorithm is maglev, kind != cluster_ip, not
+///   loopback, and the table is non-empty.
 /// - external_local: LB_SCOPE_EXTERNAL master (count = external_backends.size(), the ALL
 ///   master's affinity, LB_SVC_F_DROP_EMPTY when empty) and slots. A backend in both sets has
 ///   one id and record (the ALL set's state wins if they disagreed).

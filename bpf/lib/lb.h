@@ -64,9 +64,19 @@ static __always_inline bool lb_backend_get(__u8 family, __u32 id, __u32 svc_id,
 	return true;
 }
 
+/*
+ * ClientIP affinity is keyed by the client's address; at the socket (netns_cookie != 0), where
+ * connect() runs before a source address is chosen, by the client's network namespace instead.
+ */
 static __always_inline struct lb_affinity_value *lb_affinity_lookup(const struct lb_pkt *p,
-								    __u32 svc_id)
+								    __u32 svc_id,
+								    __u64 netns_cookie)
 {
+	if (netns_cookie) {
+		struct lb_sock_affinity_key k = { .netns_cookie = netns_cookie, .svc_id = svc_id };
+
+		return bpf_map_lookup_elem(&lb_sock_affinity_v1, &k);
+	}
 	if (p->family == 4) {
 		struct lb4_affinity_key k = { .client = p->saddr.a[0], .svc_id = svc_id };
 
@@ -80,13 +90,17 @@ static __always_inline struct lb_affinity_value *lb_affinity_lookup(const struct
 }
 
 static __always_inline void lb_affinity_update(const struct lb_pkt *p, __u32 svc_id,
-					       __u32 backend_id, __u64 now)
+					       __u32 backend_id, __u64 now, __u64 netns_cookie)
 {
 	struct lb_affinity_value v = { .last_used_ns = now, .backend_id = backend_id };
 
 	if (p->dry_run)
 		return;
-	if (p->family == 4) {
+	if (netns_cookie) {
+		struct lb_sock_affinity_key k = { .netns_cookie = netns_cookie, .svc_id = svc_id };
+
+		bpf_map_update_elem(&lb_sock_affinity_v1, &k, &v, BPF_ANY);
+	} else if (p->family == 4) {
 		struct lb4_affinity_key k = { .client = p->saddr.a[0], .svc_id = svc_id };
 
 		bpf_map_update_elem(&lb4_affinity_v1, &k, &v, BPF_ANY);
@@ -182,18 +196,22 @@ static __always_inline bool lb_src_range_ok(const struct lb_pkt *p, __u32 svc_id
  * Picks the backend for a new flow: the client's affinity backend while it is fresh and still
  * part of the service (kube-proxy: the timer restarts with every new connection), otherwise the
  * Maglev table's (maglev: external traffic to a frontend that has one; a missing table falls
- * back to random) or a uniformly random slot of the scope. Caller guarantees svc->count > 0.
- * Returns false if the slot or backend vanished under a concurrent update.
+ * back to random) or a slot of the scope, uniformly at random, or from *pick when given (a UDP
+ * socket's hash, so its datagrams keep one backend). netns_cookie: affinity by network
+ * namespace (socket-LB), 0 = by p->saddr. Caller guarantees svc->count > 0. Returns false if
+ * the slot or backend vanished under a concurrent update.
  */
-static __always_inline bool lb_select_backend(const struct lb_pkt *p,
+static __always_inline bool lb_choose_backend(const struct lb_pkt *p,
 					      const struct lb_svc_value *svc, __u8 scope,
-					      bool maglev, __u64 now, struct lb_backend_info *b)
+					      bool maglev, __u64 now, __u64 netns_cookie,
+					      const __u32 *pick, struct lb_backend_info *b)
 {
 	bool affinity = svc->flags & LB_SVC_F_AFFINITY;
 	struct lb_svc_value *slot;
+	__u32 n;
 
 	if (affinity) {
-		struct lb_affinity_value *av = lb_affinity_lookup(p, svc->svc_id);
+		struct lb_affinity_value *av = lb_affinity_lookup(p, svc->svc_id, netns_cookie);
 
 		if (av &&
 		    !lb_older_than(now, av->last_used_ns,
@@ -207,14 +225,23 @@ static __always_inline bool lb_select_backend(const struct lb_pkt *p,
 		b->pick = LB_PICK_MAGLEV;
 		goto chosen;
 	}
-	slot = lb_svc_lookup(p, (__u16)(bpf_get_prandom_u32() % svc->count) + 1, scope);
+	n = pick ? *pick : bpf_get_prandom_u32();
+	slot = lb_svc_lookup(p, (__u16)(n % svc->count) + 1, scope);
 	if (!slot || !lb_backend_get(p->family, slot->backend_id, svc->svc_id, b))
 		return false;
 	b->pick = LB_PICK_RANDOM;
 chosen:
 	if (affinity)
-		lb_affinity_update(p, svc->svc_id, b->id, now);
+		lb_affinity_update(p, svc->svc_id, b->id, now, netns_cookie);
 	return true;
+}
+
+/* The packet programs' choice: affinity by client address, a random slot. */
+static __always_inline bool lb_select_backend(const struct lb_pkt *p,
+					      const struct lb_svc_value *svc, __u8 scope,
+					      bool maglev, __u64 now, struct lb_backend_info *b)
+{
+	return lb_choose_backend(p, svc, scope, maglev, now, 0, NULL, b);
 }
 
 /*

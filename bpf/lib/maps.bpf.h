@@ -41,6 +41,13 @@ LB_FLOW_LRU(lb4_affinity_v1, struct lb4_affinity_key, struct lb_affinity_value, 
 LB_FLOW_LRU(lb6_affinity_v1, struct lb6_affinity_key, struct lb_affinity_value, LB_MAX_AFFINITY);
 LB_FLOW_LRU(lb4_frags_v1, struct lb4_frag_key, struct lb_frag_value, LB_MAX_FRAGMENTS);
 LB_FLOW_LRU(lb6_frags_v1, struct lb6_frag_key, struct lb_frag_value, LB_MAX_FRAGMENTS);
+/* Socket-LB (lib/sock.h): written per connect()/sendmsg() to a service. */
+LB_FLOW_LRU(lb4_sock_revnat_v1, struct lb4_sock_revnat_key, struct lb4_sock_revnat_value,
+	    LB_MAX_SOCK_REVNAT);
+LB_FLOW_LRU(lb6_sock_revnat_v1, struct lb6_sock_revnat_key, struct lb6_sock_revnat_value,
+	    LB_MAX_SOCK_REVNAT);
+LB_FLOW_LRU(lb_sock_affinity_v1, struct lb_sock_affinity_key, struct lb_affinity_value,
+	    LB_MAX_SOCK_AFFINITY);
 
 /* Written by the agent, read per new north-south flow. */
 #define LB_AGENT_LPM(name, ktype)					\

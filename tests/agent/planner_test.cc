@@ -875,4 +875,101 @@ TEST_CASE("plan: zone hints filter the cluster set with the Node's zone label") 
         "172.30.0.41:80/TCP cluster_ip default/web:http -> 10.180.0.1:80,10.180.0.2:80\n");
 }
 
+// ---------------------------------------------------------------------------------------------
+// Socket-LB: localhost NodePorts and the CVE-2020-8554 mitigation for ExternalIPs.
+
+TEST_CASE("plan: localhost NodePorts add 127.0.0.1 (IPv4 only), loopback, the cluster set") {
+  cluster state = lb_cluster();
+  service& svc = only_service(state);
+  svc.external_policy = traffic_policy::local;  // external sources: local only; not loopback
+  svc.lb_source_ranges = {{test::ip("203.0.113.0"), 25}};
+  svc.cluster_ips.push_back(test::ip("fd00:10:96::41"));
+  add(state, make_slice("default", "lb-v6", "lb", v6, {on_node("fd00:10::1", here)},
+                        {slice_port("p80", 8080)}));
+  plan_options options{here, {}};
+  const auto loopbacks = [&] {
+    std::vector<desired_frontend> out;
+    for (const desired_frontend& f : plan(state, options).frontends) {
+      if (f.loopback) {
+        out.push_back(f);
+      }
+    }
+    return out;
+  };
+  CHECK(loopbacks().empty());  // off by default (the agent turns it on with socket-LB)
+  options.localhost_nodeports = true;
+  const std::vector<desired_frontend> lo = loopbacks();
+  REQUIRE(lo.size() == 1);
+  CHECK(full_text(desired_state{{lo[0]}, {}, {}}) ==
+        "127.0.0.1:3001/TCP node_port default/lb:p80 -> 10.180.0.1:8080,10.180.1.1:8080\n");
+  CHECK_FALSE(lo[0].external_local);
+  CHECK(lo[0].source_ranges.empty());
+  // The other frontends are the same as without the option.
+  std::vector<desired_frontend> rest;
+  for (const desired_frontend& f : plan(state, options).frontends) {
+    if (!f.loopback) {
+      rest.push_back(f);
+    }
+  }
+  CHECK(rest == plan(state, {here, {}}).frontends);
+
+  SUBCASE("no endpoints: the loopback NodePort rejects like the others") {
+    state.endpoint_slices.clear();
+    const std::vector<desired_frontend> none = loopbacks();
+    REQUIRE(none.size() == 1);
+    CHECK(none[0].backends.empty());
+    CHECK(none[0].when_empty == empty_verdict::reject);
+  }
+  SUBCASE("no nodePort: no loopback frontend") {
+    svc.ports[0].node_port = 0;
+    CHECK(loopbacks().empty());
+  }
+}
+
+TEST_CASE("plan: ExternalIP mitigation marks ExternalIPs that are none of the Node's addresses") {
+  cluster state = lb_cluster();
+  // 192.168.1.2 is the node's second InternalIP, 192.168.99.11 someone else's.
+  only_service(state).external_ips = {test::ip("192.168.99.11"), test::ip("192.168.1.2")};
+  const auto outside_only = [&](bool mitigation) {
+    plan_options options{here, {}};
+    options.external_ip_mitigation = mitigation;
+    std::vector<std::string> out;
+    for (const desired_frontend& f : plan(state, options).frontends) {
+      if (f.outside_only) {
+        CHECK(f.kind == frontend_kind::external_ip);
+        out.push_back(format_ip(f.vip));
+      }
+    }
+    return out;
+  };
+  CHECK(outside_only(false).empty());
+  CHECK(outside_only(true) == std::vector<std::string>{"192.168.99.11"});
+  SUBCASE("no Node known: every ExternalIP is someone else's") {
+    state.self_node.reset();
+    CHECK(outside_only(true) == std::vector<std::string>{"192.168.1.2", "192.168.99.11"});
+  }
+}
+
+TEST_CASE("plan: a hostPort on a loopback hostIP is a loopback frontend") {
+  cluster state;
+  state.self_node = fixture_node();
+  pod_port lo_port;
+  lo_port.container_port = 80;
+  lo_port.host_port = 8080;
+  lo_port.host_ip = test::ip("127.0.0.1");
+  pod_port any_port = lo_port;
+  any_port.host_port = 8081;
+  any_port.host_ip.reset();
+  pod p = make_pod("web", {"10.180.0.7"}, {lo_port, any_port});
+  state.pods[p.key()] = p;
+  std::vector<std::string> lines;
+  for (const desired_frontend& f : plan(state, {here, {}}).frontends) {
+    lines.push_back(fmt::format("{}:{} loopback={}", format_ip(f.vip), f.port, f.loopback));
+  }
+  CHECK(lines == std::vector<std::string>{"127.0.0.1:8080 loopback=true",
+                                          "192.168.0.2:8081 loopback=false",
+                                          "192.168.1.2:8081 loopback=false",
+                                          "203.0.113.9:8081 loopback=false"});
+}
+
 }  // namespace sluice

@@ -651,6 +651,43 @@ TEST_CASE("reconcile: north-south master flags") {
   }
 }
 
+TEST_CASE("reconcile: socket-LB flags: loopback frontends are not external, outside-only ones are") {
+  map_state st;
+  auto loopback = fe(v4("127.0.0.1"), 30080, {"10.244.0.12"});
+  loopback.kind = frontend_kind::node_port;
+  loopback.loopback = true;
+  auto host_port = fe(v4("127.0.0.1"), 8080, {"10.244.0.13"});
+  host_port.kind = frontend_kind::host_port;
+  host_port.loopback = true;
+  auto foreign = fe(v4("203.0.113.7"), 80, {"10.244.0.12"});
+  foreign.kind = frontend_kind::external_ip;
+  foreign.outside_only = true;
+  desired_state want{{loopback, host_port, foreign}};
+  const auto r = reconcile(st, want, with_maglev());
+  const auto flags_of = [&](const desired_frontend& f) {
+    const int i = find_op(r.ops, [&](const map_op& o) {
+      return o.kind == op_kind::put_master && o.scope == LB_SCOPE_ALL && o.key == f.key();
+    });
+    return op_at(r.ops, i).value.flags;
+  };
+  // No LB_SVC_F_EXTERNAL: no packet from outside may reach the node's loopback; no Maglev table
+  // either (only external traffic reads one).
+  CHECK(flags_of(loopback) == LB_SVC_F_LOOPBACK);
+  CHECK(flags_of(host_port) == LB_SVC_F_LOOPBACK);
+  CHECK(flags_of(foreign) == (LB_SVC_F_EXTERNAL | LB_SVC_F_OUTSIDE_ONLY | LB_SVC_F_MAGLEV));
+  CHECK(r.maglev.size() == 1);
+  apply_ops(st, r);
+  CHECK(st.frontends.at(loopback.key()).flags == LB_SVC_F_LOOPBACK);
+  CHECK(reconcile(st, want, with_maglev()).ops.empty());
+  SUBCASE("the mitigation turned off rewrites the master only") {
+    want.frontends[2].outside_only = false;
+    const auto r2 = reconcile(st, want, with_maglev());
+    REQUIRE(r2.ops.size() == 1);
+    CHECK(r2.ops[0].kind == op_kind::put_master);
+    CHECK(r2.ops[0].value.flags == (LB_SVC_F_EXTERNAL | LB_SVC_F_MAGLEV));
+  }
+}
+
 TEST_CASE("reconcile: eTP=Local writes EXTERNAL entries before the master that points at them") {
   map_state st;
   // .12 in both sets, .13 remote (ALL only), .14 a local terminating endpoint (EXTERNAL only).

@@ -81,6 +81,8 @@ Fixture::Fixture(const FixtureOptions& opts) {
       fail("size the Maglev table template", e);
     }
   }
+  if (opts.host_netns_cookie) skel_->rodata->cfg_host_netns_cookie = *opts.host_netns_cookie;
+  if (opts.sock_host_only) skel_->rodata->cfg_sock_host_only = *opts.sock_host_only ? 1 : 0;
   const int err = Skel::load(skel_);
   if (err != 0) {
     Skel::destroy(skel_);

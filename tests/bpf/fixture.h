@@ -41,6 +41,8 @@ struct FixtureOptions {
   std::optional<std::uint16_t> snat_port_min;  // host order
   std::optional<std::uint16_t> snat_port_max;
   std::optional<std::uint32_t> maglev_size;    // entries of every Maglev inner map
+  std::optional<std::uint64_t> host_netns_cookie;  // socket-LB: the node's network namespace
+  std::optional<bool> sock_host_only;              // socket-LB: translate there only
 };
 
 struct Backend {

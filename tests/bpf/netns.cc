@@ -79,22 +79,7 @@ TestNet make() {
       "ip -6 route add fd01:4::/64 via fd50::14 dev n0",
       "ip -6 route add fd01:1::/64 dev pod0",
   };
-  for (const std::string& c : cmds) {
-    const std::string quiet = c + " 2>&1";
-    FILE* p = popen(quiet.c_str(), "r");
-    if (p == nullptr) {
-      t.why = "popen(" + c + "): " + std::strerror(errno);
-      return t;
-    }
-    std::string out;
-    char buf[256];
-    while (std::fgets(buf, sizeof buf, p) != nullptr) out += buf;
-    const int st = pclose(p);
-    if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-      t.why = "'" + c + "' failed: " + out;
-      return t;
-    }
-  }
+  if (!run_commands(cmds, t.why)) return t;
   if (!write_sysctl("/proc/sys/net/ipv4/ip_forward", "1", t.why) ||
       !write_sysctl("/proc/sys/net/ipv6/conf/all/forwarding", "1", t.why))
     return t;
@@ -110,6 +95,26 @@ TestNet make() {
 }
 
 }  // namespace
+
+bool run_commands(const std::vector<std::string>& cmds, std::string& why) {
+  for (const std::string& c : cmds) {
+    const std::string quiet = c + " 2>&1";
+    FILE* p = popen(quiet.c_str(), "r");
+    if (p == nullptr) {
+      why = "popen(" + c + "): " + std::strerror(errno);
+      return false;
+    }
+    std::string out;
+    char buf[256];
+    while (std::fgets(buf, sizeof buf, p) != nullptr) out += buf;
+    const int st = pclose(p);
+    if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+      why = "'" + c + "' failed: " + out;
+      return false;
+    }
+  }
+  return true;
+}
 
 const TestNet& test_net() {
   static const TestNet t = make();

@@ -18,6 +18,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "packet.h"
 
@@ -38,6 +39,10 @@ struct TestNet {
   std::uint32_t n0 = 0, n1 = 0, pod0 = 0;
   std::uint32_t ifindex(Dev d) const { return d == Dev::N0 ? n0 : d == Dev::N1 ? n1 : d == Dev::Pod0 ? pod0 : 0; }
 };
+
+// Runs each shell command (stderr folded in) in the calling thread's network namespace; stops
+// at the first failure, with its output in why.
+bool run_commands(const std::vector<std::string>& cmds, std::string& why);
 
 // Sets the namespace up on the first call (never from static initialisation: main() checks for
 // root first). Later calls return the same result.

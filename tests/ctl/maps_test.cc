@@ -290,7 +290,10 @@ TEST_CASE("bpftool map dump pinned prints named fields for every map the agent p
            {m.lb4_frags_v1, {sizeof(lb4_frag_key), sizeof(lb_frag_value)}},
            {m.lb6_frags_v1, {sizeof(lb6_frag_key), sizeof(lb_frag_value)}},
            {m.lb_devices_v1, {sizeof(uint32_t), sizeof(lb_device)}},
-           {m.lb6_src_ranges_v1, {sizeof(lb6_src_range_key), sizeof(uint8_t)}}}) {
+           {m.lb6_src_ranges_v1, {sizeof(lb6_src_range_key), sizeof(uint8_t)}},
+           {m.lb4_sock_revnat_v1, {sizeof(lb4_sock_revnat_key), sizeof(lb4_sock_revnat_value)}},
+           {m.lb6_sock_revnat_v1, {sizeof(lb6_sock_revnat_key), sizeof(lb6_sock_revnat_value)}},
+           {m.lb_sock_affinity_v1, {sizeof(lb_sock_affinity_key), sizeof(lb_affinity_value)}}}) {
     std::vector<uint8_t> k(sizes.first), v(sizes.second);
     if (map == m.lb6_src_ranges_v1) {
       k[0] = LB_SRC_RANGE_KEY_PREFIX;  // prefixlen: the svc id only
@@ -317,7 +320,8 @@ TEST_CASE("bpftool map dump pinned prints named fields for every map the agent p
       {LB4_SRC_RANGES_MAP, "\"prefixlen\""}, {LB6_SRC_RANGES_MAP, "\"prefixlen\""},
       {LB_MAGLEV_MAP, "\"key\""},           {LB_DEVICES_MAP, "\"addr4\""},
       {LB_SVC_INFO_MAP, "\"port_name\""},   {LB_UNPROXIED_MAP, "\"external_name\""},
-      {LB_TRACE_MAP, "\"nonce\""},
+      {LB_TRACE_MAP, "\"nonce\""},       {LB4_SOCK_REVNAT_MAP, "\"cookie\""},
+      {LB6_SOCK_REVNAT_MAP, "\"netns_cookie\""}, {LB_SOCK_AFFINITY_MAP, "\"svc_id\""},
   };
   size_t maps = 0;
   for (const auto& e : std::filesystem::directory_iterator(a.root())) {

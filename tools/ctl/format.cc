@@ -405,7 +405,7 @@ json stats_json(const snapshot& s) {
   json verdicts = json::array();
   for (uint32_t i = 0; i < LB_STAT_MAX; ++i) {
     verdicts.push_back({{"reason", stat_name(i)},
-                        {"drop", i >= LB_STAT_DROP_FIRST},
+                        {"drop", LB_STAT_IS_DROP(i)},
                         {"packets", s.stats[i].packets},
                         {"bytes", s.stats[i].bytes}});
   }
@@ -527,7 +527,7 @@ json trace_json(const trace_request& r, const trace_run& run, const snapshot& s)
   const lb_trace& t = *run.record;
   const bool v6 = r.packet.src.family == ip_family::v6;
   j["verdict"] = stat_name(t.stat);
-  j["drop"] = t.stat >= LB_STAT_DROP_FIRST;
+  j["drop"] = LB_STAT_IS_DROP(t.stat);
   if (t.svc_id != 0) {
     json svc{{"svc_id", t.svc_id}};
     if (const frontend_entry* f = s.frontend_of(t.svc_id)) {
@@ -576,7 +576,7 @@ json trace_json(const trace_request& r, const trace_run& run, const snapshot& s)
                    {"neighbour", t.where == LB_TRACE_OUT_NEIGH ? "resolved by the kernel"
                                                                : "from the FIB"}};
   }
-  const bool dropped = t.stat >= LB_STAT_DROP_FIRST;
+  const bool dropped = LB_STAT_IS_DROP(t.stat);
   if (dropped || run.out.empty()) {
     j["output"] = nullptr;
   } else {

@@ -56,6 +56,8 @@ std::vector<std::string> svc_flag_names(uint16_t flags) {
       {LB_SVC_F_EXT_LOCAL, "ext_local"},
       {LB_SVC_F_SOURCE_RANGES, "source_ranges"},
       {LB_SVC_F_MAGLEV, "maglev"},
+      {LB_SVC_F_LOOPBACK, "loopback"},
+      {LB_SVC_F_OUTSIDE_ONLY, "outside_only"},
   };
   return bit_names(flags, names);
 }
