@@ -138,11 +138,25 @@ static __always_inline bool lb_is_syn(const struct lb_pkt *p)
 	return p->proto == IPPROTO_TCP && (p->tcp_flags & (LB_TCP_SYN | LB_TCP_ACK)) == LB_TCP_SYN;
 }
 
-/* A DSR flow's forward packet that carries the option: a TCP SYN (and its retransmits), or
- * any UDP datagram (the backend's node may have missed the earlier ones). */
+/*
+ * Whether the DSR option fits where lb_dsr_insert() writes it, right after the fixed IP header:
+ * IPv4 without options, IPv6 without extension headers. Any other packet would come out with
+ * a header length that does not count the bytes before the option.
+ */
+static __always_inline bool lb_dsr_fits(const struct lb_pkt *p)
+{
+	return p->family == 4 ? p->ip_hl5 : p->l4_off == ETH_HLEN + sizeof(struct ipv6hdr);
+}
+
+/*
+ * A DSR flow's forward packet that carries the option: a TCP SYN (and its retransmits), or
+ * any UDP datagram (the backend's node may have missed the earlier ones), when it fits; one
+ * that does not goes without it (the backend's node learnt the flow from an earlier one).
+ */
 static __always_inline bool lb_dsr_due(const struct lb_pkt *p, const struct lb_ct_state *st)
 {
-	return (st->flags & LB_CT_F_DSR) && (p->proto == IPPROTO_UDP || lb_is_syn(p));
+	return (st->flags & LB_CT_F_DSR) && (p->proto == IPPROTO_UDP || lb_is_syn(p)) &&
+	       lb_dsr_fits(p);
 }
 
 /* DSR to another node: TCP only when the option fits next to the headers present. */
@@ -152,7 +166,7 @@ static __always_inline bool lb_use_dsr(const struct lb_pkt *p)
 		return false;
 	if (cfg_lb_mode == LB_MODE_HYBRID && p->proto != IPPROTO_TCP)
 		return false;
-	return p->family == 4 ? p->ip_hl5 : p->l4_off == ETH_HLEN + sizeof(struct ipv6hdr);
+	return lb_dsr_fits(p);
 }
 
 /*
@@ -239,7 +253,11 @@ static __noinline int lb_pick_backend(void *ctx, enum lb_hook hook, struct lb_fl
 	f->st.svc_id = svc->svc_id;
 	if (p->frag == LB_FRAG_LATER)
 		return LB_STAT_PASS_FRAG_UNKNOWN;
-	if ((svc->flags & LB_SVC_F_SOURCE_RANGES) && !lb_src_range_ok(p, svc->svc_id))
+	/*
+	 * Source ranges and Maglev are the frontend's, read from the ALL master: an EXTERNAL
+	 * master carries only what its own count needs (agent/reconcile external_flags()).
+	 */
+	if ((f->svc_flags & LB_SVC_F_SOURCE_RANGES) && !lb_src_range_ok(p, svc->svc_id))
 		return LB_STAT_DROP_SOURCE_RANGE;
 	if (lb_udp6_zero_csum(p))
 		return LB_STAT_DROP_UDP6_ZERO_CSUM;
@@ -254,7 +272,7 @@ static __noinline int lb_pick_backend(void *ctx, enum lb_hook hook, struct lb_fl
 		/* lb_run() builds the answer, outside the deep call chains; XDP leaves it to tc. */
 		return hook == LB_HOOK_XDP ? LB_STAT_PASS_TO_STACK : LB_STAT_REJECT;
 	}
-	if (!lb_select_backend(p, svc, scope, external && (svc->flags & LB_SVC_F_MAGLEV), f->now,
+	if (!lb_select_backend(p, svc, scope, external && (f->svc_flags & LB_SVC_F_MAGLEV), f->now,
 			       &f->b))
 		return LB_STAT_DROP_NO_BACKEND;
 	return LB_CONTINUE;

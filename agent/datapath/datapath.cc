@@ -130,8 +130,11 @@ result<void> ensure_bpffs(const std::string& root) {
   if (ec) {
     return std::unexpected(error{ec, fmt::format("create {}", p.string())});
   }
-  // Pinned state (flows, ids) is for root only.
-  chmod(p.c_str(), 0700);
+  // Pinned state (flows, ids) is for root only, also in a directory the user made beforehand;
+  // the pins in it get 0600 from the kernel (tests/datapath/pins_test.cc).
+  if (chmod(p.c_str(), 0700) != 0) {
+    return os_error(-errno, fmt::format("chmod 0700 {}", p.string()));
+  }
   return {};
 }
 

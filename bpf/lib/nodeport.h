@@ -402,15 +402,15 @@ static __always_inline int lb_icmp_fix16(void *ctx, enum lb_hook hook, __u32 off
 
 /*
  * A checksum inside the quote (inner IPv4 header, inner TCP/UDP) gets `diff`; the ICMP sum
- * then follows the checksum field's own change. Skipped when the field is not in the quote or
- * (UDP) is zero.
+ * then follows the checksum field's own change. Skipped when the field is not in the quote
+ * (which ends at `end`, the end of the IP datagram) or (UDP) is zero.
  */
-static __always_inline int lb_icmp_fix_csum(void *ctx, enum lb_hook hook, __u32 off, __s64 diff,
-					    bool udp, __s64 *icmp_diff)
+static __always_inline int lb_icmp_fix_csum(void *ctx, enum lb_hook hook, __u32 off, __u32 end,
+					    __s64 diff, bool udp, __s64 *icmp_diff)
 {
 	__be16 from, to;
 
-	if (off + 2 > lb_len(ctx, hook))
+	if (off + 2 > end)
 		return 0;
 	if (lb_load(ctx, hook, off, &from, 2) < 0)
 		return -1;
@@ -425,7 +425,7 @@ static __always_inline int lb_icmp_fix_csum(void *ctx, enum lb_hook hook, __u32 
 
 /* Rewrites an address inside the quote: the bytes, the inner checksums and the ICMP sum. */
 static __always_inline int lb_icmp_fix_addr(void *ctx, enum lb_hook hook, __u8 family,
-					    __u32 off, const union lb_addr *from,
+					    __u32 off, __u32 end, const union lb_addr *from,
 					    const union lb_addr *to, __u32 inner_csum_off,
 					    __u32 l4_csum_off, bool udp, __s64 *icmp_diff)
 {
@@ -435,9 +435,10 @@ static __always_inline int lb_icmp_fix_addr(void *ctx, enum lb_hook hook, __u8 f
 	*icmp_diff += diff;
 	if (lb_store(ctx, hook, off, to->a, len) < 0)
 		return -1;
-	if (family == 4 && lb_icmp_fix_csum(ctx, hook, inner_csum_off, diff, false, icmp_diff) < 0)
+	if (family == 4 &&
+	    lb_icmp_fix_csum(ctx, hook, inner_csum_off, end, diff, false, icmp_diff) < 0)
 		return -1;
-	return lb_icmp_fix_csum(ctx, hook, l4_csum_off, diff, udp, icmp_diff);
+	return lb_icmp_fix_csum(ctx, hook, l4_csum_off, end, diff, udp, icmp_diff);
 }
 
 /*
@@ -467,7 +468,8 @@ static __noinline int lb_icmp_xlate(void *ctx, enum lb_hook hook, struct lb_pkt 
 	__u32 daddr_off = in_l3 + (p->family == 4 ? 16 : 24);
 	struct lb_tuple rt = { .family = p->family };
 	union lb_addr in_s = {}, in_d = {}, new_s, new_d, outer;
-	__be16 ports[2], new_sport, new_dport;
+	__be16 ports[2], new_sport, new_dport, ip_len;
+	__u32 end = lb_len(ctx, hook);
 	struct lb_ct_state *st;
 	struct lb_ct_nat nat;
 	__s64 icmp_diff = 0;
@@ -475,6 +477,14 @@ static __noinline int lb_icmp_xlate(void *ctx, enum lb_hook hook, struct lb_pkt 
 
 	if (lb_load(ctx, hook, p->icmp_off, &icmp, sizeof(icmp)) < 0)
 		return LB_STAT_PASS_MALFORMED;
+	/*
+	 * The message ends with the IP datagram: bytes after it (link-layer padding) are no part
+	 * of the quote, and the ICMP checksum does not cover them.
+	 */
+	if (lb_load(ctx, hook, ETH_HLEN + (p->family == 4 ? 2 : 4), &ip_len, sizeof(ip_len)) < 0)
+		return LB_STAT_PASS_MALFORMED;
+	if (ETH_HLEN + (p->family == 4 ? 0 : sizeof(struct ipv6hdr)) + bpf_ntohs(ip_len) < end)
+		end = ETH_HLEN + (p->family == 4 ? 0 : sizeof(struct ipv6hdr)) + bpf_ntohs(ip_len);
 	if (p->family == 4) {
 		struct iphdr ip;
 
@@ -504,7 +514,7 @@ static __noinline int lb_icmp_xlate(void *ctx, enum lb_hook hook, struct lb_pkt 
 		return LB_STAT_PASS;
 	udp = rt.proto == IPPROTO_UDP;
 	/* RFC 792 / 4443: the quote holds at least the first 8 bytes of L4: both ports. */
-	if (lb_load(ctx, hook, in_l4, ports, sizeof(ports)) < 0)
+	if (in_l4 + sizeof(ports) > end || lb_load(ctx, hook, in_l4, ports, sizeof(ports)) < 0)
 		return LB_STAT_PASS_MALFORMED;
 	rt.s = in_d;
 	rt.d = in_s;
@@ -543,22 +553,22 @@ static __noinline int lb_icmp_xlate(void *ctx, enum lb_hook hook, struct lb_pkt 
 
 	l4_csum_off = in_l4 + (udp ? 6 : 16);
 	if (!lb_addr_eq(&new_s, &in_s) &&
-	    lb_icmp_fix_addr(ctx, hook, p->family, saddr_off, &in_s, &new_s, in_csum_off,
+	    lb_icmp_fix_addr(ctx, hook, p->family, saddr_off, end, &in_s, &new_s, in_csum_off,
 			     l4_csum_off, udp, &icmp_diff) < 0)
 		return LB_STAT_DROP_REWRITE;
 	if (!lb_addr_eq(&new_d, &in_d) &&
-	    lb_icmp_fix_addr(ctx, hook, p->family, daddr_off, &in_d, &new_d, in_csum_off,
+	    lb_icmp_fix_addr(ctx, hook, p->family, daddr_off, end, &in_d, &new_d, in_csum_off,
 			     l4_csum_off, udp, &icmp_diff) < 0)
 		return LB_STAT_DROP_REWRITE;
 	if (new_sport != ports[0] &&
 	    (lb_icmp_fix16(ctx, hook, in_l4, new_sport, &icmp_diff) < 0 ||
-	     lb_icmp_fix_csum(ctx, hook, l4_csum_off, lb_csum_diff16(ports[0], new_sport), udp,
-			      &icmp_diff) < 0))
+	     lb_icmp_fix_csum(ctx, hook, l4_csum_off, end, lb_csum_diff16(ports[0], new_sport),
+			      udp, &icmp_diff) < 0))
 		return LB_STAT_DROP_REWRITE;
 	if (new_dport != ports[1] &&
 	    (lb_icmp_fix16(ctx, hook, in_l4 + 2, new_dport, &icmp_diff) < 0 ||
-	     lb_icmp_fix_csum(ctx, hook, l4_csum_off, lb_csum_diff16(ports[1], new_dport), udp,
-			      &icmp_diff) < 0))
+	     lb_icmp_fix_csum(ctx, hook, l4_csum_off, end, lb_csum_diff16(ports[1], new_dport),
+			      udp, &icmp_diff) < 0))
 		return LB_STAT_DROP_REWRITE;
 	if (lb_csum_update(ctx, hook, p->icmp_off + 2, icmp_diff, false, false, false) < 0)
 		return LB_STAT_DROP_REWRITE;

@@ -151,6 +151,34 @@ Pkt reply_pkt(const Fam& f, std::uint8_t proto, int i, std::uint16_t cport) {
 
 Pkt from_vip(const Pkt& reply, const Fam& f) { return reply.from(f.vip, vport(reply.proto)); }
 
+Pkt with_dsr(Pkt p, const IpAddr& vip, std::uint16_t vport) {
+  const std::uint8_t hi = static_cast<std::uint8_t>(vport >> 8), lo = static_cast<std::uint8_t>(vport);
+  if (!vip.v6) {
+    p.ip_options = {LB_DSR_OPT4_TYPE, 8, hi, lo, vip.b[0], vip.b[1], vip.b[2], vip.b[3]};
+    return p;
+  }
+  Ext6 e;
+  e.kind = Ext6::DestOpts;
+  e.opts = {LB_DSR_OPT6_TYPE, 18};
+  e.opts.insert(e.opts.end(), vip.b.begin(), vip.b.end());
+  e.opts.insert(e.opts.end(), {hi, lo, 0, 0});  // port, then Pad1 Pad1
+  p.ext = {e};
+  return p;
+}
+
+Pkt icmp_error(const IpAddr& src, const IpAddr& dst, std::uint8_t type, std::uint8_t code, std::uint32_t info,
+               Bytes quote, Mac smac, Mac dmac) {
+  Pkt p = l4(src.v6 ? kProtoIcmp6 : kProtoIcmp, src, static_cast<std::uint16_t>(info >> 16), dst,
+             static_cast<std::uint16_t>(info))
+              .macs(smac, dmac);
+  p.icmp_type = type;
+  p.icmp_code = code;
+  p.payload = std::move(quote);
+  p.ttl = 63;
+  p.hop_limit = 63;
+  return p;
+}
+
 Case mk(const char* name, std::vector<Service> services, std::vector<Step> steps,
         std::function<void(Fixture&, const std::vector<Bytes>&)> body) {
   Case c;

@@ -89,6 +89,13 @@ Pkt answer_pkt(std::uint8_t proto, IpAddr src, std::uint16_t sport, IpAddr dst, 
 Pkt reply_pkt(const Fam& f, std::uint8_t proto, int i, std::uint16_t cport = kCPort);
 // the same reply after translation back to the service
 Pkt from_vip(const Pkt& reply, const Fam& f);
+// The DSR option naming vip:vport, as a load-balancing node writes it: IPv4 option 0x9a
+// (8 bytes, the sole option) / IPv6 destination options header with option 0x1b (the only
+// extension header).
+Pkt with_dsr(Pkt p, const IpAddr& vip, std::uint16_t vport);
+// An ICMP (ICMPv6) error src -> dst quoting `quote`; `info` is the 32 bits after the checksum.
+Pkt icmp_error(const IpAddr& src, const IpAddr& dst, std::uint8_t type, std::uint8_t code, std::uint32_t info,
+               Bytes quote, Mac smac, Mac dmac);
 
 // ---- cases ---------------------------------------------------------------------------------
 

@@ -168,22 +168,6 @@ Pkt snat_out(const Pkt& in, const IpAddr& be, const IpAddr& src, Mac smac, Mac d
   return in.from(src, kSnatPort).to(be, bport(in.proto)).macs(smac, dmac);
 }
 
-// The DSR option naming vip:vport: IPv4 option 0x9a (8 bytes) / IPv6 destination option 0x1b.
-Pkt with_dsr(Pkt p, const IpAddr& vip, std::uint16_t vport) {
-  const std::uint8_t hi = static_cast<std::uint8_t>(vport >> 8), lo = static_cast<std::uint8_t>(vport);
-  if (!vip.v6) {
-    p.ip_options = {LB_DSR_OPT4_TYPE, 8, hi, lo, vip.b[0], vip.b[1], vip.b[2], vip.b[3]};
-    return p;
-  }
-  Ext6 e;
-  e.kind = Ext6::DestOpts;
-  e.opts = {LB_DSR_OPT6_TYPE, 18};
-  e.opts.insert(e.opts.end(), vip.b.begin(), vip.b.end());
-  e.opts.insert(e.opts.end(), {hi, lo, 0, 0});  // port, then Pad1 Pad1
-  p.ext = {e};
-  return p;
-}
-
 // To another node with DSR: destination = backend, client kept, option after the IP header.
 Pkt dsr_out(const Pkt& in, const NFam& f, const IpAddr& be, Mac dmac, bool option) {
   const Pkt o = in.to(be, bport(in.proto)).macs(kMacN0, dmac);
@@ -196,20 +180,6 @@ Bytes quote_of(const Pkt& p, std::optional<std::size_t> len = std::nullopt) {
   Bytes q(b.begin() + 14, b.end());
   if (len && *len < q.size()) q.resize(*len);
   return q;
-}
-
-// An ICMP (ICMPv6) error src -> dst quoting `quote`; `info` is the 32 bits after the checksum.
-Pkt icmp_error(const IpAddr& src, const IpAddr& dst, std::uint8_t type, std::uint8_t code, std::uint32_t info,
-               Bytes quote, Mac smac, Mac dmac) {
-  Pkt p = l4(src.v6 ? kProtoIcmp6 : kProtoIcmp, src, static_cast<std::uint16_t>(info >> 16), dst,
-             static_cast<std::uint16_t>(info))
-              .macs(smac, dmac);
-  p.icmp_type = type;
-  p.icmp_code = code;
-  p.payload = std::move(quote);
-  p.ttl = 63;
-  p.hop_limit = 63;
-  return p;
 }
 
 // ---- steps ------------------------------------------------------------------------------
@@ -1004,6 +974,94 @@ Case icmp_pod_refuses_answer(const char* name, const NFam& f) {
                     own, kTcActOk, LB_STAT_PASS)});
 }
 
+// ---- found by the packet fuzzer (fuzz_test.cc) ----------------------------------------------
+
+// An EXTERNAL master as the agent writes it: only affinity and "drop when empty" (reconcile.cc
+// external_flags()); the frontend's north-south flags stay on the ALL master.
+Service external_scope(const NFam& f, std::uint8_t proto, std::vector<Where> ws) {
+  Service s = nodeport(f, proto, std::move(ws));
+  s.flags = 0;
+  s.scope = LB_SCOPE_EXTERNAL;
+  return s;
+}
+
+// externalTrafficPolicy Local with source ranges: the ranges hold for traffic that picks from
+// the EXTERNAL scope too (they were read from the EXTERNAL master, which never has the flag).
+Case etp_local_source_ranges(const char* name, const NFam& f, std::uint8_t proto) {
+  const std::uint32_t svc = nsvc(f, proto);
+  const Pkt in = nclient(f, proto);
+  return nmk(name,
+             {nodeport(f, proto, {REMOTE}, LB_SVC_F_EXT_LOCAL | LB_SVC_F_SOURCE_RANGES),
+              external_scope(f, proto, {L0})},
+             {nsame("client outside the ranges at XDP", Prog::NodeXdp, Dev::N0, in, kXdpDrop,
+                    LB_STAT_DROP_SOURCE_RANGE),
+              with_after(nsame("and at tc ingress", Prog::NodeIngress, Dev::N0, in, kTcActShot,
+                               LB_STAT_DROP_SOURCE_RANGE),
+                         [=](Fixture& fx) { expect_entries(fx, f.node.v6, 0); }),
+              with_before(nstep("the client's prefix added: this node's pod", Prog::NodeXdp, Dev::N0, in, kXdpPass,
+                                dnat(in, f.local[0]), LB_STAT_FWD_NEW, svc, kNew),
+                          [=](Fixture& fx) { fx.put_src_range(svc, f.client_net, f.client_len); })},
+             snat_opts(), [=](Fixture& fx) { fx.put_src_range(svc, f.other_net, f.other_len); });
+}
+
+// externalTrafficPolicy Local with Maglev: the agent builds the table over the local endpoints
+// and flags the ALL master; the datapath must use it (not a random EXTERNAL slot).
+Case etp_local_maglev(const char* name, const NFam& f, std::uint8_t proto) {
+  const std::uint32_t svc = nsvc(f, proto);
+  const Pkt in = nclient(f, proto);
+  FixtureOptions o = snat_opts();
+  o.maglev_size = kMaglevSize;
+  return nmk(name,
+             {nodeport(f, proto, {REMOTE}, LB_SVC_F_EXT_LOCAL | LB_SVC_F_MAGLEV), external_scope(f, proto, {L0})},
+             {nstep("the table's backend (L1), not the slot's (L0)", Prog::NodeXdp, Dev::N0, in, kXdpPass,
+                    dnat(in, f.local[1]), LB_STAT_FWD_NEW, svc, kNew)},
+             o, [=](Fixture& fx) {
+               fx.put_backend(nbackend(f, proto, L1), proto, svc);
+               fx.put_maglev(svc, std::vector<std::uint32_t>(kMaglevSize, nbid(f, proto, L1)));
+             });
+}
+
+// An ICMP error in a frame with bytes after the IP datagram (link-layer padding): the quote
+// (IP header + 8 bytes) ends before the quoted TCP/UDP checksum, so nothing past the datagram
+// is rewritten and the ICMP checksum stays that of the message.
+Case icmp_snat_padded(const char* name, const NFam& f, std::uint8_t proto) {
+  const bool v6 = f.node.v6;
+  const std::size_t quote = (v6 ? 40 : 20) + 8;
+  const Pkt in = nclient(f, proto);
+  const Pkt sent = snat_out(in, f.remote, f.node, kMacN0, kMacNode2);
+  const Pkt err = icmp_error(f.router, f.node, v6 ? 2 : 3, v6 ? 0 : 4, v6 ? 1280 : 1400, quote_of(sent, quote),
+                             kMacRouter, kMacN0);
+  Pkt out = err;
+  out.dst = f.client;
+  out.payload = quote_of(in, quote);
+  const Bytes pad = {0xa5, 0x5a, 0xa5, 0x5a, 0xa5, 0x5a, 0xa5, 0x5a, 0xa5, 0x5a, 0xa5, 0x5a};
+  Step s = nstep("ICMP error about the SNATed packet, 12 bytes of padding after it", Prog::NodeXdp, Dev::N0, err,
+                 kXdpTx, out.macs(kMacN0, kMacNClient), LB_STAT_ICMP_XLATE);
+  s.in.insert(s.in.end(), pad.begin(), pad.end());
+  s.out.insert(s.out.end(), pad.begin(), pad.end());
+  return nmk(name, {nodeport(f, proto, {REMOTE})},
+             {nstep("first packet", Prog::NodeXdp, Dev::N0, in, kXdpTx, sent, LB_STAT_FWD_REMOTE_NEW, nsvc(f, proto),
+                    kNew),
+              s});
+}
+
+// A DSR flow's packet that would carry the option but has IPv4 options / IPv6 extension
+// headers: the option does not fit after the fixed header, so it goes without (the first
+// packet taught the backend's node); the header stays what it was.
+Case dsr_no_room(const char* name, const NFam& f, std::uint8_t proto) {
+  const std::uint32_t svc = nsvc(f, proto);
+  const Pkt in = nclient(f, proto);
+  Pkt later = proto == TCP ? in : nclient_next(f, proto);  // a retransmitted SYN, another datagram
+  later = f.node.v6 ? later.with_ext({hop_by_hop()}) : later.with_options({0x94, 0x04, 0x00, 0x00});
+  return nmk(name, {nodeport(f, proto, {REMOTE})},
+             {nstep("first packet: DNAT + DSR option", Prog::NodeXdp, Dev::N0, in, kXdpTx,
+                    dsr_out(in, f, f.remote, kMacNode2, true), LB_STAT_FWD_REMOTE_NEW, svc, kNew),
+              nstep(f.node.v6 ? "with a hop-by-hop header: DNAT, no option" : "with IP options: DNAT, no option",
+                    Prog::NodeXdp, Dev::N0, later, kXdpTx, dsr_out(later, f, f.remote, kMacNode2, false),
+                    LB_STAT_FWD_REMOTE, svc, kFwd)},
+             snat_opts(LB_MODE_DSR));
+}
+
 // ---- the table ----------------------------------------------------------------------------
 
 constexpr Prog XDP = Prog::NodeXdp;
@@ -1119,6 +1177,16 @@ const std::array kCases = std::to_array<Case>({
     snat_too_big("np_lb6_udp_snat_too_big_packet_too_big", kN6),
     no_df_too_big("np_lb4_udp_no_df_too_big_dsr_stack_fragments", kN4, true),
     no_df_too_big("np_lb4_udp_no_df_too_big_snat_dropped", kN4, false),
+    // found by the packet fuzzer
+    etp_local_source_ranges("np_lb4_tcp_etp_local_source_ranges", kN4, TCP),
+    etp_local_source_ranges("np_lb6_udp_etp_local_source_ranges", kN6, UDP),
+    etp_local_maglev("np_lb4_udp_etp_local_maglev_table_used", kN4, UDP),
+    etp_local_maglev("np_lb6_tcp_etp_local_maglev_table_used", kN6, TCP),
+    icmp_snat_padded("np_lb4_tcp_icmp_frag_needed_padded_frame", kN4, TCP),
+    icmp_snat_padded("np_lb6_tcp_icmp6_packet_too_big_padded_frame", kN6, TCP),
+    dsr_no_room("np_lb4_udp_dsr_later_datagram_with_ip_options", kN4, UDP),
+    dsr_no_room("np_lb4_tcp_dsr_syn_retransmit_with_ip_options", kN4, TCP),
+    dsr_no_room("np_lb6_udp_dsr_later_datagram_with_ext_header", kN6, UDP),
 });
 
 [[maybe_unused]] const int kRegistered = register_table<kCases>(__FILE__);

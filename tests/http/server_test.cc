@@ -102,6 +102,13 @@ void check_hc(const fixture& f, uint16_t port, std::string_view ns, std::string_
 
 }  // namespace
 
+TEST_CASE("metrics server: bound to localhost by default, health server on every address") {
+  // Security: /metrics is for the node's own scraper unless --metrics-bind-address widens it.
+  const http_options o;
+  CHECK(o.metrics_address == "127.0.0.1:10249");
+  CHECK(o.health_address == "0.0.0.0:10256");
+}
+
 TEST_CASE("health server /healthz: 200 with lastUpdated = currentTime while healthy") {
   fixture f;
   auto r = http_get(f.health_sock(), "/healthz");
