@@ -9,8 +9,14 @@
 # bpf_object().
 find_program(BPF_CLANG NAMES clang-14 clang REQUIRED)
 find_program(BPFTOOL NAMES bpftool PATHS /usr/sbin /usr/local/sbin REQUIRED)
-execute_process(COMMAND ${CMAKE_C_COMPILER} -dumpmachine
-                OUTPUT_VARIABLE BPF_HOST_TRIPLET OUTPUT_STRIP_TRAILING_WHITESPACE)
+# The multiarch include directory (asm/ headers): x86_64-linux-gnu on Debian whichever the
+# compiler (clang's -dumpmachine says x86_64-pc-linux-gnu, which names no directory).
+if(CMAKE_LIBRARY_ARCHITECTURE)
+  set(BPF_HOST_TRIPLET ${CMAKE_LIBRARY_ARCHITECTURE})
+else()
+  execute_process(COMMAND ${CMAKE_C_COMPILER} -dumpmachine
+                  OUTPUT_VARIABLE BPF_HOST_TRIPLET OUTPUT_STRIP_TRAILING_WHITESPACE)
+endif()
 
 function(add_bpf_skeleton name source)
   cmake_parse_arguments(ARG "" "TARGET" "DEFINES;DEPENDS" ${ARGN})

@@ -15,6 +15,7 @@ build_packages=(
   libcli11-dev doctest-dev libyaml-cpp-dev nlohmann-json3-dev libsimdjson-dev libspdlog-dev libfmt-dev
   libcurl4-openssl-dev libevent-dev openssl curl
   iproute2 ethtool python3 procps kmod
+  clang-19 libclang-rt-19-dev  # the sanitizer and fuzz build (libFuzzer, ASan, UBSan runtimes)
 )
 # The shared libraries the two binaries link (tests/deploy checks this list against ldd), CA
 # certificates for the API server's TLS, bpftool and iproute2 for troubleshooting in the pod.

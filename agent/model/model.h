@@ -175,6 +175,7 @@ struct endpoint_slice {
   std::string source;  ///< where it was decoded from (file name), for messages
 
   object_key key() const { return {namespace_, name}; }
+  bool operator==(const endpoint_slice&) const = default;
 };
 
 /// A core/v1 Node: only our own Node matters (zone for topology hints, addresses for
@@ -192,6 +193,7 @@ struct node {
 
   /// Label topology.kubernetes.io/zone, "" when absent.
   std::string zone() const;
+  bool operator==(const node&) const = default;
 };
 
 /// One container port of a Pod (spec.containers[].ports[]).
@@ -222,6 +224,7 @@ struct pod {
   std::string source;
 
   object_key key() const { return {namespace_, name}; }
+  bool operator==(const pod&) const = default;
 };
 
 /// One subset of a legacy core/v1 Endpoints object.
@@ -248,6 +251,7 @@ struct endpoints {
   std::string source;
 
   object_key key() const { return {namespace_, name}; }
+  bool operator==(const endpoints&) const = default;
 };
 
 /// Everything the sources know, keyed by namespace/name. The planner reads services,
@@ -259,6 +263,8 @@ struct cluster {
   std::map<object_key, pod> pods;
   std::map<object_key, endpoints> legacy_endpoints;
   std::optional<node> self_node;  ///< our own Node, when known
+
+  bool operator==(const cluster&) const = default;
 };
 
 /// Well-known label keys (reference/kube-semantics.md §3.7).

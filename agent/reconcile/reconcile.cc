@@ -98,7 +98,8 @@ namespace {
 template <size_t N>
 void put_name(char (&field)[N], std::string_view s) {
   std::memset(field, 0, N);
-  std::memcpy(field, s.data(), std::min(s.size(), N - 1));
+  // s.copy, not memcpy: an empty view may have a null data(), which memcpy must not get (UBSan).
+  s.copy(field, std::min(s.size(), N - 1));
 }
 
 uint8_t kind_of(frontend_kind k) {

@@ -69,6 +69,8 @@ struct failure {
   std::string field;
   std::string message;
   std::string where;
+  // simdjson reported an error: its iterator is dead, the object cannot be read again.
+  bool broken_json = false;
 };
 
 template <typename T>
@@ -86,7 +88,9 @@ std::unexpected<failure> fail_in(const path& p, const path& where, std::string m
 }
 
 std::unexpected<failure> fail_json(const path& p, simdjson::error_code e) {
-  return fail(p, fmt::format("malformed JSON ({})", simdjson::error_message(e)));
+  std::unexpected<failure> f = fail(p, fmt::format("malformed JSON ({})", simdjson::error_message(e)));
+  f.error().broken_json = true;
+  return f;
 }
 
 }  // namespace
@@ -482,7 +486,7 @@ class held_failures {
       return {};
     }
     std::erase_if(held_, [&](const auto& h) { return h.first == key; });
-    if (r || r.error().message.starts_with("malformed JSON")) {
+    if (r || r.error().broken_json) {
       return r;
     }
     held_.emplace_back(key, std::move(r.error()));
@@ -818,6 +822,9 @@ result<void> decode_service_spec(od::object& spec, const path& sp, service& svc)
     if (key == "ports") {
       svc.ports.clear();
       return for_objects(v, f, [&](od::object& p, const path& pp) -> result<void> {
+        if (svc.ports.size() == max_service_ports) {
+          return fail(f, fmt::format("more than {} ports", max_service_ports));
+        }
         result<service_port> port = decode_service_port(p, pp);
         if (!port) {
           return std::unexpected(std::move(port.error()));
@@ -1292,7 +1299,13 @@ struct slice_body {
   result<void> decode_endpoints(od::value& v, const path& root) {
     slice.endpoints.clear();
     result<void> r = append_objects(v, root.field("endpoints"), slice.endpoints,
-                                    [&](od::object& e, const path& p) {
+                                    [&](od::object& e, const path& p) -> result<endpoint> {
+                                      if (slice.endpoints.size() == max_slice_endpoints) {
+                                        return fail(root.field("endpoints"),
+                                                    fmt::format("more than {} endpoints (the "
+                                                                "Kubernetes limit)",
+                                                                max_slice_endpoints));
+                                      }
                                       return decode_endpoint(e, p, *type, address_type.text);
                                     });
     // Doubling leaves a third of the capacity unused on average, and 100k endpoints are held
@@ -1315,7 +1328,16 @@ struct slice_body {
     }
     if (key == "ports") {
       slice.ports.clear();
-      return held.hold(key, append_objects(v, root.field(key), slice.ports, decode_endpoint_port));
+      return held.hold(key, append_objects(v, root.field(key), slice.ports,
+                                           [&](od::object& p, const path& pp) -> result<endpoint_port> {
+                                             if (slice.ports.size() == max_slice_ports) {
+                                               return fail(root.field(key),
+                                                           fmt::format("more than {} ports (the "
+                                                                       "Kubernetes limit)",
+                                                                       max_slice_ports));
+                                             }
+                                             return decode_endpoint_port(p, pp);
+                                           }));
     }
     return {};
   }
@@ -1716,9 +1738,11 @@ struct endpoints_body {
     eps.subsets.clear();
     return for_objects(v, root.field(key), [&](od::object& s, const path& sp) -> result<void> {
       endpoints_subset subset;
+      // Held, so that with several bad lists the one named does not depend on field order.
+      held_failures held;
       if (result<void> r = for_fields(
               s, sp,
-              [&](std::string_view k, od::value& x) -> result<void> {
+              holding(held, [&](std::string_view k, od::value& x) -> result<void> {
                 if (k == "addresses") {
                   return decode_subset_addresses(x, sp.field(k), subset.addresses);
                 }
@@ -1741,8 +1765,11 @@ struct endpoints_body {
                                      });
                 }
                 return {};
-              });
+              }));
           !r) {
+        return r;
+      }
+      if (result<void> r = held.check({"addresses", "notReadyAddresses", "ports"}); !r) {
         return r;
       }
       eps.subsets.push_back(std::move(subset));
@@ -1858,10 +1885,12 @@ class object_decoder {
       if (m == mode::header) {
         if (!meta_) {
           m = mode::slow;
+        } else if (commit()) {
+          // Perhaps only because kind or apiVersion comes later: decide once everything has
+          // been read. commit() may have read the object again, so start over.
+          m = mode::restart;
+          break;
         } else {
-          if (std::optional<decode_error> e = commit(); e) {
-            return std::unexpected(std::move(*e));
-          }
           m = mode::fast;
         }
       }
@@ -1930,7 +1959,7 @@ class object_decoder {
     }
     meta_ = decode_metadata(v, root_);
     // A JSON error is not the metadata's fault: report it now.
-    if (!*meta_ && meta_->error().message.starts_with("malformed JSON")) {
+    if (!*meta_ && meta_->error().broken_json) {
       return std::unexpected(meta_->error());
     }
     return {};
@@ -2028,11 +2057,25 @@ class object_decoder {
   }
 
   std::unexpected<decode_error> wrap(const failure& f) {
-    return std::unexpected(
-        decode_error{false,
-                     fmt::format("{} {}: {}: {}", info_->kind, describe(obj_, info_->namespaced),
-                                 f.field, f.message),
-                     f.where});
+    return std::unexpected(decode_error{
+        false, fmt::format("{} {}: {}: {}", info_->kind, describe_self(f.broken_json), f.field, f.message),
+        f.where});
+  }
+
+  // "namespace/name" (or "name") of the object for a message, read again leniently; after a
+  // JSON error, what the pass had read of its metadata (simdjson's iterator is dead then:
+  // reading the object again would dereference a null parser).
+  std::string describe_self(bool broken_json) {
+    if (!broken_json) {
+      return describe(obj_, info_->namespaced);
+    }
+    const metadata* meta = meta_ && *meta_ ? &**meta_ : nullptr;
+    const std::string name = meta != nullptr && !meta->name.empty() ? meta->name : "<no name>";
+    if (!info_->namespaced) {
+      return name;
+    }
+    return fmt::format("{}/{}", meta != nullptr && !meta->namespace_.empty() ? meta->namespace_ : "default",
+                       name);
   }
 
   // JSON that simdjson could not read, outside any field we decode.
@@ -2067,20 +2110,56 @@ std::string_view protocol_name(uint8_t protocol) {
   }
 }
 
+std::string printable(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else if (c == '\r') {
+      out += "\\r";
+    } else if (c < 0x20 || c == 0x7f) {
+      out += fmt::format("\\x{:02x}", c);
+    } else if (c == 0xc2 && i + 1 < text.size() && static_cast<unsigned char>(text[i + 1]) >= 0x80 &&
+               static_cast<unsigned char>(text[i + 1]) <= 0x9f) {
+      // U+0080..U+009F (C1 controls: NEL, CSI, ...) in UTF-8.
+      out += fmt::format("\\u{:04x}", static_cast<unsigned char>(text[++i]));
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out;
+}
+
 std::expected<kube_object, decode_error> decode_object(od::object& obj,
                                                        std::string_view default_kind) {
+  std::expected<kube_object, decode_error> r = std::unexpected(decode_error{});
   try {
-    return object_decoder(obj, default_kind).run();
+    r = object_decoder(obj, default_kind).run();
   } catch (const std::exception& e) {
     // std::bad_alloc from the model's containers: this function never throws.
     return std::unexpected(decode_error{false, fmt::format("cannot decode: {}", e.what()), ""});
   }
+  if (!r) {
+    // Messages quote names and values from the object and go to the log as one line.
+    r.error().message = printable(r.error().message);
+  }
+  return r;
 }
 
 std::expected<kube_object, decode_error> decode_json(std::string_view text,
                                                      std::string_view default_kind) {
   // One parser per thread: its buffers grow to the largest document and are reused.
   thread_local od::parser parser;
+  if (text.size() > max_object_bytes) {
+    return std::unexpected(decode_error{
+        false, fmt::format("object of {} bytes is larger than the limit of {} bytes", text.size(),
+                           max_object_bytes),
+        ""});
+  }
   const simdjson::padded_string padded(text);
   od::document doc;
   if (auto e = parser.iterate(padded).get(doc); e) {

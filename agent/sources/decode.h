@@ -24,6 +24,7 @@
 
 #include <simdjson.h>
 
+#include <cstddef>
 #include <expected>
 #include <string>
 #include <string_view>
@@ -33,6 +34,18 @@
 
 namespace sluice {
 
+/// Bounds on what one object may hold; beyond them the object is rejected with an error naming
+/// the bound (and counted like any other malformed object), not loaded in part.
+/// Bytes of one object's JSON (a watch line, a list item, a manifest document). etcd refuses
+/// requests above 1.5 MiB by default, so the API server never holds a larger object.
+inline constexpr std::size_t max_object_bytes = std::size_t{4} << 20;
+/// spec.ports of a Service. Kubernetes' validation sets no maximum; real Services have a few.
+inline constexpr std::size_t max_service_ports = 1000;
+/// endpoints and ports of an EndpointSlice: Kubernetes' own validation limits (maxEndpoints,
+/// maxPorts in pkg/apis/discovery/validation).
+inline constexpr std::size_t max_slice_endpoints = 1000;
+inline constexpr std::size_t max_slice_ports = 100;
+
 /// Any object the decoder produces.
 using kube_object = std::variant<service, endpoint_slice, node, pod, endpoints>;
 
@@ -41,7 +54,7 @@ struct decode_error {
   /// True for objects that are fine but not ours: other kinds, other API groups (Knative's
   /// Service), EndpointSlices without the kubernetes.io/service-name label. False = malformed.
   bool ignored = false;
-  /// One line naming kind, namespace/name and the field, e.g.
+  /// One line (see printable()) naming kind, namespace/name and the field, e.g.
   /// `Service default/web: spec.ports[1].port: 70000 is out of range 1..65535`.
   std::string message;
   /// Path of the offending value inside the object (its parent when a field is missing), as
@@ -65,6 +78,11 @@ std::expected<kube_object, decode_error> decode_json(std::string_view text,
 
 /// "a mapping", "a list", "a string", "a boolean", "a number" or "null", for messages.
 std::string_view json_type_name(simdjson::ondemand::json_type t);
+
+/// `text` for a log line: line breaks, tabs and other control characters (C0, DEL, C1) written
+/// as \n, \t, \xNN, \u00NN, so that names and values quoted from an object cannot forge log
+/// lines or drive a terminal. Every decode_error message has been through it.
+std::string printable(std::string_view text);
 
 /// "TCP", "UDP" or "SCTP".
 std::string_view protocol_name(uint8_t protocol);

@@ -146,19 +146,29 @@ json resolve_plain(const std::string& text) {
 
 // Converts yaml-cpp documents to JSON, remembering the YAML mark of every JSON node so that
 // errors found later by the decoder point at a file line. Aliases are expanded, with a
-// node budget so that an alias bomb fails instead of exhausting memory.
+// node budget so that an alias bomb fails instead of exhausting memory, and a depth bound so
+// that an alias inside the node it names (`a: &x [*x]`, a cycle) fails before the recursion
+// exhausts the stack (the budget alone grows with the file: 300 KB allowed 600k levels).
 class yaml_to_json {
  public:
   explicit yaml_to_json(std::size_t node_budget) : budget_(node_budget) {}
 
+  // Deeper than any Kubernetes object, and below simdjson's limit (1024) for the decoder.
+  static constexpr int max_depth = 512;
+
   // Fills `out` in place (its address, and those of all nodes below it, are what the marks are
   // keyed on, so `out` must not move while the marks are used). Returns an error message, or
   // nullopt on success.
-  std::optional<std::string> convert(const YAML::Node& in, json& out) {
+  std::optional<std::string> convert(const YAML::Node& in, json& out, int depth = 0) {
     if (++used_ > budget_) {
       return std::string(
           "document expands to far more nodes than the file has bytes (YAML "
           "aliases nested too deeply?)");
+    }
+    if (depth > max_depth) {
+      return fmt::format("line {}: nested deeper than {} levels (a YAML alias inside the node "
+                         "it names?)",
+                         in.Mark().line + 1, max_depth);
     }
     marks_[&out] = in.Mark();
     switch (in.Type()) {
@@ -170,7 +180,7 @@ class yaml_to_json {
                                entry.first.Mark().line + 1);
           }
           json& value = out[entry.first.Scalar()];
-          if (std::optional<std::string> e = convert(entry.second, value)) {
+          if (std::optional<std::string> e = convert(entry.second, value, depth + 1)) {
             return e;
           }
         }
@@ -183,7 +193,7 @@ class yaml_to_json {
         items.reserve(in.size());
         for (const YAML::Node& item : in) {
           items.emplace_back();
-          if (std::optional<std::string> e = convert(item, items.back())) {
+          if (std::optional<std::string> e = convert(item, items.back(), depth + 1)) {
             return e;
           }
         }
@@ -421,9 +431,9 @@ class decoder {
   void reject(const json* at, const std::string& message) {
     const YAML::Mark mark = marks_.mark(at);
     if (mark.is_null() || mark.line < 0) {
-      out_.errors.push_back(fmt::format("{}: {}", source_, message));
+      out_.errors.push_back(printable(fmt::format("{}: {}", source_, message)));
     } else {
-      out_.errors.push_back(fmt::format("{}:{}: {}", source_, mark.line + 1, message));
+      out_.errors.push_back(printable(fmt::format("{}:{}: {}", source_, mark.line + 1, message)));
     }
     ++out_.rejected;
   }
@@ -452,8 +462,9 @@ void merge(decode_result& into, decode_result&& from) {
       } else {
         name = key.str();
       }
-      into.errors.push_back(fmt::format("{}: {} {}: defined twice (also in {}); ignoring this one",
-                                        obj.source, kind, name, found->second.source));
+      into.errors.push_back(
+          printable(fmt::format("{}: {} {}: defined twice (also in {}); ignoring this one",
+                                obj.source, kind, name, found->second.source)));
       --into.loaded;
       ++into.rejected;
     }
@@ -569,10 +580,11 @@ decode_result decode_manifest(std::string_view text, std::string_view source_nam
   } catch (const YAML::Exception& e) {
     // The whole file is unusable: one error, nothing loaded from it.
     if (e.mark.is_null()) {
-      out.errors.push_back(fmt::format("{}: not valid YAML/JSON: {}", source_name, e.msg));
+      out.errors.push_back(
+          printable(fmt::format("{}: not valid YAML/JSON: {}", source_name, e.msg)));
     } else {
-      out.errors.push_back(fmt::format("{}:{}:{}: not valid YAML/JSON: {}", source_name,
-                                       e.mark.line + 1, e.mark.column + 1, e.msg));
+      out.errors.push_back(printable(fmt::format("{}:{}:{}: not valid YAML/JSON: {}", source_name,
+                                                 e.mark.line + 1, e.mark.column + 1, e.msg)));
     }
     ++out.rejected;
     return out;
@@ -584,7 +596,7 @@ decode_result decode_manifest(std::string_view text, std::string_view source_nam
     const std::string where = fmt::format("document {}", i + 1);
     json doc;
     if (std::optional<std::string> e = converter.convert(documents[i], doc)) {
-      out.errors.push_back(fmt::format("{}: {}: {}", source_name, where, *e));
+      out.errors.push_back(printable(fmt::format("{}: {}: {}", source_name, where, *e)));
       ++out.rejected;
       continue;
     }
@@ -627,14 +639,14 @@ std::expected<decode_result, std::error_code> load_manifest_dir(const std::files
     if (!std::filesystem::is_regular_file(path, status_ec)) {
       if (status_ec) {
         out.errors.push_back(
-            fmt::format("{}: cannot read: {}", path.string(), status_ec.message()));
+            printable(fmt::format("{}: cannot read: {}", path.string(), status_ec.message())));
       }
       continue;  // a directory named like a manifest, a dangling link: not a manifest
     }
     std::expected<std::string, std::error_code> text = read_file(path);
     if (!text) {
       out.errors.push_back(
-          fmt::format("{}: cannot read: {}", path.string(), text.error().message()));
+          printable(fmt::format("{}: cannot read: {}", path.string(), text.error().message())));
       continue;
     }
     merge(out, decode_manifest(*text, path.string()));

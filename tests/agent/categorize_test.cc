@@ -76,7 +76,6 @@ const port_policy etp_local_np{.external_local = true, .externally_accessible = 
 const port_policy itp_local_np{.internal_local = true, .externally_accessible = true};
 const port_policy both_local_np{
     .internal_local = true, .external_local = true, .externally_accessible = true};
-const port_policy cluster_np{.externally_accessible = true};
 const port_policy etp_local_internal_only{.external_local = true};
 
 // Four ready endpoints hinted for zones a, b, c, a (the Go table's usual set).

@@ -780,6 +780,53 @@ TEST_CASE("decode_object: a slice of 1000 endpoints decodes every endpoint in or
   CHECK(s.endpoints[999].node_name == "node-5");
 }
 
+TEST_CASE("decode_object: the bounds on one object, each with an error naming it") {
+  json slice = json::parse(R"json({"kind": "EndpointSlice", "apiVersion": "discovery.k8s.io/v1",
+    "metadata": {"name": "big-1", "namespace": "shop",
+                 "labels": {"kubernetes.io/service-name": "big"}},
+    "addressType": "IPv4", "ports": [{"name": "http", "port": 8080}]})json");
+  json& list = slice["endpoints"] = json::array();
+  for (std::size_t i = 0; i <= max_slice_endpoints; ++i) {
+    list.push_back({{"addresses", {fmt::format("10.1.{}.{}", i / 256, i % 256)}}});
+  }
+  CHECK(decode_fails(slice).message ==
+        "EndpointSlice shop/big-1: endpoints: more than 1000 endpoints (the Kubernetes limit)");
+  list.erase(list.begin());
+  CHECK(decode_as<endpoint_slice>(slice).endpoints.size() == max_slice_endpoints);
+
+  json& ports = slice["ports"] = json::array();
+  for (std::size_t i = 0; i <= max_slice_ports; ++i) {
+    ports.push_back({{"name", fmt::format("p{}", i)}, {"port", 1000 + i}});
+  }
+  CHECK(decode_fails(slice).message ==
+        "EndpointSlice shop/big-1: ports: more than 100 ports (the Kubernetes limit)");
+  ports.erase(ports.begin());
+  CHECK(decode_as<endpoint_slice>(slice).ports.size() == max_slice_ports);
+
+  json svc = json::parse(R"json({"kind": "Service", "apiVersion": "v1",
+    "metadata": {"name": "many", "namespace": "shop"},
+    "spec": {"clusterIP": "10.96.0.9"}})json");
+  json& svc_ports = svc["spec"]["ports"] = json::array();
+  for (std::size_t i = 0; i <= max_service_ports; ++i) {
+    svc_ports.push_back({{"name", fmt::format("p{}", i)}, {"port", 1000 + i}});
+  }
+  CHECK(decode_fails(svc).message == "Service shop/many: spec.ports: more than 1000 ports");
+  svc_ports.erase(svc_ports.begin());
+  CHECK(decode_as<service>(svc).ports.size() == max_service_ports);
+
+  // Bytes: a Service padded with a long annotation, just over and just under the bound.
+  json padded = json::parse(R"json({"kind": "Service", "apiVersion": "v1",
+    "metadata": {"name": "fat", "annotations": {"pad": ""}},
+    "spec": {"clusterIP": "10.96.0.10", "ports": [{"port": 80}]}})json");
+  const std::size_t base = padded.dump().size();
+  padded["metadata"]["annotations"]["pad"] = std::string(max_object_bytes + 1 - base, 'x');
+  REQUIRE(padded.dump().size() == max_object_bytes + 1);
+  CHECK(decode_fails(padded).message ==
+        "object of 4194305 bytes is larger than the limit of 4194304 bytes");
+  padded["metadata"]["annotations"]["pad"] = std::string(max_object_bytes - base, 'x');
+  CHECK(decode_as<service>(padded).name == "fat");
+}
+
 }  // namespace sluice
 
 namespace sluice {

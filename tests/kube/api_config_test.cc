@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <filesystem>
+#include <vector>
 
 #include "tests/kube/harness.h"
 
@@ -161,6 +162,41 @@ clusters: [{name: k, cluster: {server: "https://h:1", certificate-authority: mis
 contexts: [{name: c, context: {cluster: k}}]
 )",
                "missing.crt: no such file");
+}
+
+TEST_CASE("kubeconfig: errors never quote a token or key material") {
+  temp_dir d;
+  const std::string token = "s3cr3t-T0KEN-value";
+  const std::string key = b64("-----BEGIN PRIVATE KEY-----\nSECRETKEY\n");
+  const std::string base = R"(current-context: c
+clusters: [{name: k, cluster: {server: "https://h:1"}}]
+contexts: [{name: c, context: {cluster: k, user: u}}]
+)";
+  const std::vector<std::string> bad = {
+      // Each fails after (or next to) the secrets have been read.
+      base + "users: [{name: u, user: {token: " + token + ", exec: {command: aws}}}]\n",
+      base + "users: [{name: u, user: {token: " + token + ", password: " + token + "}}]\n",
+      base + "users: [{name: u, user: {token: " + token + ", client-key-data: \"" + key +
+          "!!\"}}]\n",
+      base + "users: [{name: u, user: {token: " + token + ", client-key-data: " + key + "}}]\n",
+      base + "users: [{name: u, user: {token: [" + token + "]}}]\n",
+      base + "users: [{name: u, user: {token: " + token + "}}]\ncontexts: {\n",
+      base + "users: [{name: u, user: {token: \"" + token + "\n",
+      "current-context: c\nusers: [{name: u, user: {token: " + token + "}}]\n",
+  };
+  for (const std::string& text : bad) {
+    const std::string path = d.write("kc", text);
+    try {
+      load_kubeconfig(path);
+      FAIL("no exception for: " << text);
+    } catch (const config_error& e) {
+      const std::string msg = e.what();
+      CHECK_MESSAGE(msg.find(path) != std::string::npos, msg);
+      CHECK_MESSAGE(msg.find(token) == std::string::npos, msg);
+      CHECK_MESSAGE(msg.find("SECRETKEY") == std::string::npos, msg);
+      CHECK_MESSAGE(msg.find(key.substr(0, 12)) == std::string::npos, msg);
+    }
+  }
 }
 
 TEST_CASE("in-cluster: host/port, IPv6 brackets, token and CA from the service-account dir") {

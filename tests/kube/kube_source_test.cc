@@ -506,18 +506,33 @@ TEST_CASE("kube_source: synced() gate and decode outcomes through the sink inter
   }
 }
 
+namespace {
+
+// A kube_source driven through its sink interface (not started: the test is the reflector
+// thread), with default/web listed at resourceVersion 5.
+struct listed_web {
+  temp_dir dir;
+  fake_apiserver server{dir, {.tls = false}};
+  cluster_store store{self};
+  kube_source source{server.config(), store, {.node_name = self}};
+  json good = make_service("default", "web");
+
+  listed_web() {
+    good["metadata"]["resourceVersion"] = "5";
+    source.list_begin("services");
+    source.list_item("services", ondemand_object(good));
+    source.list_end("services", "5");
+  }
+};
+
+}  // namespace
+
 TEST_CASE("kube_source: a rejected relist item keeps the previous good version (sink)") {
   // Same bug as the 410 case above, replayed exactly: kube_source.cc put(), the
   // `store_.holds_version(kind, m->key, {})` "no-op" keeps nothing.
-  temp_dir dir;
-  fake_apiserver server(dir, {.tls = false});
-  cluster_store store(self);
-  kube_source source(server.config(), store, {.node_name = self});
-  json good = make_service("default", "web");
-  good["metadata"]["resourceVersion"] = "5";
-  source.list_begin("services");
-  source.list_item("services", ondemand_object(good));
-  source.list_end("services", "5");
+  listed_web w;
+  kube_source& source = w.source;
+  cluster_store& store = w.store;
   json bad = service_with_port("default", "web", 70000);
   bad["metadata"]["resourceVersion"] = "6";
   source.list_begin("services");
@@ -587,4 +602,23 @@ TEST_CASE("kube_source: a slice modified to lose its service-name label leaves t
   source.list_item("endpointslices", ondemand_object(unlabelled));
   source.list_end("endpointslices", "6");
   CHECK_FALSE(store_view(store).contains("endpointslices/default/web-1"));
+}
+
+TEST_CASE("kube_source: an object larger than max_object_bytes is rejected; the good one stays") {
+  listed_web w;
+  kube_source& source = w.source;
+  cluster_store& store = w.store;
+  json big = w.good;
+  big["metadata"]["resourceVersion"] = "6";
+  big["metadata"]["annotations"]["pad"] = std::string(max_object_bytes, 'x');
+  source.list_begin("services");
+  source.list_item("services", ondemand_object(big));
+  source.list_end("services", "6");
+  CHECK(source.decode_stats(object_kind::service).rejected.load() == 1);
+  CHECK(store.counters().deletes == 0);
+  CHECK(store_view(store) == std::map<std::string, std::string>{{"services/default/web", "5"}});
+  // The same over the watch (the reflector bounds the whole line first).
+  source.event("services", watch_event_type::modified, ondemand_object(big));
+  CHECK(source.decode_stats(object_kind::service).rejected.load() == 2);
+  CHECK(store_view(store) == std::map<std::string, std::string>{{"services/default/web", "5"}});
 }

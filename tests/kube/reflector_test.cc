@@ -5,11 +5,15 @@
 
 #include <doctest/doctest.h>
 #include <fmt/format.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
 
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <map>
+#include <mutex>
+#include <sstream>
 #include <memory>
 #include <string>
 #include <thread>
@@ -132,7 +136,30 @@ TEST_CASE("reflector: TLS + bearer token, list then watch adds/modifies/deletes"
   CHECK(timeout < 600);
 }
 
+// Every log line while it lives, at every level (the agent's default logger is replaced).
+class log_capture {
+ public:
+  log_capture() : previous_(spdlog::default_logger()) {
+    auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(out_);
+    auto logger = std::make_shared<spdlog::logger>("capture", sink);
+    logger->set_level(spdlog::level::trace);
+    spdlog::set_default_logger(logger);
+  }
+  ~log_capture() { spdlog::set_default_logger(previous_); }
+  log_capture(const log_capture&) = delete;
+  log_capture& operator=(const log_capture&) = delete;
+  std::string text() {
+    spdlog::default_logger()->flush();
+    return out_.str();
+  }
+
+ private:
+  std::shared_ptr<spdlog::logger> previous_;
+  std::ostringstream out_;
+};
+
 TEST_CASE("reflector: wrong token gets 401, then the rotated token file is picked up") {
+  log_capture log;
   token_env env;
   env.dir.write("client-token", "stale-token\n");
   for (int i = 0; i < 3; ++i) {
@@ -153,6 +180,13 @@ TEST_CASE("reflector: wrong token gets 401, then the rotated token file is picke
   // The view is complete after the last item; list_end (and the stats) follow it.
   REQUIRE(wait_until([&] { return r.stats().lists.load() >= 1; }));
   CHECK(r.stats().lists.load() == 1);
+  r.stop();
+  // The failed requests were logged, without the token or the Authorization header.
+  const std::string logged = log.text();
+  CHECK_MESSAGE(logged.find("401") != std::string::npos, logged);
+  CHECK_MESSAGE(logged.find("stale-token") == std::string::npos, logged);
+  CHECK_MESSAGE(logged.find("good-token") == std::string::npos, logged);
+  CHECK_MESSAGE(logged.find("Bearer") == std::string::npos, logged);
 }
 
 TEST_CASE("reflector: mutual TLS with a client certificate (files)") {

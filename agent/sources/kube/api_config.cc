@@ -5,6 +5,8 @@
 #include <yaml-cpp/yaml.h>
 
 #include <cstdlib>
+#include <fstream>
+#include <iterator>
 #include <system_error>
 
 namespace sluice::kube {
@@ -95,7 +97,8 @@ std::string base64_decode(std::string_view text) {
   unsigned acc = 0;
   int bits = 0;
   bool padding = false;
-  for (const char c : text) {
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
     int v;
     if (c >= 'A' && c <= 'Z') {
       v = c - 'A';
@@ -113,8 +116,8 @@ std::string base64_decode(std::string_view text) {
     } else if (c == ' ' || c == '\n' || c == '\r' || c == '\t') {
       continue;
     } else {
-      throw config_error(
-          fmt::format("invalid base64 character 0x{:02x}", static_cast<unsigned char>(c)));
+      // The offset, not the character: the text is key material.
+      throw config_error(fmt::format("invalid base64 character at offset {}", i));
     }
     if (padding) {
       throw config_error("invalid base64: data after padding");
@@ -133,12 +136,20 @@ std::string base64_decode(std::string_view text) {
 }
 
 api_config load_kubeconfig(const fs::path& path, const std::string& context) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in.is_open()) {
+    throw config_error(fmt::format("kubeconfig {}: cannot read file", path.string()));
+  }
+  const std::string text{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  return parse_kubeconfig(text, path, context);
+}
+
+api_config parse_kubeconfig(std::string_view text, const fs::path& path,
+                            const std::string& context) {
   const std::string file = path.string();
   YAML::Node root;
   try {
-    root = YAML::LoadFile(file);
-  } catch (const YAML::BadFile&) {
-    throw config_error(fmt::format("kubeconfig {}: cannot read file", file));
+    root = YAML::Load(std::string(text));
   } catch (const YAML::Exception& e) {
     throw config_error(fmt::format("kubeconfig {}: {}", file, e.what()));
   }

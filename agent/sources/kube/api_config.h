@@ -24,6 +24,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 
 namespace sluice::kube {
 
@@ -72,6 +73,11 @@ api_config resolve_api_config(const config_flags& flags, const config_env& env);
 
 /// Reads one kubeconfig file; `context` empty means current-context. Throws config_error.
 api_config load_kubeconfig(const std::filesystem::path& path, const std::string& context = {});
+
+/// The same for the file's contents `text`; `path` names the file in messages and is where
+/// relative certificate and token paths start from. Throws config_error, nothing else.
+api_config parse_kubeconfig(std::string_view text, const std::filesystem::path& path,
+                            const std::string& context = {});
 
 /// Builds the in-cluster configuration, or nullopt when KUBERNETES_SERVICE_HOST or _PORT is
 /// unset. Throws config_error when the variables are set but the token file is missing.

@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "agent/sources/decode.h"
+
 namespace sluice::kube {
 
 namespace {
@@ -9,7 +11,6 @@ namespace {
 constexpr std::string_view res_services = "services";
 constexpr std::string_view res_slices = "endpointslices";
 constexpr std::string_view res_node = "nodes";
-constexpr std::string_view res_pods = "pods";
 
 object_kind kind_for(std::string_view resource) {
   if (resource == res_services) {
@@ -21,7 +22,7 @@ object_kind kind_for(std::string_view resource) {
   if (resource == res_node) {
     return object_kind::node;
   }
-  return object_kind::pod;
+  return object_kind::pod;  // "pods", the only other resource
 }
 
 // metadata.{namespace,name,resourceVersion} without decoding the object, so that a relisted
@@ -176,6 +177,20 @@ void kube_source::put(object_kind kind, simdjson::ondemand::object& object, bool
   if (from_list && m && store_.holds_version(kind, m->key, m->resource_version)) {
     return;  // a relist of an unchanged object: nothing to decode or plan
   }
+  // A watch line is bounded as a whole (wire_format.cc); a List item is measured here, by
+  // skipping over it once, so that it is rejected like any malformed object.
+  std::string_view raw;
+  if (object.raw_json().get(raw) == simdjson::SUCCESS && raw.size() > max_object_bytes) {
+    decode_[static_cast<size_t>(kind)].rejected.fetch_add(1, std::memory_order_relaxed);
+    spdlog::error("rejected: {} {}: object of {} bytes is larger than the limit of {} bytes",
+                  kind_name(kind), m ? printable(m->key.str()) : std::string("<no name>"),
+                  raw.size(), max_object_bytes);
+    if (from_list && m) {
+      store_.keep_listed(kind, m->key);
+    }
+    return;
+  }
+  (void)object.reset();
   auto decoded = decode_object(object, kind_name(kind));
   if (!decoded) {
     auto& counters = decode_[static_cast<size_t>(kind)];

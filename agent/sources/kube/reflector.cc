@@ -28,31 +28,6 @@ std::string url_encode(std::string_view s) {
   return out;
 }
 
-namespace od = simdjson::ondemand;
-
-// metadata.resourceVersion of `obj` ("" when absent or not a string); leaves `obj` reset.
-std::string object_rv(od::object& obj) {
-  std::string out;
-  od::object md;
-  std::string_view rv;
-  if (obj.find_field_unordered("metadata").get_object().get(md) == simdjson::SUCCESS &&
-      md.find_field_unordered("resourceVersion").get_string().get(rv) == simdjson::SUCCESS) {
-    out = rv;
-  }
-  (void)obj.reset();
-  return out;
-}
-
-// simdjson reads up to SIMDJSON_PADDING bytes past the text. Response bodies and lines are
-// std::strings: make room in their capacity (a copy only when it is short) instead of copying
-// into a padded_string.
-simdjson::padded_string_view padded(std::string& s) {
-  if (s.capacity() - s.size() < simdjson::SIMDJSON_PADDING) {
-    s.reserve(s.size() + simdjson::SIMDJSON_PADDING);
-  }
-  return simdjson::padded_string_view(s.data(), s.size(), s.capacity());
-}
-
 std::int64_t now_unix_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::system_clock::now().time_since_epoch())
@@ -64,18 +39,6 @@ std::int64_t now_unix_ms() {
 constexpr auto min_healthy_watch = std::chrono::seconds(1);
 
 }  // namespace
-
-std::string_view to_string(watch_event_type t) {
-  switch (t) {
-    case watch_event_type::added:
-      return "ADDED";
-    case watch_event_type::modified:
-      return "MODIFIED";
-    case watch_event_type::deleted:
-      return "DELETED";
-  }
-  return "?";
-}
 
 reflector_options services_reflector(std::string label_selector) {
   reflector_options o;
@@ -326,67 +289,25 @@ reflector::failure reflector::list() {
         sink_.synced(opts_.resource, false);
         return {outcome::retry, {}};
       };
-      od::document page;
-      od::object page_obj;
-      if (parser_.iterate(padded(resp->body)).get(page) != simdjson::SUCCESS ||
-          page.get_object().get(page_obj) != simdjson::SUCCESS) {
-        return not_a_list("is not a List object");
+      auto header = pages_.open(resp->body);
+      if (!header) {
+        return not_a_list(header.error());
       }
-      // metadata comes before items from the API server; find_field_unordered copes otherwise.
-      continue_token.clear();
-      od::value md;
-      if (const auto e = page_obj.find_field_unordered("metadata").get(md);
-          e == simdjson::SUCCESS) {
-        od::object md_obj;
-        if (md.get_object().get(md_obj) == simdjson::SUCCESS) {
-          for (auto field : md_obj) {
-            std::string_view key, value;
-            if (field.unescaped_key().get(key) != simdjson::SUCCESS) {
-              return not_a_list("is not a List object");
-            }
-            if ((key == "resourceVersion" || key == "continue") &&
-                field.value().get_string().get(value) == simdjson::SUCCESS) {
-              (key == "continue" ? continue_token : rv) = value;
-            }
-          }
-        }
-      } else if (e != simdjson::NO_SUCH_FIELD) {
-        return not_a_list("is not a List object");
-      }
-      od::value items_value;
-      od::json_type items_type{};
-      if (page_obj.find_field_unordered("items").get(items_value) != simdjson::SUCCESS ||
-          items_value.type().get(items_type) != simdjson::SUCCESS ||
-          (items_type != od::json_type::array && items_type != od::json_type::null)) {
-        return not_a_list("is not a List object");
-      }
+      continue_token = std::move(header->continue_token);
+      rv = std::move(header->resource_version);
       // Joined by its destructor on every path out of this iteration.
       std::future<get_result> next;
       if (!continue_token.empty() && !client_.aborted()) {
         next = fetch_page_async(continue_token);
       }
-      if (items_type == od::json_type::array) {
-        od::array items;
-        if (items_value.get_array().get(items) != simdjson::SUCCESS) {
-          return not_a_list("is not a List object");
-        }
-        // JSON errors inside the page show up only as the items are read: the items before
-        // were delivered, and the list is aborted (like a page that fails to arrive).
-        for (auto item_result : items) {
-          od::value item;
-          od::json_type type{};
-          if (item_result.get(item) != simdjson::SUCCESS ||
-              item.type().get(type) != simdjson::SUCCESS) {
-            return not_a_list("is not valid JSON");
-          }
-          od::object obj;
-          if (type != od::json_type::object || item.get_object().get(obj) != simdjson::SUCCESS) {
-            stats_.decode_errors.fetch_add(1);
-            continue;
-          }
-          sink_.list_item(opts_.resource, obj);
-        }
+      // JSON errors inside the page show up only as the items are read: the items before were
+      // delivered, and the list is aborted (like a page that fails to arrive).
+      const auto skipped = pages_.items(
+          [&](simdjson::ondemand::object& obj) { sink_.list_item(opts_.resource, obj); });
+      if (!skipped) {
+        return not_a_list(skipped.error());
       }
+      stats_.decode_errors.fetch_add(*skipped);
       if (continue_token.empty()) {
         break;
       }
@@ -403,7 +324,7 @@ reflector::failure reflector::list() {
     set_rv(rv);
     // The parser's buffers have grown to a whole page (megabytes for slices); watch events are
     // small, so give that back now rather than hold it until the next relist.
-    parser_ = simdjson::ondemand::parser{};
+    pages_.release();
     sink_.list_end(opts_.resource, rv);
     stats_.lists.fetch_add(1);
     mark_synced();
@@ -427,91 +348,48 @@ reflector::failure reflector::watch() {
   std::uint64_t delivered = 0;
 
   const auto on_line = [&](std::string_view line) -> bool {
-    // Validated whole first (DOM, no model): a malformed line must restart the watch before
-    // any of it reaches the sink. Then read in place with On-Demand.
-    line_.reserve(line.size() + simdjson::SIMDJSON_PADDING);
-    line_.assign(line);
-    const auto bad = [&](std::string_view why) {
-      const auto n = stats_.decode_errors.fetch_add(1);
-      if (opts_.decode_error_log_every == 0 || n % opts_.decode_error_log_every == 0) {
-        spdlog::warn("kube {}: malformed watch event ({}, {} bytes); restarting the watch",
-                     opts_.resource, why, line.size());
-      }
-      verdict = failure{outcome::retry, {}};
-      return false;
-    };
-    simdjson::dom::element valid;
-    od::document ev;
-    od::object ev_obj;
-    if (validator_.parse(line_.data(), line_.size(), false).get(valid) != simdjson::SUCCESS ||
-        !valid.is_object() || parser_.iterate(padded(line_)).get(ev) != simdjson::SUCCESS ||
-        ev.get_object().get(ev_obj) != simdjson::SUCCESS) {
-      return bad("not JSON");
-    }
-    std::string_view type;
-    od::object obj;
-    if (ev_obj.find_field_unordered("type").get_string().get(type) != simdjson::SUCCESS ||
-        ev_obj.find_field_unordered("object").get_object().get(obj) != simdjson::SUCCESS) {
-      return bad("no type/object");
-    }
-    watch_event_type t;
-    if (type == "ADDED") {
-      t = watch_event_type::added;
-    } else if (type == "MODIFIED") {
-      t = watch_event_type::modified;
-    } else if (type == "DELETED") {
-      t = watch_event_type::deleted;
-    } else if (type == "BOOKMARK") {
-      if (std::string rv = object_rv(obj); !rv.empty()) {
-        set_rv(std::move(rv));
-      }
-      stats_.bookmarks.fetch_add(1);
-      ++delivered;
-      mark_synced();
-      return true;
-    } else if (type == "ERROR") {
-      // A metav1.Status: code and message, if they are what they should be.
-      int64_t code = 0;
-      std::string message;
-      for (auto field : obj) {
-        std::string_view key, text;
-        if (field.unescaped_key().get(key) != simdjson::SUCCESS) {
-          break;
+    const watch_line w = lines_.read(line, [&](watch_event_type t, simdjson::ondemand::object& obj) {
+      sink_.event(opts_.resource, t, obj);
+    });
+    switch (w.what) {
+      case watch_line::kind::event:
+        set_rv(w.resource_version);
+        stats_.events.fetch_add(1);
+        ++delivered;
+        mark_synced();
+        return true;
+      case watch_line::kind::bookmark:
+        if (!w.resource_version.empty()) {
+          set_rv(w.resource_version);
         }
-        if (key == "code") {
-          if (field.value().get_int64().get(code) != simdjson::SUCCESS) {
-            code = 0;
-          }
-        } else if (key == "message" && field.value().get_string().get(text) == simdjson::SUCCESS) {
-          message = text;
+        stats_.bookmarks.fetch_add(1);
+        ++delivered;
+        mark_synced();
+        return true;
+      case watch_line::kind::error:
+        if (w.code >= 500) {
+          stats_.errors_5xx.fetch_add(1);
+        } else {
+          stats_.errors_4xx.fetch_add(1);
         }
-      }
-      if (code >= 500) {
-        stats_.errors_5xx.fetch_add(1);
-      } else {
-        stats_.errors_4xx.fetch_add(1);
-      }
-      if (code == 410) {
-        spdlog::info("kube {}: watch expired ({}); relisting", opts_.resource, message);
-        verdict = failure{outcome::relist, {}};
-      } else {
-        spdlog::warn("kube {}: watch ERROR event {}: {}", opts_.resource, code, message);
-        verdict = failure{outcome::retry, {}};
-      }
-      return false;
-    } else {
-      return bad("unknown event type");
+        if (w.code == 410) {
+          spdlog::info("kube {}: watch expired ({}); relisting", opts_.resource, w.message);
+          verdict = failure{outcome::relist, {}};
+        } else {
+          spdlog::warn("kube {}: watch ERROR event {}: {}", opts_.resource, w.code, w.message);
+          verdict = failure{outcome::retry, {}};
+        }
+        return false;
+      case watch_line::kind::malformed:
+        break;
     }
-    const std::string rv = object_rv(obj);
-    if (rv.empty()) {
-      return bad("object without metadata.resourceVersion");
+    const auto n = stats_.decode_errors.fetch_add(1);
+    if (opts_.decode_error_log_every == 0 || n % opts_.decode_error_log_every == 0) {
+      spdlog::warn("kube {}: malformed watch event ({}, {} bytes); restarting the watch",
+                   opts_.resource, w.message, line.size());
     }
-    sink_.event(opts_.resource, t, obj);
-    set_rv(rv);
-    stats_.events.fetch_add(1);
-    ++delivered;
-    mark_synced();
-    return true;
+    verdict = failure{outcome::retry, {}};
+    return false;
   };
 
   bool got_body = false;

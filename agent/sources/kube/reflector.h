@@ -22,14 +22,9 @@
 
 #include "agent/sources/kube/api_config.h"
 #include "agent/sources/kube/http_client.h"
+#include "agent/sources/kube/wire_format.h"
 
 namespace sluice::kube {
-
-/// Watch event kinds delivered to the sink (BOOKMARK and ERROR are handled inside).
-enum class watch_event_type { added, modified, deleted };
-
-/// "ADDED", "MODIFIED", "DELETED".
-std::string_view to_string(watch_event_type t);
 
 /// Receiver of a reflector's objects. Every call comes from the reflector's thread; the sink
 /// does its own locking. `object` is a simdjson On-Demand object, not yet iterated, reading the
@@ -183,12 +178,10 @@ class reflector {
   unsigned backoff_step_ = 0;
   std::chrono::steady_clock::time_point last_failure_{};
   std::chrono::steady_clock::time_point watch_started_{};
-  // Used by the reflector's thread only. simdjson On-Demand reads list pages and watch events
-  // in place; its buffers grow to the largest page and are reused. The DOM parser only checks
-  // that a watch event is valid JSON before any of it is delivered.
-  simdjson::ondemand::parser parser_;
-  simdjson::dom::parser validator_;
-  std::string line_;  // the current watch event, with room for simdjson's padding
+  // Used by the reflector's thread only: list pages and watch lines are read in place, with
+  // buffers that grow to the largest page or line and are reused (wire_format.h).
+  list_page_reader pages_;
+  watch_line_decoder lines_;
   std::thread thread_;
 };
 
