@@ -560,8 +560,11 @@ result<void> take_fields(od::object& obj, const path& at, const scalar_field (&f
 }
 
 // map[string]string (labels, annotations, selector). A null value reads as "".
+// Of several values that are not strings, the one with the smallest key is reported, so that
+// the error does not depend on the order of the keys (decode.h).
 result<std::map<std::string, std::string>> get_string_map(od::value& v, const path& at) {
   std::map<std::string, std::string> out;
+  std::optional<std::pair<std::string, failure>> bad;
   if (result<void> r =
           for_fields_of(v, at,
                         [&](std::string_view k, od::value& item) -> result<void> {
@@ -570,11 +573,15 @@ result<std::map<std::string, std::string>> get_string_map(od::value& v, const pa
                             return std::unexpected(s.error());
                           }
                           if (!s->null() && s->type != json_type::string) {
-                            return std::unexpected(
-                                failure{at.str(),
-                                        fmt::format("value of \"{}\": expected a string, got {}", k,
-                                                    json_type_name(s->type)),
-                                        fmt::format("{}[\"{}\"]", at.str(), k)});
+                            if (!bad || k < bad->first) {
+                              bad.emplace(std::string(k),
+                                          failure{at.str(),
+                                                  fmt::format("value of \"{}\": expected a "
+                                                              "string, got {}",
+                                                              k, json_type_name(s->type)),
+                                                  fmt::format("{}[\"{}\"]", at.str(), k)});
+                            }
+                            return {};
                           }
                           // Go writes map keys sorted, so the hint is right nearly always; a
                           // repeated key: the last one wins.
@@ -583,6 +590,9 @@ result<std::map<std::string, std::string>> get_string_map(od::value& v, const pa
                         });
       !r) {
     return std::unexpected(std::move(r.error()));
+  }
+  if (bad) {
+    return std::unexpected(std::move(bad->second));
   }
   return out;
 }
@@ -2110,6 +2120,11 @@ std::string_view protocol_name(uint8_t protocol) {
   }
 }
 
+simdjson::error_code reserve_for_decode(od::parser& parser, std::size_t bytes) {
+  const std::size_t want = 2 * bytes + simdjson::SIMDJSON_PADDING;
+  return parser.capacity() >= want ? simdjson::SUCCESS : parser.allocate(want);
+}
+
 std::string printable(std::string_view text) {
   std::string out;
   out.reserve(text.size());
@@ -2162,6 +2177,10 @@ std::expected<kube_object, decode_error> decode_json(std::string_view text,
   }
   const simdjson::padded_string padded(text);
   od::document doc;
+  if (auto e = reserve_for_decode(parser, text.size()); e) {
+    return std::unexpected(
+        decode_error{false, fmt::format("no memory to parse ({})", simdjson::error_message(e)), ""});
+  }
   if (auto e = parser.iterate(padded).get(doc); e) {
     return std::unexpected(
         decode_error{false, fmt::format("malformed JSON ({})", simdjson::error_message(e)), ""});

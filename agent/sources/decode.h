@@ -84,6 +84,12 @@ std::string_view json_type_name(simdjson::ondemand::json_type t);
 /// lines or drive a terminal. Every decode_error message has been through it.
 std::string printable(std::string_view text);
 
+/// Makes `parser` ready for a document of `bytes` bytes that the decoder reads: every read of a
+/// string unescapes it into the parser's string buffer (5/3 of its capacity), and the decoder
+/// reads parts of an object twice when its header comes after its body, so the capacity is twice
+/// the document. Call before iterate(); a no-op when the parser is big enough already.
+simdjson::error_code reserve_for_decode(simdjson::ondemand::parser& parser, std::size_t bytes);
+
 /// "TCP", "UDP" or "SCTP".
 std::string_view protocol_name(uint8_t protocol);
 

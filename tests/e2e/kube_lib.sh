@@ -279,20 +279,20 @@ kube_wait_requests() {
     done
 }
 
-# kube_fault_no_churn NAME FAULT_JSON KIND PROBE_SLICE_JSON
-#   inject FAULT; wait until every resource has a new KIND request (list = relist,
-#   watch = re-watch); then make one real change (the probe). Every sync line
+# kube_fault_no_churn NAME FAULT_JSON KIND PROBE_SLICE_JSON [WAIT_S]
+#   inject FAULT; wait (WAIT_S, default 20 s) until every resource has a new KIND request
+#   (list = relist, watch = re-watch); then make one real change (the probe). Every sync line
 #   between the fault and the probe must say ops=0 (with the same frontends
 #   count); the probe's sync (the first with ops>0 after it) must come.
 kube_fault_no_churn() {
-    local name=$1 fault=$2 kind=$3 probe=$4 n0 l0 l1 fe0 line lines rc=0
+    local name=$1 fault=$2 kind=$3 probe=$4 wait=${5:-20} n0 l0 l1 fe0 line lines rc=0
     n0=$(kube_requests_count) || return 1
     l0=$(kube_log_lines)
     fe0=$(kube_field "$(grep 'synced generation=' "$E2E_AGENT_LOG" | tail -n 1)" frontends)
     kube_fault "$fault" || { echo "fault injection failed"; return 1; }
-    kube_wait_requests "$n0" "$kind" 20 || rc=1
-    [[ $kind == list ]] && { kube_wait_requests "$n0" watch 20 || rc=1; }
-    kube_wait_watches 20 >/dev/null || { echo "watches not open again within 20 s"; rc=1; }
+    kube_wait_requests "$n0" "$kind" "$wait" || rc=1
+    [[ $kind == list ]] && { kube_wait_requests "$n0" watch "$wait" || rc=1; }
+    kube_wait_watches "$wait" >/dev/null || { echo "watches not open again within $wait s"; rc=1; }
     l1=$(kube_log_lines)
     kube_put endpointslices "$probe" || { echo "probe write failed"; return 1; }
     # the sync lines after the fault, "RELATIVE_LINE_NUMBER:line"; wait for the first

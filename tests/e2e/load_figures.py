@@ -9,11 +9,17 @@ LOG is a log name under LOGDIR without ".log". Failures to a backend are listed 
 import argparse
 import json
 import os
+import sys
 
 
 def last_json(logdir, name):
-    with open(os.path.join(logdir, name + ".log")) as f:
-        return [json.loads(line) for line in f if line.startswith("{")][-1]
+    path = os.path.join(logdir, name + ".log")
+    with open(path) as f:
+        docs = [json.loads(line) for line in f if line.startswith("{")]
+    if not docs:
+        # the client was stopped (or died) before its summary: its attempts are not known
+        sys.exit(f"figures: {name}: no summary line in {path}: the client did not finish")
+    return docs[-1]
 
 
 def per_backend(counts):

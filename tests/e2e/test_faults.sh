@@ -49,7 +49,7 @@ faults_on_exit() {
 e2e_install_traps
 trap faults_on_exit EXIT
 case $MODE in
-outage) e2e_watchdog $((OUTAGE_S + 150)) ;;
+outage) e2e_watchdog $((OUTAGE_S + 280)) ;;
 *) e2e_watchdog 170 ;;
 esac
 
@@ -193,14 +193,14 @@ load_start() {
     rm -f "$E2E_RUN/load.stop" "$E2E_RUN/forbid"
     for fam in 4 6; do
         if [[ $fam == 4 ]]; then vip=$WEB4; else vip=$WEB6; fi
-        E2E_CLIENT_TIMEOUT=$((OUTAGE_S + 140)) e2e_client_bg "persist-$fam" 1 persist "$(e2e_url "$vip" 80)" \
+        E2E_CLIENT_TIMEOUT=$((OUTAGE_S + 250)) e2e_client_bg "persist-$fam" 1 persist "$(e2e_url "$vip" 80)" \
             --conns 8 --interval 0.1 --timeout 2 --ready-file "$E2E_RUN/persist-$fam.ready" \
-            --stop-file "$E2E_RUN/load.stop" --extra-rounds 5 --max-duration $((OUTAGE_S + 130)) \
+            --stop-file "$E2E_RUN/load.stop" --extra-rounds 5 --max-duration $((OUTAGE_S + 240)) \
             ${removed:+--removed "$removed"}
         PERSIST_PID[$fam]=$E2E_BG_PID
-        E2E_CLIENT_TIMEOUT=$((OUTAGE_S + 140)) e2e_client_bg "flows-$fam" 1 streams "$(e2e_url "$vip" 80)" \
+        E2E_CLIENT_TIMEOUT=$((OUTAGE_S + 250)) e2e_client_bg "flows-$fam" 1 streams "$(e2e_url "$vip" 80)" \
             --conns 4 --interval-ms 50 --max-gap 1 --ready-file "$E2E_RUN/flows-$fam.ready" \
-            --stop-file "$E2E_RUN/load.stop" --max-duration $((OUTAGE_S + 130)) \
+            --stop-file "$E2E_RUN/load.stop" --max-duration $((OUTAGE_S + 240)) \
             ${removed:+--removed "$removed"}
         FLOWS_PID[$fam]=$E2E_BG_PID
     done
@@ -218,8 +218,8 @@ load_start() {
     done
     for fam in 4 6; do
         if [[ $fam == 4 ]]; then vip=$WEB4; else vip=$WEB6; fi
-        E2E_CLIENT_TIMEOUT=$((OUTAGE_S + 140)) kube_stream_bg "stream$fam" 1 "$(e2e_url "$vip" 80)" "$expect" \
-            "$E2E_RUN/load.stop" --forbid-file "$E2E_RUN/forbid" --max-duration $((OUTAGE_S + 130))
+        E2E_CLIENT_TIMEOUT=$((OUTAGE_S + 250)) kube_stream_bg "stream$fam" 1 "$(e2e_url "$vip" 80)" "$expect" \
+            "$E2E_RUN/load.stop" --forbid-file "$E2E_RUN/forbid" --max-duration $((OUTAGE_S + 240))
         STREAM_PID[$fam]=$E2E_BG_PID
     done
     kube_wait_stream stream4 50 30 && kube_wait_stream stream6 50 30 || rc=1
@@ -342,9 +342,12 @@ mode_outage() {
     echo "--- a storm of 410 Expired answers ---"
     local round
     for round in 1 2; do
+        # 16 failed requests over 4 reflectors: each backs off between its attempts (full
+        # jitter, up to 30 s), so the relists may take longer than 20 s
         e2e_check "410 storm $round: compaction, 410 on every watch, the next 16 requests answered 410: every resource relisted, no map churn, next change programmed" \
             kube_fault_no_churn "storm$round" '{"compact":true,"error_410_on_watches":true,"fail_next":{"count":16,"status":410}}' list \
-            "$(slice_line web-f4 web 4 "$WEB_PORTS" "$([[ $round == 1 ]] && echo "2 4" || echo "2 3 4")" | kube_gen_lines)"
+            "$(slice_line web-f4 web 4 "$WEB_PORTS" "$([[ $round == 1 ]] && echo "2 4" || echo "2 3 4")" | kube_gen_lines)" \
+            60
     done
     e2e_check "410 storm: sluice_api_relists_total counted the relists" \
         eval 'v=$(metric "sluice_api_relists_total{resource=\"endpointslices\"}"); echo "endpointslices relists: $v"; ((${v:-0} >= 2))'
@@ -355,7 +358,10 @@ mode_outage() {
 # ================================================================ churn
 mode_churn() {
     echo "--- endpoints terminate, go, come and flap under load ---"
-    e2e_check "churn: load running (web = pod2, pod3, pod4)" load_start pod2,pod3,pod4,pod5 pod3 ||
+    # not through e2e_check: load_start sets the client pid arrays in this shell
+    load_rc=0
+    load_start pod2,pod3,pod4,pod5 pod3 || load_rc=1
+    e2e_result "churn: load running (web = pod2, pod3, pod4)" "$load_rc" ||
         fatal "load did not start"
     # A terminating endpoint (serving, not ready) takes no new connection while others are
     # ready, and keeps its own connections: they drain.
@@ -441,7 +447,10 @@ mode_limits() {
         'v=$(metric "sluice_frontends_not_programmed{reason=\"map_full\"}"); echo "map_full $v"; [[ $v == 1 ]]'
 
     echo "--- a full conntrack table (512 entries per family) under load ---"
-    e2e_check "limits: load running (web = pod2, pod3)" load_start pod2,pod3 || fatal "load did not start"
+    # not through e2e_check: load_start sets the client pid arrays in this shell
+    load_rc=0
+    load_start pod2,pod3 || load_rc=1
+    e2e_result "limits: load running (web = pod2, pod3)" "$load_rc" || fatal "load did not start"
     e2e_check "limits: 1500 more new connections each (3000 conntrack entries per family)" more_conns 1500
     local n_conns
     load_stop limits

@@ -1,6 +1,8 @@
 // Kubeconfig / in-cluster / flag resolution into an api_config (see api_config.h).
 #include "agent/sources/kube/api_config.h"
 
+#include "agent/sources/decode.h"  // printable()
+
 #include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
 
@@ -151,7 +153,8 @@ api_config parse_kubeconfig(std::string_view text, const fs::path& path,
   try {
     root = YAML::Load(std::string(text));
   } catch (const YAML::Exception& e) {
-    throw config_error(fmt::format("kubeconfig {}: {}", file, e.what()));
+    // yaml-cpp quotes the offending character, which may be a control character.
+    throw config_error(fmt::format("kubeconfig {}: {}", file, printable(e.what())));
   }
   if (!root.IsMap()) {
     throw config_error(fmt::format("kubeconfig {}: not a YAML mapping", file));

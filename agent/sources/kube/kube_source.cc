@@ -34,6 +34,24 @@ struct meta {
   std::string_view resource_version;
 };
 
+// A JSON string that holds no escapes, as it stands in the text. Read this way nothing is
+// unescaped: simdjson's On-Demand parser unescapes every string it is asked for into a buffer
+// sized for one pass over the document, and the decoder reads the object once more after
+// meta_of() (found by fuzzing: a document of mostly metadata overflowed it). A name with
+// escapes is no valid Kubernetes name; the decoder reports it.
+std::optional<std::string_view> plain_string(simdjson::ondemand::value& v) {
+  std::string_view t = v.raw_json_token();
+  while (!t.empty() && (t.back() == ' ' || t.back() == '\t' || t.back() == '\n' ||
+                        t.back() == '\r')) {
+    t.remove_suffix(1);
+  }
+  if (t.size() < 2 || t.front() != '"' || t.back() != '"' ||
+      t.find('\\') != std::string_view::npos) {
+    return std::nullopt;
+  }
+  return t.substr(1, t.size() - 2);
+}
+
 std::optional<meta> meta_of(object_kind kind, simdjson::ondemand::object& object) {
   std::optional<meta> out;
   simdjson::ondemand::object m;
@@ -41,13 +59,16 @@ std::optional<meta> meta_of(object_kind kind, simdjson::ondemand::object& object
     meta found;
     std::string_view name, ns;
     for (auto field : m) {
-      std::string_view key, text;
-      if (field.unescaped_key().get(key) != simdjson::SUCCESS) {
+      simdjson::ondemand::field f;
+      if (std::move(field).get(f) != simdjson::SUCCESS) {
         break;
       }
-      if ((key == "name" || key == "namespace" || key == "resourceVersion") &&
-          field.value().get_string().get(text) == simdjson::SUCCESS) {
-        (key == "name" ? name : key == "namespace" ? ns : found.resource_version) = text;
+      const simdjson::ondemand::raw_json_string key = f.key();
+      const bool is_name = key.is_equal("name"), is_ns = key.is_equal("namespace");
+      if (is_name || is_ns || key.is_equal("resourceVersion")) {
+        if (const std::optional<std::string_view> text = plain_string(f.value())) {
+          (is_name ? name : is_ns ? ns : found.resource_version) = *text;
+        }
       }
     }
     if (!name.empty()) {
@@ -173,14 +194,21 @@ void kube_source::synced(std::string_view resource, bool ok) {
 }
 
 void kube_source::put(object_kind kind, simdjson::ondemand::object& object, bool from_list) {
+  // The object is skipped over once first: it measures a List item (a watch line is bounded as
+  // a whole, wire_format.cc), and a structural error found here ends the item before anything
+  // else reads it (simdjson abandons its iterator on such an error; reading on is undefined).
+  std::string_view raw;
+  if (object.raw_json().get(raw) != simdjson::SUCCESS) {
+    decode_[static_cast<size_t>(kind)].rejected.fetch_add(1, std::memory_order_relaxed);
+    spdlog::error("rejected: {}: malformed JSON object", kind_name(kind));
+    return;
+  }
+  (void)object.reset();
   const std::optional<meta> m = meta_of(kind, object);
   if (from_list && m && store_.holds_version(kind, m->key, m->resource_version)) {
     return;  // a relist of an unchanged object: nothing to decode or plan
   }
-  // A watch line is bounded as a whole (wire_format.cc); a List item is measured here, by
-  // skipping over it once, so that it is rejected like any malformed object.
-  std::string_view raw;
-  if (object.raw_json().get(raw) == simdjson::SUCCESS && raw.size() > max_object_bytes) {
+  if (raw.size() > max_object_bytes) {
     decode_[static_cast<size_t>(kind)].rejected.fetch_add(1, std::memory_order_relaxed);
     spdlog::error("rejected: {} {}: object of {} bytes is larger than the limit of {} bytes",
                   kind_name(kind), m ? printable(m->key.str()) : std::string("<no name>"),

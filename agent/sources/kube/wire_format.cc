@@ -44,7 +44,11 @@ std::expected<list_page_header, std::string_view> list_page_reader::open(std::st
   constexpr std::string_view not_a_list = "is not a List object";
   has_items_ = false;
   od::object page_obj;
-  if (parser_.iterate(padded(body)).get(page_) != simdjson::SUCCESS ||
+  const simdjson::padded_string_view text = padded(body);
+  simdjson::dom::element valid;
+  if (validator_.parse(text.data(), text.length(), false).get(valid) != simdjson::SUCCESS ||
+      reserve_for_decode(parser_, body.size()) != simdjson::SUCCESS ||
+      parser_.iterate(text).get(page_) != simdjson::SUCCESS ||
       page_.get_object().get(page_obj) != simdjson::SUCCESS) {
     return std::unexpected(not_a_list);
   }
@@ -124,7 +128,8 @@ watch_line watch_line_decoder::read(std::string_view line, const event_fn& event
   od::document ev;
   od::object ev_obj;
   if (validator_.parse(line_.data(), line_.size(), false).get(valid) != simdjson::SUCCESS ||
-      !valid.is_object() || parser_.iterate(padded(line_)).get(ev) != simdjson::SUCCESS ||
+      !valid.is_object() || reserve_for_decode(parser_, line_.size()) != simdjson::SUCCESS ||
+      parser_.iterate(padded(line_)).get(ev) != simdjson::SUCCESS ||
       ev.get_object().get(ev_obj) != simdjson::SUCCESS) {
     return bad("not JSON");
   }

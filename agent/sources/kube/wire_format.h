@@ -39,16 +39,22 @@ class list_page_reader {
   std::expected<list_page_header, std::string_view> open(std::string& body);
 
   /// Calls `item(object)` for each mapping in `items` (the object is valid during the call).
-  /// Returns how many items were skipped because they were not mappings. A JSON error inside
-  /// `items` is found only when reached: the items before it have been delivered by then.
+  /// Returns how many items were skipped because they were not mappings. open() has checked the
+  /// whole page, so no JSON error turns up halfway, after some items were delivered.
   std::expected<std::size_t, std::string_view> items(
       const std::function<void(simdjson::ondemand::object&)>& item);
 
   /// Gives the parser's buffers back (they grow to the largest page).
-  void release() { parser_ = simdjson::ondemand::parser{}; }
+  void release() {
+    parser_ = simdjson::ondemand::parser{};
+    validator_ = simdjson::dom::parser{};
+  }
 
  private:
   simdjson::ondemand::parser parser_;
+  // Checks the whole page before any item is handed over: On-Demand finds a structural error
+  // only where it reads, and a page that fails must not have delivered half its items.
+  simdjson::dom::parser validator_;
   simdjson::ondemand::document page_;
   simdjson::ondemand::value items_;
   bool has_items_ = false;
