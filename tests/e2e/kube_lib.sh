@@ -240,7 +240,7 @@ kube_stream_bg() {
     local name=$1 pod=$2 url=$3 expect=$4 stop=$5
     shift 5
     rm -f "$E2E_RUN/$name.count"
-    E2E_CLIENT_TIMEOUT=170 e2e_client_bg "$name" "$pod" conns "$url" --expect "$expect" \
+    E2E_CLIENT_TIMEOUT=${E2E_CLIENT_TIMEOUT:-170} e2e_client_bg "$name" "$pod" conns "$url" --expect "$expect" \
         --stop-file "$stop" --count-file "$E2E_RUN/$name.count" --max-duration 150 "$@"
 }
 

@@ -147,8 +147,12 @@ more_conns() {
     echo "connections so far: client4 $(conns_count client4), client6 $(conns_count client6), pod4 $(conns_count pod4), pod6 $(conns_count pod6)"
 }
 
-e2e_check "load running: new connections, keep-alive connections and streams via node1's NodePort and np's ClusterIP" \
-    load_start || fatal "load did not start"
+# not through e2e_check: load_start fills LOADS and LOAD_PID in this shell (e2e_check runs its
+# command in a subshell), and the totals wait for those clients
+load_rc=0
+load_start || load_rc=1
+e2e_result "load running: new connections, keep-alive connections and streams via node1's NodePort and np's ClusterIP" \
+    "$load_rc" || fatal "load did not start"
 
 # ---------------------------------------------------------------- state of a node
 # datapath_state N: "KIND DEV PROG_ID" lines for what is attached in node N (XDP and tc on eth0,
