@@ -1995,6 +1995,8 @@ class object_decoder {
     if (kind.empty()) {
       return decode_error{false, "kind: missing", ""};
     }
+    // A restart (kind after the body) commits again: nothing of the first guess may stay.
+    info_ = nullptr;
     for (const kind_info& k : known_kinds) {
       if (k.kind == kind) {
         info_ = &k;

@@ -28,10 +28,11 @@
 
 namespace sluice::kube {
 
-/// A bad or missing configuration, found at start-up. The message names the file and field.
+/// A bad or missing configuration, found at start-up. The message names the file and field; it
+/// quotes names from the file, so its control characters are escaped (printable()): one line.
 class config_error : public std::runtime_error {
  public:
-  using std::runtime_error::runtime_error;
+  explicit config_error(const std::string& what);
 };
 
 /// Everything needed to open connections to one API server.
