@@ -162,6 +162,20 @@ def objects(src_ranges):
     return out
 
 
+def write_manifests(objs, directory, staging):
+    """Each object as DIR/NAME.json, written in STAGING first and renamed into place, so the
+    agent's directory watch never reads half a file (socklb_manifests.py uses it too)."""
+    written = []
+    for name, obj in objs.items():
+        tmp = os.path.join(staging, f"{name}.json.{os.getpid()}")
+        with open(tmp, "w") as f:
+            json.dump(obj, f, indent=1)
+            f.write("\n")
+        os.replace(tmp, os.path.join(directory, f"{name}.json"))
+        written.append(name)
+    print(f"{len(written)} manifests in {directory}: {' '.join(written)}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dir", required=True)
@@ -169,17 +183,8 @@ def main():
     ap.add_argument("--src-ranges", choices=sorted(SRC_RANGES), default="allow")
     ap.add_argument("--only", action="append", default=[])
     args = ap.parse_args()
-    written = []
-    for name, obj in objects(args.src_ranges).items():
-        if args.only and name not in args.only:
-            continue
-        tmp = os.path.join(args.staging, f"{name}.json.{os.getpid()}")
-        with open(tmp, "w") as f:
-            json.dump(obj, f, indent=1)
-            f.write("\n")
-        os.replace(tmp, os.path.join(args.dir, f"{name}.json"))
-        written.append(name)
-    print(f"{len(written)} manifests in {args.dir}: {' '.join(written)}")
+    objs = {n: o for n, o in objects(args.src_ranges).items() if not args.only or n in args.only}
+    write_manifests(objs, args.dir, args.staging)
 
 
 if __name__ == "__main__":

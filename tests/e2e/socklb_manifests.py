@@ -17,8 +17,8 @@ Each file is written to --staging and moved into --dir (atomic for the agent's i
 """
 
 import argparse
-import json
-import os
+
+from northsouth_manifests import write_manifests
 
 NODE = "e2e-node"
 NODE_IP = {"routed": ("10.244.1.1", "fd00:244:1::1"), "bridge": ("10.244.0.1", "fd00:244::1")}
@@ -108,15 +108,7 @@ def main():
     ap.add_argument("--web", default="2,3,4", help="pod indices behind web")
     args = ap.parse_args()
     web = [int(x) for x in args.web.split(",") if x]
-    written = []
-    for name, obj in objects(args.layout, web).items():
-        tmp = os.path.join(args.staging, f"{name}.json.{os.getpid()}")
-        with open(tmp, "w") as f:
-            json.dump(obj, f, indent=1)
-            f.write("\n")
-        os.replace(tmp, os.path.join(args.dir, f"{name}.json"))
-        written.append(name)
-    print(f"{len(written)} manifests in {args.dir}: {' '.join(written)}")
+    write_manifests(objects(args.layout, web), args.dir, args.staging)
 
 
 if __name__ == "__main__":
